@@ -1,0 +1,249 @@
+"""Decoding with PyAV: sample frame times, pick frames, resize and centre-crop once.
+
+Sampling: `fps` gives targets k / fps for k = 0, 1, ... inside the video (at least one
+target, so a video shorter than one interval still gives a frame); `num_frames` gives N
+targets at the centres of N equal segments. For each target the frame shown at that
+time is taken: the first frame whose timestamp is >= the target (the last frame if none).
+Timestamps come from each frame's pts, so variable frame rate is handled, and are seconds
+from the stream's first frame.
+
+Each picked frame is scaled by swscale so that its short side is `canvas` px, centre-cropped
+to canvas x canvas, and rotated as its display matrix says. Every feature set sees this same
+square: smaller inputs are resized from it, patches are cut from it.
+
+The decoder streams: it yields samples as it goes and holds at most one snippet window.
+Whether it decodes linearly or seeks to each target is chosen per video from the packet
+index (a demux pass that reads no pixels): the cheaper in frames decoded wins.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+
+# Seeking costs a flush and a demuxer reposition; count it as this many decoded frames.
+SEEK_OVERHEAD_FRAMES = 4
+
+
+class DecodeError(RuntimeError):
+    """A video that cannot be decoded; the message is the one-line reason for errors.csv."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    fps: float | None = None
+    num_frames: int | None = None
+
+    def __post_init__(self):
+        if (self.fps is None) == (self.num_frames is None):
+            raise ValueError("give exactly one of fps and num_frames")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError("fps must be > 0")
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ValueError("num_frames must be >= 1")
+
+    def targets(self, duration: float) -> list[float]:
+        if self.num_frames is not None:
+            return [(k + 0.5) * duration / self.num_frames for k in range(self.num_frames)]
+        count = max(1, math.ceil(duration * self.fps - 1e-9))
+        return [k / self.fps for k in range(count)]
+
+    def attrs(self) -> dict:
+        return {"fps": float(self.fps)} if self.fps is not None else {"num_frames": int(self.num_frames)}
+
+
+@dataclass
+class Sample:
+    timestamp: float
+    image: np.ndarray                  # [canvas, canvas, 3] uint8, RGB
+    clip: np.ndarray | None = None     # [clip_frames, canvas, canvas, 3] uint8, when asked for
+
+
+@dataclass
+class PacketIndex:
+    times: list[float]        # presentation times of all frames, sorted, seconds from the first
+    keyframes: list[float]    # presentation times of keyframes, sorted
+    start: Fraction           # stream time of the first frame (in seconds)
+
+    @property
+    def duration(self) -> float:
+        """Up to the end of the last frame (its time plus the median frame interval)."""
+        if len(self.times) < 2:
+            return 0.0 if not self.times else 1e-3
+        step = float(np.median(np.diff(self.times)))
+        return self.times[-1] + step
+
+
+def _open(path) -> av.container.InputContainer:
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except FileNotFoundError:
+        raise DecodeError("file not found") from None
+    except av.error.FFmpegError as err:
+        raise DecodeError(f"not a readable video ({err.strerror or err.__class__.__name__})") from None
+    if not container.streams.video:
+        container.close()
+        raise DecodeError("no video stream")
+    return container
+
+
+def index_packets(container, stream) -> PacketIndex:
+    """Demux (no decoding) to learn every frame's time and the keyframes."""
+    pts, keys = [], []
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.size == 0:
+                continue
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+    except av.error.FFmpegError as err:
+        raise DecodeError(f"demux error after {len(pts)} packets ({err.strerror or err.__class__.__name__})") from None
+    if not pts:
+        raise DecodeError("video stream has no frames")
+    pts.sort()
+    keys.sort()
+    base = pts[0]
+    tb = stream.time_base
+    return PacketIndex([float((p - base) * tb) for p in pts], [float((k - base) * tb) for k in keys], base * tb)
+
+
+def _pick(times: list[float], target: float) -> int:
+    """Index of the first frame at or after `target` (the last one if none)."""
+    return min(bisect.bisect_left(times, target - 1e-6), len(times) - 1)
+
+
+def _to_square(frame: av.VideoFrame, canvas: int) -> np.ndarray:
+    """Short side -> canvas by swscale, centre crop, then the display rotation."""
+    w, h = frame.width, frame.height
+    scale = canvas / min(w, h)
+    new_w, new_h = max(canvas, round(w * scale)), max(canvas, round(h * scale))
+    rgb = frame.reformat(width=new_w, height=new_h, format="rgb24", interpolation="BILINEAR").to_ndarray()
+    top, left = (new_h - canvas) // 2, (new_w - canvas) // 2
+    square = rgb[top:top + canvas, left:left + canvas]
+    quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    if quarter_turns:   # display matrix angle is counter-clockwise, as np.rot90
+        square = np.rot90(square, quarter_turns)
+    return np.ascontiguousarray(square)
+
+
+def decode_samples(path, sampling: Sampling, canvas: int, clip_frames: int = 0, clip_stride: int = 1,
+                   force_linear: bool = False) -> Iterator[Sample]:
+    """Yield the sampled frames of one video in time order.
+
+    clip_frames > 0 also gives each sample a snippet of `clip_frames` frames taken every
+    `clip_stride` frames around it (edges repeat the first/last frame); snippets need a
+    linear decode.
+    """
+    container = _open(path)
+    try:
+        index = index_packets(container, container.streams.video[0])
+    finally:
+        container.close()
+    targets = sampling.targets(index.duration)
+    wanted = [index.times[_pick(index.times, t)] for t in targets]
+    container = _open(path)      # a fresh demuxer: rewinding after the index pass is not portable
+    try:
+        stream = container.streams.video[0]
+        if clip_frames or force_linear or _linear_is_cheaper(index, wanted):
+            yield from _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride)
+        else:
+            yield from _seeking(container, stream, index, wanted, canvas)
+    except av.error.FFmpegError as err:
+        raise DecodeError(f"decode error ({err.strerror or err.__class__.__name__})") from None
+    finally:
+        container.close()
+
+
+def _linear_is_cheaper(index: PacketIndex, wanted: list[float]) -> bool:
+    """Frames decoded going straight through vs seeking to each wanted frame's keyframe."""
+    linear_cost = bisect.bisect_left(index.times, wanted[-1] - 1e-6) + 1
+    seek_cost = 0
+    for time in sorted(set(wanted)):
+        key = index.keyframes[max(0, bisect.bisect_right(index.keyframes, time + 1e-6) - 1)]
+        seek_cost += bisect.bisect_left(index.times, time - 1e-6) - bisect.bisect_left(index.times, key - 1e-6)
+        seek_cost += 1 + SEEK_OVERHEAD_FRAMES
+    return linear_cost <= seek_cost
+
+
+def _frames(container, stream, index: PacketIndex):
+    """Decoded frames with their time in seconds from the first frame."""
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        yield float(frame.pts * stream.time_base - index.start), frame
+
+
+# A stream that ends before its last wanted frame is truncated, unless it got this far (the
+# last frame or two of some encodes do not decode): then the last decoded frame stands in.
+COMPLETE_ENOUGH = 0.95
+
+
+def _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride):
+    half = (clip_frames * clip_stride) // 2
+    window: deque[np.ndarray] = deque(maxlen=max(1, clip_frames * clip_stride))   # recent squares
+    pending: deque[tuple[int, float, np.ndarray]] = deque()    # samples waiting for their snippet
+    next_wanted, position, time, square = 0, -1, 0.0, None
+    for position, (time, frame) in enumerate(_frames(container, stream, index)):
+        due = next_wanted < len(wanted) and time >= wanted[next_wanted] - 1e-6
+        if due or clip_frames:
+            square = _to_square(frame, canvas)
+        if clip_frames:
+            window.append(square)
+        while next_wanted < len(wanted) and time >= wanted[next_wanted] - 1e-6:
+            if clip_frames:
+                pending.append((position, time, square))
+            else:
+                yield Sample(time, square)
+            next_wanted += 1
+        while pending and position >= pending[0][0] + half - 1:
+            yield _with_clip(pending.popleft(), window, position, clip_frames, clip_stride, half)
+        if next_wanted == len(wanted) and not pending:
+            return
+    if position < 0:
+        raise DecodeError("no frame could be decoded")
+    if next_wanted < len(wanted):
+        if time < COMPLETE_ENOUGH * index.times[-1]:
+            raise DecodeError(f"stream ended at {time:.2f}s of {index.times[-1]:.2f}s (truncated?)")
+        if square is None:
+            square = _to_square(frame, canvas)
+        while next_wanted < len(wanted):
+            if clip_frames:
+                pending.append((position, time, square))
+            else:
+                yield Sample(time, square)
+            next_wanted += 1
+    while pending:
+        yield _with_clip(pending.popleft(), window, position, clip_frames, clip_stride, half)
+
+
+def _with_clip(item, window, last_position, clip_frames, clip_stride, half) -> Sample:
+    """Snippet frames centre - half, ..., centre + half - stride, clamped to the decoded ones."""
+    centre, time, square = item
+    first_in_window = last_position - len(window) + 1
+    rows = []
+    for k in range(clip_frames):
+        position = min(max(centre - half + k * clip_stride, 0), last_position)
+        rows.append(window[max(0, position - first_in_window)])
+    return Sample(time, square, np.stack(rows))
+
+
+def _seeking(container, stream, index, wanted, canvas):
+    tb = stream.time_base
+    for target in sorted(set(wanted)):
+        container.seek(int(round((target + float(index.start)) / tb)), stream=stream, backward=True, any_frame=False)
+        square = None
+        for time, frame in _frames(container, stream, index):
+            if time >= target - 1e-6:
+                square = _to_square(frame, canvas)
+                break
+        if square is None:
+            raise DecodeError(f"could not decode the frame at {target:.3f}s")
+        for _ in range(wanted.count(target)):
+            yield Sample(time, square)
