@@ -296,11 +296,17 @@ def build(fs: FeatureSet, weights: str = "random") -> nn.Module:
     full = fs.backbone.build_full("imagenet" if weights == "imagenet" else None)
     if is_path:
         _load_checkpoint(full, Path(weights), fs.backbone.classifier_prefixes)
+    full.eval()
+    # The cost of a frame is the published network's, classifier included: the papers' and
+    # DESIGN.md's convention (its 1000-way head is ~0.002 GMACs of MobileNetV2's 0.08).
+    example = example_input(fs)
+    gmacs = count_gmacs(full, [example[:, :, ::SLOWFAST_ALPHA], example] if fs.output == "clip" else example)
     trunk = fs.backbone.trunk_of(full)
     module = trunk if fs.output == "clip" else FeatureNet(trunk, pooled=fs.output != "map")
     if weights == "random":
         _calibrate_random_bn(module, fs, seed)
     module.eval().requires_grad_(False)
+    module.gflops_per_frame = gmacs      # a plain attribute, not a parameter or buffer
     return module
 
 
@@ -313,8 +319,33 @@ def count_gmacs(module: nn.Module, example: torch.Tensor) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
-def gflops_per_frame(fs: FeatureSet, module: nn.Module | None = None) -> float:
+def gflops_per_frame(fs: FeatureSet) -> float:
     """Counted GMACs for one frame (a patch for a grid, a snippet for SlowFast)."""
-    module = module if module is not None else build(fs, "random")
-    device = next(module.parameters()).device
-    return count_gmacs(module, example_input(fs).to(device))
+    return build(fs, "random").gflops_per_frame
+
+
+# The feature sets the two papers use, with the GFLOPs (multiply-adds) the papers state, for
+# display next to the counted values (`c2f flops`). Never used for accounting.
+PAPER_GFLOPS = {
+    "mobilenet_v2@112": 0.08,              # LiteEval, coarse
+    "resnet101@224": 7.82,                 # LiteEval, fine
+    "dpn107@224": 18.34,                   # LiteEval, fine
+    "slowfast_r50": 65.71,                 # LiteEval, per 8x8 snippet
+    "mobilenet_v2@224-map": 0.2995,        # AdaFocus glance (authors' code)
+    "resnet50@224": None,
+    "resnet50@224-grid7x96": None,         # AdaFocus patches: per patch, no per-patch value printed
+    "resnet50@224-grid7x128": None,
+    "resnet50@224-grid7x160": None,
+    "resnet50@224-grid7x192": None,
+}
+
+
+def flops_table() -> list[dict]:
+    """Counted GMACs per frame (per patch, per snippet) of every supported feature set."""
+    rows = []
+    for spec, paper in PAPER_GFLOPS.items():
+        fs = parse_spec(spec)
+        rows.append({"feature_set": fs.name, "input": list(example_input(fs).shape[1:]),
+                     "feature_shape": list(fs.feature_shape), "gflops_counted": gflops_per_frame(fs),
+                     "gflops_paper": paper})
+    return rows

@@ -2,8 +2,8 @@
 
 Sampling: `fps` gives targets k / fps for k = 0, 1, ... inside the video (at least one
 target, so a video shorter than one interval still gives a frame); `num_frames` gives N
-targets at the centres of N equal segments. For each target the frame shown at that
-time is taken: the first frame whose timestamp is >= the target (the last frame if none).
+targets at the centres of N equal segments. For each target, the first frame whose
+timestamp is >= the target is taken (the last frame if none).
 Timestamps come from each frame's pts, so variable frame rate is handled, and are seconds
 from the stream's first frame.
 
@@ -27,6 +27,10 @@ from typing import Iterator
 import av
 import numpy as np
 
+# A stream holding fewer frames than its header declares, or whose decoding stops before
+# this fraction of it, is truncated (the last frame or two of some encodes never decode:
+# past this fraction the last decoded frame stands in).
+COMPLETE_ENOUGH = 0.95
 # Seeking costs a flush and a demuxer reposition; count it as this many decoded frames.
 SEEK_OVERHEAD_FRAMES = 4
 
@@ -107,6 +111,9 @@ def index_packets(container, stream) -> PacketIndex:
         raise DecodeError(f"demux error after {len(pts)} packets ({err.strerror or err.__class__.__name__})") from None
     if not pts:
         raise DecodeError("video stream has no frames")
+    declared = stream.frames or 0
+    if declared and len(pts) < COMPLETE_ENOUGH * declared:
+        raise DecodeError(f"truncated: {len(pts)} of {declared} frames present")
     pts.sort()
     keys.sort()
     base = pts[0]
@@ -179,10 +186,6 @@ def _frames(container, stream, index: PacketIndex):
             continue
         yield float(frame.pts * stream.time_base - index.start), frame
 
-
-# A stream that ends before its last wanted frame is truncated, unless it got this far (the
-# last frame or two of some encodes do not decode): then the last decoded frame stands in.
-COMPLETE_ENOUGH = 0.95
 
 
 def _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride):

@@ -1,0 +1,186 @@
+"""c2f command line: parse, validate, call a function a test can call too."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+
+def _fail(message: str) -> None:
+    click.echo(f"c2f: error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+def main(verbose: bool) -> None:
+    """c2f: coarse-to-fine video recognition on a feature cache (LiteEval, AdaFocus)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+# ------------------------------------------------------------------ manifests
+
+@main.group()
+def manifest() -> None:
+    """Build a manifest CSV from official annotations, or check one."""
+
+
+def _write_rows(rows, out):
+    from pipeline.manifest import ManifestError, read_manifest, write_manifest
+    path = write_manifest(rows, out)
+    try:
+        checked = read_manifest(path)
+    except ManifestError as err:
+        _fail(str(err))
+    splits = {s: len(checked.split(s)) for s in ("train", "val", "test")}
+    click.echo(f"wrote {path}: {len(checked.entries)} videos ({', '.join(f'{k} {v}' for k, v in splits.items())}), "
+               f"{len(checked.classes())} classes, {len(checked.warnings)} unreadable paths")
+
+
+@manifest.command("activitynet")
+@click.argument("json_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--videos", required=True, type=click.Path(file_okay=False), help="Folder of the video files.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+def manifest_activitynet(json_path, videos, out):
+    """ActivityNet v1.3 JSON."""
+    from pipeline.manifest import from_activitynet
+    _write_rows(from_activitynet(json_path, videos), out)
+
+
+@manifest.command("kinetics")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--videos", required=True, type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--split", type=click.Choice(["train", "val", "test"]), help="Override the CSV's split column.")
+@click.option("--subset", type=click.Path(exists=True, dir_okay=False), help="Mini-Kinetics: file of ids to keep.")
+def manifest_kinetics(csv_path, videos, out, split, subset):
+    """Kinetics / Mini-Kinetics CSV (label, youtube_id, time_start, time_end, split)."""
+    from pipeline.manifest import from_kinetics
+    _write_rows(from_kinetics(csv_path, videos, split, subset), out)
+
+
+@manifest.command("fcvid")
+@click.option("--split-list", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--labels", "label_matrix", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--categories", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--videos", required=True, type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+def manifest_fcvid(split_list, label_matrix, categories, videos, out):
+    """FCVID split list, label matrix and category list."""
+    from pipeline.manifest import from_fcvid
+    _write_rows(from_fcvid(split_list, label_matrix, categories, videos), out)
+
+
+@manifest.command("sthsth")
+@click.argument("json_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--labels", "labels_json", type=click.Path(exists=True, dir_okay=False), help="labels.json")
+@click.option("--videos", required=True, type=click.Path(file_okay=False))
+@click.option("--split", required=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+def manifest_sthsth(json_path, labels_json, videos, split, out):
+    """Something-Something v2 JSON."""
+    from pipeline.manifest import from_something_something
+    _write_rows(from_something_something(json_path, labels_json, videos, split), out)
+
+
+@manifest.command("folder")
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="train", type=click.Choice(["train", "val", "test"]),
+              help="Split for ROOT/CLASS/... (ROOT/SPLIT/CLASS/... uses the folder names).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+def manifest_folder(root, split, out):
+    """A folder per class."""
+    from pipeline.manifest import from_folder
+    _write_rows(from_folder(root, split), out)
+
+
+@manifest.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+def manifest_check(path):
+    """Validate a manifest: errors with line numbers, unreadable paths as warnings."""
+    from pipeline.manifest import ManifestError, read_manifest
+    try:
+        checked = read_manifest(path)
+    except ManifestError as err:
+        _fail(str(err))
+    for warning in checked.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{path}: {len(checked.entries)} videos, {len(checked.classes())} classes, ok")
+
+
+# ------------------------------------------------------------------ phase one
+
+@main.command()
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache folder.")
+@click.option("--backbone", "backbones", required=True, multiple=True,
+              help="Feature set, e.g. mobilenet_v2@112, resnet101@224, mobilenet_v2@224-map, "
+                   "resnet50@224-grid7x128, slowfast_r50. Repeat for several: one decode feeds all.")
+@click.option("--fps", type=float, default=None, help="Frames per second to sample (default 1).")
+@click.option("--num-frames", type=int, default=None, help="Sample N evenly spaced frames instead.")
+@click.option("--weights", multiple=True, default=("imagenet",), show_default=True,
+              help="imagenet | random | PATH, for all sets, or SET=VALUE for one set.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--workers", type=int, default=None, help="Decoding processes (default: half the cores, at least 1).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--shard-videos", type=int, default=64, show_default=True, help="Videos per shard.")
+@click.option("--retry-failed", is_flag=True, help="Try again the videos listed as failed.")
+@click.option("--no-progress", is_flag=True)
+def extract(manifest_path, out, backbones, fps, num_frames, weights, batch_size, workers, device,
+            shard_videos, retry_failed, no_progress):
+    """Phase one: decode each video once, run every backbone, write HDF5 shards."""
+    import os
+
+    from pipeline.backbones import WeightsError, parse_spec
+    from pipeline.extract import ExtractConfig, extract as run_extract
+    from pipeline.manifest import ManifestError
+
+    if fps is not None and num_frames is not None:
+        _fail("give --fps or --num-frames, not both")
+    if batch_size < 1 or shard_videos < 1:
+        _fail("--batch-size and --shard-videos must be >= 1")
+    try:
+        for spec in backbones:
+            parse_spec(spec)
+    except ValueError as err:
+        _fail(str(err))
+    workers = workers if workers is not None else max(1, (os.cpu_count() or 2) // 2)
+    cfg = ExtractConfig(manifest_path, out, list(backbones), fps=fps if num_frames is None else None,
+                        num_frames=num_frames, weights=list(weights), batch_size=batch_size, workers=workers,
+                        device=device, shard_videos=shard_videos, retry_failed=retry_failed,
+                        progress=not no_progress)
+    if cfg.fps is None and cfg.num_frames is None:
+        cfg.fps = 1.0
+    try:
+        summary = run_extract(cfg)
+    except (ManifestError, WeightsError, ValueError, RuntimeError) as err:
+        _fail(str(err))
+    click.echo(summary.line())
+    if summary.failed:
+        click.echo(f"failed videos are listed in {os.path.join(out, 'errors.csv')}")
+    if summary.done == 0 and summary.failed > 0:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
+def flops(as_csv):
+    """Counted GFLOPs (multiply-adds) per frame of every supported feature set."""
+    from pipeline.backbones import flops_table
+    rows = flops_table()
+    if as_csv:
+        click.echo("feature_set,gflops_counted,gflops_paper")
+        for r in rows:
+            click.echo(f"{r['feature_set']},{r['gflops_counted']:.4f},{r['gflops_paper'] if r['gflops_paper'] else ''}")
+        return
+    click.echo(f"{'feature set':<26}{'input':<18}{'feature':<16}{'GFLOPs counted':>15}{'paper':>9}")
+    for r in rows:
+        paper = f"{r['gflops_paper']:.4g}" if r["gflops_paper"] else "-"
+        click.echo(f"{r['feature_set']:<26}{'x'.join(map(str, r['input'])):<18}"
+                   f"{'x'.join(map(str, r['feature_shape'])):<16}{r['gflops_counted']:>15.4f}{paper:>9}")
+    click.echo("per frame; a grid's cost is per patch, SlowFast's per 8x8 snippet")
+
+
+if __name__ == "__main__":
+    main()

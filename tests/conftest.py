@@ -1,0 +1,78 @@
+"""Shared fixtures: small real videos written with PyAV, and the clips in ../shared/videos."""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_VIDEOS = REPO.parent / "shared" / "videos"
+
+# The sample clips must never trigger a download: point torch.hub at an empty folder.
+os.environ.setdefault("TORCH_HOME", str(REPO / ".pytest_cache" / "torch_home"))
+
+
+def frame_image(index: int, width: int, height: int) -> np.ndarray:
+    """A frame that encodes its own index: mean brightness 8 * (index % 30) + 10, plus a bar."""
+    image = np.full((height, width, 3), 8 * (index % 30) + 10, dtype=np.uint8)
+    image[: height // 4, : width // 4] = (255, 0, 0)          # red block top-left: shows rotation
+    return image
+
+
+def make_video(path: Path, num_frames: int = 30, fps: int = 10, width: int = 96, height: int = 64,
+               codec: str = "libx264", rotate: int | None = None, pts_seconds: list[float] | None = None,
+               gop: int = 10, faststart: bool = False) -> Path:
+    """Write an H.264 mp4 with PyAV. `pts_seconds` makes a variable-frame-rate video."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.codec_context.options = {"bf": "0"} if codec == "libx264" else {}
+        if rotate is not None:
+            stream.metadata["rotate"] = str(rotate)
+        time_base = Fraction(1, 1000)
+        stream.codec_context.time_base = time_base
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(frame_image(i, width, height), format="rgb24")
+            seconds = pts_seconds[i] if pts_seconds is not None else i / fps
+            frame.pts, frame.time_base = int(round(seconds * 1000)), time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def make_audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = np.zeros((1, 16000), dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_manifest(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    lines = ["video_id,path,labels,split"] + [",".join(r) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_videos() -> list[Path]:
+    if not SHARED_VIDEOS.is_dir():
+        pytest.skip(f"{SHARED_VIDEOS} is absent (a fresh clone has no ../shared)")
+    videos = sorted(SHARED_VIDEOS.glob("*.mp4"))
+    if not videos:
+        pytest.skip(f"no mp4 clips in {SHARED_VIDEOS}")
+    return videos

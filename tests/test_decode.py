@@ -1,0 +1,103 @@
+"""Sampling and decoding on videos written by the tests (PyAV, H.264)."""
+import numpy as np
+import pytest
+
+from conftest import make_audio_only, make_video
+from pipeline.decode import DecodeError, Sampling, decode_samples
+
+
+def brightness_index(image):
+    """Inverse of conftest.frame_image: the frame index (mod 30) from the bottom-right pixel."""
+    return int(round((int(image[-1, -1].mean()) - 10) / 8))
+
+
+def test_fps_sampling_picks_the_frames_at_each_second(tmp_path):
+    video = make_video(tmp_path / "a.mp4", num_frames=30, fps=10)        # 3.0 s
+    samples = list(decode_samples(video, Sampling(fps=1), 32))
+    assert [s.timestamp for s in samples] == [0.0, 1.0, 2.0]
+    assert [brightness_index(s.image) for s in samples] == [0, 10, 20]
+    assert all(s.image.shape == (32, 32, 3) and s.image.dtype == np.uint8 for s in samples)
+
+
+def test_num_frames_takes_segment_centres(tmp_path):
+    video = make_video(tmp_path / "a.mp4", num_frames=40, fps=10)        # 4.0 s
+    samples = list(decode_samples(video, Sampling(num_frames=4), 32))
+    assert [s.timestamp for s in samples] == pytest.approx([0.5, 1.5, 2.5, 3.5])
+
+
+def test_seeking_and_linear_decoding_agree(tmp_path):
+    video = make_video(tmp_path / "a.mp4", num_frames=120, fps=10, gop=5)
+    for sampling in (Sampling(num_frames=3), Sampling(fps=0.5), Sampling(fps=3)):
+        chosen = list(decode_samples(video, sampling, 32))
+        linear = list(decode_samples(video, sampling, 32, force_linear=True))
+        assert [s.timestamp for s in chosen] == [s.timestamp for s in linear]
+        assert all((a.image == b.image).all() for a, b in zip(chosen, linear))
+
+
+def test_variable_frame_rate_uses_real_timestamps(tmp_path):
+    times = [0, 0.1, 0.2, 1.5, 1.6, 2.9, 3.0, 3.05, 4.5, 4.6]
+    video = make_video(tmp_path / "vfr.mp4", num_frames=len(times), pts_seconds=times)
+    samples = list(decode_samples(video, Sampling(fps=1), 32))
+    # the first frame at or after 0, 1, 2, 3, 4 s
+    assert [s.timestamp for s in samples] == pytest.approx([0.0, 1.5, 2.9, 3.0, 4.5])
+    assert [brightness_index(s.image) for s in samples] == [0, 3, 5, 6, 8]
+
+
+def test_video_shorter_than_one_interval_gives_one_frame(tmp_path):
+    video = make_video(tmp_path / "short.mp4", num_frames=3, fps=10)     # 0.3 s at 1 fps
+    samples = list(decode_samples(video, Sampling(fps=1), 32))
+    assert len(samples) == 1 and samples[0].timestamp == 0.0
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    import av
+    path = tmp_path / "rot.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.set_display_rotation(90)              # display: 90 degrees counter-clockwise
+        from conftest import frame_image
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(frame_image(i, 96, 64), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    image = next(iter(decode_samples(path, Sampling(num_frames=1), 32))).image
+    red = image[..., 0].astype(int) - image[..., 1].astype(int)
+    # the red block stored top-left shows bottom-left once turned counter-clockwise
+    assert red[-4:, :4].mean() > 150 and red[:4, :4].mean() < 50
+
+
+def test_snippets_are_centred_on_the_sample(tmp_path):
+    video = make_video(tmp_path / "a.mp4", num_frames=30, fps=10)
+    samples = list(decode_samples(video, Sampling(fps=1), 32, clip_frames=4, clip_stride=2))
+    assert [s.timestamp for s in samples] == [0.0, 1.0, 2.0]
+    # centre 10: frames 6, 8, 10, 12; centre 0 repeats the first frame at the edge
+    assert [brightness_index(f) for f in samples[1].clip] == [6, 8, 10, 12]
+    assert [brightness_index(f) for f in samples[0].clip] == [0, 0, 0, 2]
+    assert (samples[1].image == samples[1].clip[2]).all()
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "garbage", "audio", "truncated", "corrupt"])
+def test_bad_inputs_raise_one_line_decode_errors(tmp_path, kind):
+    path = tmp_path / f"{kind}.mp4"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "garbage":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif kind == "audio":
+        path = make_audio_only(tmp_path / "audio.m4a")
+    elif kind in ("truncated", "corrupt"):
+        make_video(path, num_frames=100, faststart=True)
+        data = bytearray(path.read_bytes())
+        if kind == "truncated":
+            data = data[: len(data) // 2]
+        else:   # garbage in the middle of the frame data: the decoder fails mid-stream
+            middle = data.find(b"mdat") + (len(data) - data.find(b"mdat")) // 2
+            data[middle:middle + 3000] = np.random.default_rng(0).bytes(3000)
+        path.write_bytes(bytes(data))
+    with pytest.raises(DecodeError) as err:
+        list(decode_samples(path, Sampling(fps=1), 32))
+    assert "\n" not in str(err.value) and str(err.value)
