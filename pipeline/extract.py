@@ -175,9 +175,11 @@ class FeatureRunner:
             rows = len(part)
             if rows < batch:
                 part = torch.cat([part, part.new_zeros((batch - rows,) + part.shape[1:])])
+            # One memory format for every batch: convolution kernels (and so the last bits of
+            # the results) differ between formats, and a padded tail would otherwise differ.
+            channels_last = self.device.type == "cuda" and part.dim() == 4
+            part = part.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
             if self.device.type == "cuda":
-                if part.dim() == 4:
-                    part = part.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.bfloat16):
                     out = module(part)
             else:
