@@ -18,12 +18,16 @@ $(STAMP): setup.cfg pyproject.toml
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+# Until the embedded synthetic dataset lands, the demo extracts the shared sample clips
+# (../shared/videos) with the coarse, fine and patch-grid feature sets. Random weights: no
+# pretrained file can be downloaded here (see README, "Weights").
 demo: $(STAMP)
-	$(BIN)/c2f manifest folder --root ../shared/videos --split train --out demo_out/shared_videos.csv
-	$(BIN)/c2f extract --manifest demo_out/shared_videos.csv --out demo_out/cache \
+	$(BIN)/c2f manifest check data_manifests/shared_videos.csv
+	$(BIN)/c2f extract --manifest data_manifests/shared_videos.csv --out demo_out/cache \
 		--backbone mobilenet_v2@112 --backbone resnet101@224 --backbone resnet50@224-grid7x128 \
 		--weights random --fps 1
 	$(BIN)/c2f flops
+	@echo "cache written to demo_out/cache (index.json and shards per feature set)"
 
 clean:
 	rm -rf $(VENV) demo_out
