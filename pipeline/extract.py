@@ -99,6 +99,14 @@ class Chunk:
     last: bool = False
     error: str | None = None
 
+    def pin_memory(self) -> "Chunk":
+        """Called by the DataLoader (pin_memory=True) so host-to-GPU copies can be asynchronous."""
+        if self.images is not None:
+            self.images = self.images.pin_memory()
+        if self.clips is not None:
+            self.clips = self.clips.pin_memory()
+        return self
+
 
 class DecodedVideos(IterableDataset):
     """Worker w decodes videos w, w + W, w + 2W, ... and streams their samples in chunks."""
@@ -244,7 +252,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         raise ValueError("several ranks (torchrun) are not supported yet: run one process per cache")
     rank = 0
     started = time.perf_counter()
-    sampling = Sampling(fps=cfg.fps, num_frames=cfg.num_frames) if cfg.num_frames else Sampling(fps=cfg.fps)
+    sampling = Sampling(num_frames=cfg.num_frames) if cfg.num_frames else Sampling(fps=cfg.fps)
     specs = list({fs.name: fs for fs in map(bb.parse_spec, cfg.backbones)}.values())
     weights = weights_for(specs, cfg.weights)
     manifest = read_manifest(cfg.manifest)

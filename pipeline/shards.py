@@ -102,7 +102,12 @@ class FeatureIndex:
 
 
 class CacheLock:
-    """An exclusive lock on a cache folder: a second run on the same folder refuses at once."""
+    """An exclusive lock on a cache folder: a second run on the same folder refuses at once.
+
+    A POSIX record lock (lockf), not flock: it belongs to this process alone, so forked
+    DataLoader workers, which outlive a SIGKILLed parent by a few seconds, do not hold it
+    and a rerun right after a crash is not refused.
+    """
 
     def __init__(self, folder: Path, name: str = ".lock"):
         self.path = Path(folder) / name
@@ -112,15 +117,15 @@ class CacheLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = open(self.path, "a+")
         try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             self.handle.close()
             raise RuntimeError(f"{self.path.parent} is in use by another extraction (lock {self.path}); "
                                "wait for it to finish or use another --out") from None
         return self
 
     def __exit__(self, *exc):
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        fcntl.lockf(self.handle, fcntl.LOCK_UN)
         self.handle.close()
 
 
