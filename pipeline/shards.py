@@ -52,6 +52,8 @@ class FeatureIndex:
     def open(cls, folder: Path, attrs: dict) -> "FeatureIndex":
         """Load the index, or start one. Refuses a folder made with other settings."""
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("shard-*.h5.tmp"):     # left by a crash; callers hold the cache lock
+            stale.unlink()
         path = folder / "index.json"
         if not path.exists():
             return cls(folder, attrs)

@@ -197,6 +197,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
         for video_id, ref in reference.items():
             assert np.array_equal(resumed[video_id].timestamps, ref.timestamps)
             assert np.array_equal(resumed[video_id].features, ref.features)
+        assert not list((interrupted / name).glob("*.tmp"))
         index = json.loads((interrupted / name / "index.json").read_text())
         listed = [v for s in index["shards"] for v in s["videos"]]
         assert len(listed) == len(set(listed)) == 8 and index["complete"]
