@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -231,7 +231,6 @@ class _Video:
     entry: VideoEntry
     timestamps: list = field(default_factory=list)
     features: dict = field(default_factory=dict)     # set -> list of arrays
-    decoded: bool = False                            # its last chunk has arrived
     queued: int = 0                                  # frames waiting in the queue
     error: str | None = None
 
@@ -361,7 +360,6 @@ def _extract_pending(pending, cfg, sampling, runner, indices, done, rank, out, s
             finish(chunk.position)
             continue
         state.queued += len(chunk.timestamps)
-        state.decoded = chunk.last
         queue.append((chunk.position, chunk))
         queued_frames += len(chunk.timestamps)
         if queued_frames >= cfg.batch_size:
@@ -376,7 +374,3 @@ def _extract_pending(pending, cfg, sampling, runner, indices, done, rank, out, s
         index.complete = all(e.video_id in finished_ids for e in pending)
         index.save()
     bar.close()
-
-
-def config_dict(cfg: ExtractConfig) -> dict:
-    return asdict(cfg)
