@@ -132,7 +132,7 @@ def extract(manifest_path, out, backbones, fps, num_frames, weights, batch_size,
     """Phase one: decode each video once, run every backbone, write HDF5 shards."""
     import os
 
-    from pipeline.backbones import WeightsError, parse_spec
+    from pipeline.backbones import WeightsError
     from pipeline.extract import ExtractConfig, extract as run_extract
     from pipeline.manifest import ManifestError
 
@@ -140,11 +140,6 @@ def extract(manifest_path, out, backbones, fps, num_frames, weights, batch_size,
         _fail("give --fps or --num-frames, not both")
     if batch_size < 1 or shard_videos < 1:
         _fail("--batch-size and --shard-videos must be >= 1")
-    try:
-        for spec in backbones:
-            parse_spec(spec)
-    except ValueError as err:
-        _fail(str(err))
     workers = workers if workers is not None else max(1, (os.cpu_count() or 2) // 2)
     cfg = ExtractConfig(manifest_path, out, list(backbones), fps=fps if num_frames is None else None,
                         num_frames=num_frames, weights=list(weights), batch_size=batch_size, workers=workers,
