@@ -177,5 +177,89 @@ def flops(as_csv):
     click.echo("per frame; a grid's cost is per patch, SlowFast's per 8x8 snippet")
 
 
+# ------------------------------------------------------------------ phase two
+
+_METHODS = ["uniform", "lstm", "uniform_cf", "lstm_cf", "liteeval", "liteeval_rl", "frameglimpse", "fastforward"]
+
+
+@main.command("train-head")
+@click.option("--method", required=True, type=click.Choice(_METHODS))
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--cache", required=True, type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--coarse", default="mobilenet_v2@112", show_default=True, help="Coarse feature set.")
+@click.option("--fine", default="resnet101@224", show_default=True, help="Fine feature set.")
+@click.option("--train-split", default="train", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--eval-split", default="val", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--frames", default=25, show_default=True, help="UNIFORM / LSTM: evenly spaced frames per video.")
+@click.option("--glimpses", default=4, show_default=True, help="FRAMEGLIMPSE: frames looked at.")
+@click.option("--step-penalty", default=0.01, show_default=True, help="FASTFORWARD: reward cost per frame read.")
+@click.option("--rnn", default="lstm", show_default=True, type=click.Choice(["lstm", "gru", "sru"]))
+@click.option("--coarse-hidden", default=64, show_default=True)
+@click.option("--fine-hidden", default=512, show_default=True, help="Also the hidden size of LSTM baselines.")
+@click.option("--gamma", default=0.05, show_default=True, help="LiteEval: target fraction of fine reads.")
+@click.option("--lam", default=2.0, show_default=True, help="LiteEval: weight of the fire-rate penalty.")
+@click.option("--no-sync", is_flag=True, help="LiteEval: do not sync the fine RNN with the coarse one.")
+@click.option("--tau-start", default=5.0, show_default=True, help="Gumbel-softmax temperature, first epoch.")
+@click.option("--tau-end", default=0.5, show_default=True, help="... and last epoch (exponential annealing).")
+@click.option("--epochs", default=30, show_default=True)
+@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--weight-decay", default=0.0, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace the run directory if it holds a run.")
+@click.option("--no-progress", is_flag=True)
+def train_head(manifest_path, no_sync, no_progress, **options):
+    """Phase two: train a head on the cache's train split, evaluate it, write the run directory."""
+    import json
+
+    from c2f.config import TrainConfig
+    from c2f.data import CacheError
+    from c2f.train import train_head as run_train
+    from pipeline.manifest import ManifestError
+
+    for name in ("frames", "glimpses", "epochs", "batch_size", "coarse_hidden", "fine_hidden"):
+        if options[name] < 1:
+            _fail(f"--{name.replace('_', '-')} must be >= 1")
+    if not options["lr"] > 0:
+        _fail("--lr must be > 0")
+    cfg = TrainConfig(manifest=manifest_path, sync=not no_sync, progress=not no_progress, **options)
+    try:
+        metrics = run_train(cfg)
+    except (ManifestError, CacheError, FileExistsError, ValueError, FloatingPointError) as err:
+        _fail(str(err))
+    shown = {k: metrics[k] for k in ("top1", "mAP", "gflops_mean", "fine_mean")}
+    click.echo(f"{cfg.method} on {metrics['num_videos']} {cfg.eval_split} videos: {json.dumps(shown)}; "
+               f"run in {cfg.out}")
+
+
+@main.command("evaluate-online")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--budget", "budgets", required=True, multiple=True, type=int,
+              help="K: fine-feature reads before predicting. Repeat for several.")
+@click.option("--uniform-run", type=click.Path(file_okay=False, exists=True),
+              help="A uniform run on the same fine features: adds the UNIFORM-K and SEQ-K rows.")
+@click.option("--batch-size", default=256, show_default=True)
+@click.option("--no-progress", is_flag=True)
+def evaluate_online_command(run_dir, budgets, uniform_run, batch_size, no_progress):
+    """Online recognition with a budget of K fine reads; writes RUN/online.csv."""
+    from c2f.data import CacheError
+    from c2f.online import evaluate_online
+    from pipeline.manifest import ManifestError
+
+    if any(k < 1 for k in budgets):
+        _fail("--budget must be >= 1")
+    try:
+        rows = evaluate_online(run_dir, sorted(set(budgets)), uniform_run, batch_size, progress=not no_progress)
+    except (ManifestError, CacheError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    click.echo(f"{'method':<14}{'K':>4}{'top1':>8}{'GFLOPs':>10}{'fine':>7}{'frames':>8}")
+    for r in rows:
+        click.echo(f"{r['method']:<14}{r['K']:>4}{r['top1']:>8.3f}{r['gflops_mean']:>10.2f}{r['fine_mean']:>7.2f}"
+                   f"{r['frames_seen_mean']:>8.2f}")
+    click.echo(f"written to {run_dir}/online.csv")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,109 @@
+"""Evaluation shared by every head: run it over a split, charge FLOPs where features were
+read, compute top-1 and mAP, and write the run files of DESIGN.md."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score
+from tqdm import tqdm
+
+from .data import Batch, VideoSet, length_batches
+from .heads import Head
+
+
+@dataclass
+class EvalResult:
+    video_ids: list[str]
+    targets: np.ndarray                 # [V, C] multi-hot
+    scores: np.ndarray                  # [V, C] softmax
+    offsets: np.ndarray                 # [V + 1] frames of video i are rows offsets[i]:offsets[i+1]
+    reads: dict[str, np.ndarray]        # role -> [N] bool, packed like the cache: the feature was read
+    gflops: np.ndarray                  # [V] per video: features read + the head's own steps
+
+    def per_video(self, role: str) -> np.ndarray:
+        return np.add.reduceat(self.reads[role].astype(np.int64), self.offsets[:-1])
+
+    def fine_count(self) -> np.ndarray:
+        return self.per_video("fine")
+
+    def frames_seen(self) -> np.ndarray:
+        """1 + the last frame any feature was read at (where an online run stopped)."""
+        seen = np.logical_or.reduce(list(self.reads.values()))
+        position = np.arange(len(seen)) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
+        return np.maximum.reduceat(np.where(seen, position + 1, 0), self.offsets[:-1])
+
+
+@torch.no_grad()
+def run_head(head: Head, videos: VideoSet, batch_size: int = 256, device: str = "cpu",
+             fine_budget: int | None = None, progress: bool = False, desc: str = "evaluate") -> EvalResult:
+    head.eval()
+    order, scores, gflops = [], [], []
+    reads = {role: np.zeros(int(videos.offsets[-1]), dtype=bool) for role in videos.features}
+    batches = length_batches(videos.lengths, batch_size, shuffle=False)
+    for index in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
+        batch = Batch(videos, index, device)
+        out = head(batch, fine_budget=fine_budget)
+        cost = out.head_gmacs.double().cpu()
+        rows, positions = batch.mask.cpu().nonzero(as_tuple=True)
+        packed = (batch.starts[rows] + positions).numpy()
+        for role, read in batch.reads.items():
+            cost += read.sum(1).double() * videos.sets[role].gflops_per_frame
+            reads[role][packed] = read[rows, positions].numpy()
+        order.append(index)
+        scores.append(out.logits.float().softmax(1).cpu())
+        gflops.append(cost)
+    order = torch.cat(order)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
+    return EvalResult(videos.video_ids, videos.targets.numpy(), torch.cat(scores)[inverse].numpy(),
+                      videos.offsets.numpy(), reads, torch.cat(gflops)[inverse].numpy())
+
+
+def top1(scores: np.ndarray, targets: np.ndarray) -> float:
+    """A hit when the arg-max is one of the video's labels."""
+    return float(targets[np.arange(len(scores)), scores.argmax(1)].mean()) if len(scores) else float("nan")
+
+
+def mean_ap(scores: np.ndarray, targets: np.ndarray, classes: list[str]) -> tuple[float, list[str]]:
+    """Per-class AP on softmax scores, averaged over classes with a positive in the split."""
+    present = targets.sum(0) > 0
+    left_out = [c for c, p in zip(classes, present) if not p]
+    if not present.any():
+        return float("nan"), left_out
+    aps = [average_precision_score(targets[:, k], scores[:, k]) for k in np.flatnonzero(present)]
+    return float(np.mean(aps)), left_out
+
+
+def compute_metrics(result: EvalResult, method: str, split: str, classes: list[str]) -> dict:
+    mAP, left_out = mean_ap(result.scores, result.targets, classes)
+    fine = result.fine_count()
+    return {"method": method, "split": split, "num_videos": len(result.video_ids),
+            "top1": top1(result.scores, result.targets), "mAP": mAP,
+            "gflops_mean": float(result.gflops.mean()), "gflops_std": float(result.gflops.std()),
+            "fine_mean": float(fine.mean()), "fine_std": float(fine.std()),
+            "map_classes_left_out": left_out}
+
+
+def write_run_files(run_dir: Path, result: EvalResult, metrics: dict, classes: list[str]) -> None:
+    """metrics.json, predictions.csv, decisions.csv (DESIGN.md)."""
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    fine = result.fine_count()
+    with open(run_dir / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["video_id", "label", "pred", "fine_count", "gflops"])
+        for i, video_id in enumerate(result.video_ids):
+            label = "|".join(classes[k] for k in np.flatnonzero(result.targets[i]))
+            writer.writerow([video_id, label, classes[int(result.scores[i].argmax())], int(fine[i]),
+                             f"{result.gflops[i]:.4f}"])
+    with open(run_dir / "decisions.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["video_id", "t", "fine"])
+        fine, offsets = result.reads["fine"], result.offsets
+        for i, video_id in enumerate(result.video_ids):
+            used = fine[offsets[i]:offsets[i + 1]]
+            writer.writerows((video_id, t, int(u)) for t, u in enumerate(used))

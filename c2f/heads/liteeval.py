@@ -1,0 +1,131 @@
+"""LiteEval (Wu et al.): a coarse RNN reads the cheap feature of every frame; a gate over
+[coarse feature, previous fine hidden state] decides whether to read the expensive one; a
+fine RNN reads [coarse, fine] where the gate fires and is synced with the coarse RNN where
+it does not (Eq. 5); the fine RNN's last hidden state classifies.
+
+Training computes densely (the gate needs a gradient through both branches): the gate is
+a hard straight-through Gumbel-softmax sample with an annealed temperature (`liteeval`),
+or a Bernoulli sample trained by REINFORCE (`liteeval_rl`). Evaluation is sparse: the
+fine feature is read, and the fine RNN stepped, only for the rows whose gate fired.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Categorical
+
+from ..data import Batch
+from .base import Head, HeadDims, HeadOutput
+from .rnn import Cell
+
+
+class LiteEvalHead(Head):
+    roles = ("coarse", "fine")
+
+    def __init__(self, dims: HeadDims, rnn: str = "lstm", coarse_hidden: int = 64, fine_hidden: int = 512,
+                 sync: bool = True, gamma: float = 0.05, lam: float = 2.0, tau_start: float = 5.0,
+                 tau_end: float = 0.5, gate_training: str = "gumbel"):
+        super().__init__(dims)
+        if sync and coarse_hidden > fine_hidden:
+            raise ValueError(f"sync copies the coarse state into the fine one: --coarse-hidden ({coarse_hidden}) "
+                             f"must not exceed --fine-hidden ({fine_hidden})")
+        if gate_training not in ("gumbel", "reinforce"):
+            raise ValueError(f"gate_training must be gumbel or reinforce, not {gate_training!r}")
+        self.sync, self.gamma, self.lam, self.gate_training = sync, gamma, lam, gate_training
+        self.tau_start, self.tau_end, self.tau = tau_start, tau_end, tau_start
+        self.coarse_cell = Cell(rnn, dims.coarse_dim, coarse_hidden)
+        self.fine_cell = Cell(rnn, dims.coarse_dim + dims.fine_dim, fine_hidden)
+        self.gate = nn.Linear(dims.coarse_dim + fine_hidden, 2)       # logits of (skip, read fine)
+        self.classifier = nn.Linear(fine_hidden, dims.num_classes)
+
+    def set_progress(self, fraction: float) -> None:
+        # exponential annealing from tau_start (exploration) to tau_end (near-discrete samples)
+        self.tau = self.tau_start * (self.tau_end / self.tau_start) ** fraction
+
+    def _skipped(self, coarse_state: torch.Tensor, fine_state: torch.Tensor) -> torch.Tensor:
+        """The fine state of a frame whose fine feature is not read (Eq. 4 / Eq. 5)."""
+        return self.fine_cell.sync_from(self.coarse_cell, coarse_state, fine_state) if self.sync else fine_state
+
+    def _cost(self, coarse_steps: torch.Tensor, fine_steps: torch.Tensor) -> torch.Tensor:
+        c = self.costs
+        return (coarse_steps * (c["coarse_step"] + c["gate"]) + fine_steps * c["fine_step"]
+                + c["classifier"]).detach().float()
+
+    def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
+        if self.training:
+            return self._forward_dense(batch)
+        return self._forward_sparse(batch, fine_budget)
+
+    def _forward_dense(self, batch: Batch) -> HeadOutput:
+        coarse, fine = batch.read_all("coarse"), batch.read_all("fine")
+        coarse_in = self.coarse_cell.project(coarse)                          # [B, T, *], one matmul
+        fine_in = self.fine_cell.project(torch.cat([coarse, fine], dim=-1))
+        B, T = batch.mask.shape
+        coarse_state = self.coarse_cell.initial_state(B, coarse.device)
+        fine_state = self.fine_cell.initial_state(B, coarse.device)
+        fired, log_probs = [], []
+        for t in range(T):
+            present = batch.mask[:, t, None].float()
+            new_coarse = self.coarse_cell.step(coarse_in[:, t], coarse_state)
+            gate_logits = self.gate(torch.cat([coarse[:, t], self.fine_cell.hidden(fine_state)], dim=1))
+            if self.gate_training == "gumbel":
+                use_fine = F.gumbel_softmax(gate_logits, tau=self.tau, hard=True)[:, 1:]
+            else:
+                decision = Categorical(logits=gate_logits)
+                action = decision.sample()
+                log_probs.append(decision.log_prob(action) * present[:, 0])
+                use_fine = action[:, None].float()
+            new_fine = (use_fine * self.fine_cell.step(fine_in[:, t], fine_state)
+                        + (1 - use_fine) * self._skipped(new_coarse, fine_state))
+            coarse_state = present * new_coarse + (1 - present) * coarse_state
+            fine_state = present * new_fine + (1 - present) * fine_state
+            fired.append(use_fine[:, 0] * present[:, 0])
+        fired = torch.stack(fired, dim=1)
+        lengths = batch.lengths.to(fired.device).float()
+        penalty = self.lam * (fired.sum(1) / lengths - self.gamma) ** 2     # Eq. 7, per video
+        out = HeadOutput(self.classifier(self.fine_cell.hidden(fine_state)), self._cost(lengths, fired.sum(1)))
+        if self.gate_training == "gumbel":
+            out.extra_loss["fire_rate"] = penalty.mean()
+        else:
+            out.action_log_prob, out.reward_penalty = torch.stack(log_probs, 1).sum(1), penalty
+        return out
+
+    @torch.no_grad()
+    def _forward_sparse(self, batch: Batch, fine_budget: int | None) -> HeadOutput:
+        B, device = len(batch), batch.mask.device
+        coarse_state = self.coarse_cell.initial_state(B, device)
+        fine_state = self.fine_cell.initial_state(B, device)
+        coarse_steps = torch.zeros(B, device=device)
+        fine_steps = torch.zeros(B, device=device)
+        stopped = torch.zeros(B, dtype=torch.bool, device=device)
+        for t in range(batch.max_length):
+            rows = (batch.mask[:, t] & ~stopped).nonzero(as_tuple=True)[0]
+            if rows.numel() == 0:
+                break               # videos are prefixes of the time axis: nothing later is active
+            coarse = batch.read("coarse", rows, t)
+            new_coarse = self.coarse_cell.step(self.coarse_cell.project(coarse), coarse_state[rows])
+            old_fine = fine_state[rows]
+            read_fine = self.gate(torch.cat([coarse, self.fine_cell.hidden(old_fine)], dim=1)).argmax(1) == 1
+            new_fine = self._skipped(new_coarse, old_fine)
+            if read_fine.any():     # only here is the fine feature touched and the fine RNN run
+                fired_rows = rows[read_fine]
+                fine = batch.read("fine", fired_rows, t)
+                projected = self.fine_cell.project(torch.cat([coarse[read_fine], fine], dim=1))
+                new_fine[read_fine] = self.fine_cell.step(projected, old_fine[read_fine])
+                fine_steps[fired_rows] += 1
+            coarse_state[rows], fine_state[rows] = new_coarse, new_fine
+            coarse_steps[rows] += 1
+            if fine_budget is not None:
+                stopped |= fine_steps >= fine_budget
+        logits = self.classifier(self.fine_cell.hidden(fine_state))
+        return HeadOutput(logits, self._cost(coarse_steps, fine_steps))
+
+    def cost_probes(self):
+        Dc, Df = self.dims.coarse_dim, self.dims.fine_dim
+        coarse_step = lambda x, s: self.coarse_cell.step(self.coarse_cell.project(x), s)   # noqa: E731
+        fine_step = lambda x, s: self.fine_cell.step(self.fine_cell.project(x), s)         # noqa: E731
+        return {"coarse_step": (coarse_step, (torch.zeros(1, Dc), self.coarse_cell.initial_state(1))),
+                "gate": (self.gate, (torch.zeros(1, Dc + self.fine_cell.hidden_size),)),
+                "fine_step": (fine_step, (torch.zeros(1, Dc + Df), self.fine_cell.initial_state(1))),
+                "classifier": (self.classifier, (torch.zeros(1, self.fine_cell.hidden_size),))}

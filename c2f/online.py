@@ -1,0 +1,90 @@
+"""`c2f evaluate-online`: recognition under a budget of K fine-feature reads (LiteEval Fig. 2).
+
+The run's head stops each video once it has read the fine feature K times and predicts
+there (K' = frames seen so far). The baselines use the per-frame classifier of a `uniform`
+run on the same fine features (NOTES.md): UNIFORM-K averages K frames spread evenly over
+the first K' frames of each video, SEQ-K the first K frames.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.manifest import read_manifest
+
+from .data import Batch, VideoSet, length_batches, load_videos, uniform_positions
+from .evaluate import EvalResult, run_head, top1
+from .heads import METHOD_ROLES
+from .heads.uniform import UniformHead
+from .train import load_run
+
+BUDGETED = ("liteeval", "liteeval_rl", "frameglimpse", "fastforward")
+
+
+def _row(method: str, K: int, scores: np.ndarray, targets: np.ndarray, gflops: np.ndarray,
+         fine: np.ndarray, seen: np.ndarray) -> dict:
+    return {"method": method, "K": K, "top1": top1(scores, targets), "gflops_mean": float(gflops.mean()),
+            "gflops_std": float(gflops.std()), "fine_mean": float(fine.mean()), "frames_seen_mean": float(seen.mean())}
+
+
+@torch.no_grad()
+def frame_baseline(head: UniformHead, videos: VideoSet, frames_seen: np.ndarray, K: int, sequential: bool,
+                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores, GFLOPs and fine reads of UNIFORM-K (K frames over the first K') or SEQ-K (frames 0..K-1)."""
+    head.eval()
+    scores = np.zeros((len(videos), len(videos.classes)), dtype=np.float32)
+    gflops, fine = np.zeros(len(videos)), np.zeros(len(videos), dtype=np.int64)
+    per_frame_head = head.costs["fine_classifier"] + (head.costs.get("coarse_classifier", 0.0))
+    for index in length_batches(videos.lengths, batch_size, shuffle=False):
+        batch = Batch(videos, index)
+        if sequential:
+            positions = torch.minimum(torch.arange(K)[None, :], batch.lengths[:, None] - 1)
+        else:
+            horizon = torch.from_numpy(frames_seen[index.numpy()]).clamp(min=1)
+            positions = uniform_positions(torch.minimum(horizon, batch.lengths), K)
+        probs, _ = head.frame_probs(batch, positions)
+        scores[index.numpy()] = probs.mean(1).numpy()
+        cost = K * per_frame_head + sum(read.sum(1).double() * videos.sets[role].gflops_per_frame
+                                        for role, read in batch.reads.items())
+        gflops[index.numpy()] = cost.numpy()
+        fine[index.numpy()] = batch.reads["fine"].sum(1).numpy()
+    return scores, gflops, fine
+
+
+def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | Path | None = None,
+                    batch_size: int = 256, progress: bool = True) -> list[dict]:
+    """One row per method and K; written to RUN/online.csv."""
+    cfg, head, classes = load_run(run_dir)
+    if cfg.method not in BUDGETED:
+        raise ValueError(f"{run_dir} is a {cfg.method} run; online budgets apply to {', '.join(BUDGETED)} "
+                         "(give a uniform run with --uniform-run for the UNIFORM-K / SEQ-K baselines)")
+    manifest = read_manifest(cfg.manifest, check_paths=False)
+    roles = {role: {"coarse": cfg.coarse, "fine": cfg.fine}[role] for role in METHOD_ROLES[cfg.method]}
+    videos = load_videos(manifest, cfg.eval_split, cfg.cache, roles, classes)
+    baseline = None
+    if uniform_run is not None:
+        base_cfg, baseline, base_classes = load_run(uniform_run)
+        if base_cfg.method != "uniform" or base_cfg.fine != cfg.fine or base_classes != classes:
+            raise ValueError(f"{uniform_run} must be a uniform run on the same fine features ({cfg.fine}) "
+                             "and classes")
+        base_videos = load_videos(manifest, cfg.eval_split, cfg.cache, {"fine": cfg.fine}, classes)
+        if base_videos.video_ids != videos.video_ids:
+            raise ValueError("the uniform run's videos differ from the run's (another cache or manifest?)")
+    rows = []
+    for K in budgets:
+        result: EvalResult = run_head(head, videos, batch_size, fine_budget=K, progress=progress, desc=f"K={K}")
+        seen = result.frames_seen()
+        rows.append(_row(cfg.method, K, result.scores, result.targets, result.gflops, result.fine_count(), seen))
+        if baseline is not None:
+            for name, sequential in (("uniform_k", False), ("seq_k", True)):
+                scores, gflops, fine = frame_baseline(baseline, base_videos, seen, K, sequential, batch_size)
+                horizon = np.full(len(videos), K) if sequential else seen
+                rows.append(_row(name, K, scores, result.targets, gflops, fine, np.minimum(horizon, videos.lengths.numpy())))
+    with open(Path(run_dir) / "online.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows

@@ -1,0 +1,182 @@
+"""`c2f train-head`: train one head on the cache's train split, evaluate it, write the run.
+
+One loop for every method: batches of videos of similar length, the head's forward, its
+loss (cross-entropy + its own terms), Adam. After every epoch a checkpoint is written, so a
+run killed midway resumes from its last epoch when the same command is given again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline.manifest import read_manifest
+from pipeline.shards import atomic_write_text
+
+from .config import TrainConfig
+from .data import Batch, CacheError, VideoSet, length_batches, load_videos
+from .evaluate import compute_metrics, run_head, write_run_files
+from .heads import METHOD_ROLES, Head, HeadDims, build_head
+
+log = logging.getLogger(__name__)
+RUN_FILES = ("config.json", "metrics.json", "predictions.csv", "decisions.csv", "head.pt", "checkpoint.pt")
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _summarise_skipped(videos: VideoSet, split: str) -> None:
+    if videos.skipped:
+        shown = "; ".join(f"{v}: {why}" for v, why in list(videos.skipped.items())[:5])
+        more = f" (+{len(videos.skipped) - 5} more)" if len(videos.skipped) > 5 else ""
+        log.warning("%d %s videos skipped: %s%s", len(videos.skipped), split, shown, more)
+
+
+def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
+    """The train and evaluation splits, with the feature sets the method reads."""
+    if cfg.method not in METHOD_ROLES:
+        raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHOD_ROLES)}")
+    manifest = read_manifest(cfg.manifest, check_paths=False)
+    classes = manifest.classes()
+    names = {"coarse": cfg.coarse, "fine": cfg.fine}
+    roles = {role: names[role] for role in METHOD_ROLES[cfg.method]}
+    splits = []
+    for split in (cfg.train_split, cfg.eval_split):
+        videos = load_videos(manifest, split, cfg.cache, roles, classes)
+        _summarise_skipped(videos, split)
+        if len(videos) == 0:
+            raise CacheError(f"no {split} video of {cfg.manifest} has features in {cfg.cache} "
+                             f"({len(videos.skipped)} skipped, {len(manifest.split(split))} in the manifest)")
+        for role, info in videos.sets.items():
+            if len(info.frame_shape) != 1:
+                raise CacheError(f"{cfg.method} needs pooled features for {role}; {info.name} has per-frame "
+                                 f"shape {info.frame_shape} (a map or a patch grid)")
+        splits.append(videos)
+    train, evaluation = splits
+    unseen = [c for c, n in zip(classes, train.targets.sum(0).tolist()) if n == 0]
+    if unseen:
+        log.warning("%d classes have no training video (never predicted well): %s", len(unseen),
+                    ", ".join(unseen[:10]))
+    return train, evaluation, classes
+
+
+def head_dims(videos: VideoSet, classes: list[str]) -> HeadDims:
+    coarse = videos.sets.get("coarse")
+    return HeadDims(len(classes), videos.sets["fine"].frame_shape[0], coarse.frame_shape[0] if coarse else None)
+
+
+def prepare_run_dir(cfg: TrainConfig) -> bool:
+    """Create RUN; refuse an existing one unless --overwrite. True when an unfinished run of the
+    same settings can resume from its checkpoint."""
+    run = Path(cfg.out)
+    if run.exists() and any(run.iterdir()):
+        same = False
+        if (run / "config.json").exists():
+            saved = json.loads((run / "config.json").read_text(encoding="utf-8"))["settings"]
+            same = {k: v for k, v in saved.items() if k not in ("overwrite", "progress")} == \
+                   {k: v for k, v in cfg.to_dict().items() if k not in ("overwrite", "progress")}
+        if cfg.overwrite:
+            for name in RUN_FILES:
+                (run / name).unlink(missing_ok=True)
+        elif same and (run / "checkpoint.pt").exists() and not (run / "metrics.json").exists():
+            return True
+        else:
+            raise FileExistsError(f"{run} already holds a run; give --overwrite to replace it, or another --out")
+    run.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def write_config(cfg: TrainConfig, train: VideoSet, classes: list[str], head: Head) -> None:
+    payload = {"settings": cfg.to_dict(),
+               "feature_sets": {role: {"name": info.name, "attrs": info.attrs, "frame_shape": list(info.frame_shape)}
+                                for role, info in train.sets.items()},
+               "manifest_sha256": sha256_of(cfg.manifest), "classes": classes,
+               "head_costs_gmacs": head.costs, "parameters": sum(p.numel() for p in head.parameters())}
+    atomic_write_text(Path(cfg.out) / "config.json", json.dumps(payload, indent=1))
+
+
+def train_epochs(head: Head, train: VideoSet, cfg: TrainConfig, start_epoch: int,
+                 optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
+    run = Path(cfg.out)
+    epochs = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.method}", unit="epoch",
+                  initial=start_epoch, total=cfg.epochs, disable=not cfg.progress)
+    for epoch in epochs:
+        head.train()
+        head.set_progress(epoch / max(1, cfg.epochs - 1))
+        totals, seen = {}, 0
+        for index in length_batches(train.lengths, cfg.batch_size, shuffle=True, generator=generator):
+            batch = Batch(train, index, cfg.device)
+            loss, logs = head.training_loss(head(batch), batch.targets)
+            if not math.isfinite(float(loss.detach())):
+                raise FloatingPointError(f"the loss became {float(loss.detach())} at epoch {epoch + 1}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.grad_clip)
+            optimizer.step()
+            seen += len(index)
+            for k, v in logs.items():
+                totals[k] = totals.get(k, 0.0) + v * len(index)
+        epochs.set_postfix({k: f"{v / seen:.3f}" for k, v in totals.items()})
+        log.info("epoch %d: %s", epoch + 1, {k: round(v / seen, 4) for k, v in totals.items()})
+        checkpoint = {"epoch": epoch + 1, "head": head.state_dict(), "optimizer": optimizer.state_dict(),
+                      "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+        torch.save(checkpoint, run / "checkpoint.pt.tmp")
+        (run / "checkpoint.pt.tmp").replace(run / "checkpoint.pt")
+
+
+def train_head(cfg: TrainConfig) -> dict:
+    """Train, evaluate, write the run directory; returns metrics.json's content."""
+    started = time.time()
+    resume = prepare_run_dir(cfg)
+    train, evaluation, classes = load_data(cfg)
+    torch.manual_seed(cfg.seed)
+    head = build_head(cfg, head_dims(train, classes)).to(cfg.device)
+    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    start_epoch = 0
+    if resume:
+        checkpoint = torch.load(Path(cfg.out) / "checkpoint.pt", weights_only=True, map_location=cfg.device)
+        head.load_state_dict(checkpoint["head"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        generator.set_state(checkpoint["generator"])
+        torch.set_rng_state(checkpoint["torch_rng"])     # Gumbel noise and sampled actions continue as they would have
+        start_epoch = checkpoint["epoch"]
+        log.warning("resuming %s from epoch %d", cfg.out, start_epoch)
+    write_config(cfg, train, classes, head)
+    train_epochs(head, train, cfg, start_epoch, optimizer, generator)
+    torch.save(head.state_dict(), Path(cfg.out) / "head.pt")
+    result = run_head(head, evaluation, batch_size=max(cfg.batch_size, 256), device=cfg.device,
+                      progress=cfg.progress)
+    metrics = compute_metrics(result, cfg.method, cfg.eval_split, classes)
+    metrics |= {"train_videos": len(train), "skipped_videos": len(evaluation.skipped),
+                "seconds": round(time.time() - started, 1)}
+    write_run_files(Path(cfg.out), result, metrics, classes)
+    (Path(cfg.out) / "checkpoint.pt").unlink(missing_ok=True)
+    return metrics
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig, Head, list[str]]:
+    """A trained head from its run directory (weights loaded with weights_only=True)."""
+    run = Path(run_dir)
+    if not (run / "head.pt").exists() or not (run / "config.json").exists():
+        raise FileNotFoundError(f"{run} is not a finished run (needs config.json and head.pt)")
+    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    cfg = TrainConfig.from_dict(saved["settings"])
+    shapes = {role: s["frame_shape"] for role, s in saved["feature_sets"].items()}
+    dims = HeadDims(len(saved["classes"]), shapes["fine"][0], shapes["coarse"][0] if "coarse" in shapes else None)
+    head = build_head(cfg, dims)
+    head.load_state_dict(torch.load(run / "head.pt", weights_only=True, map_location=device))
+    return cfg, head.to(device), saved["classes"]
+

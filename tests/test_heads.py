@@ -1,0 +1,200 @@
+"""Phase two: cells, the honest sparse evaluation, FLOP accounting, run files, online budgets."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from c2f.config import TrainConfig
+from c2f.data import Batch, length_batches, load_videos, uniform_positions
+from c2f.evaluate import mean_ap, run_head
+from c2f.heads import METHODS, HeadDims, build_head
+from c2f.heads.liteeval import LiteEvalHead
+from c2f.heads.rnn import Cell
+from c2f.online import evaluate_online
+from c2f.synthetic import liteeval_cache
+from c2f.train import load_run, train_head
+from pipeline.manifest import read_manifest
+
+ROLES = {"coarse": "mobilenet_v2@112", "fine": "resnet101@224"}
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory):
+    return liteeval_cache(tmp_path_factory.mktemp("syn"), num_train=48, num_val=24, num_classes=3,
+                          frames=(3, 9), coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
+
+
+def small_config(cache, out, method, **overrides) -> TrainConfig:
+    settings = dict(method=method, manifest=str(cache.manifest), cache=str(cache.cache), out=str(out),
+                    frames=5, coarse_hidden=4, fine_hidden=8, epochs=2, lr=1e-2, batch_size=16, progress=False)
+    return TrainConfig(**(settings | overrides))
+
+
+def test_cells_match_torch_reference():
+    torch.manual_seed(0)
+    x, h, c = torch.randn(3, 5), torch.randn(3, 7), torch.randn(3, 7)
+    lstm, reference = Cell("lstm", 5, 7), torch.nn.LSTMCell(5, 7)
+    reference.weight_ih.data, reference.bias_ih.data = lstm.input_proj.weight.data, lstm.input_proj.bias.data
+    reference.weight_hh.data, reference.bias_hh.data = lstm.hidden_proj.weight.data, torch.zeros(28)
+    ref_h, ref_c = reference(x, (h, c))
+    torch.testing.assert_close(lstm.step(lstm.project(x), torch.cat([h, c], 1)), torch.cat([ref_h, ref_c], 1))
+    gru, reference = Cell("gru", 5, 7), torch.nn.GRUCell(5, 7)
+    reference.weight_ih.data, reference.bias_ih.data = gru.input_proj.weight.data, gru.input_proj.bias.data
+    reference.weight_hh.data, reference.bias_hh.data = gru.hidden_proj.weight.data, torch.zeros(21)
+    torch.testing.assert_close(gru.step(gru.project(x), h), reference(x, h))
+    sru = Cell("sru", 5, 7)
+    assert sru.step(sru.project(x), torch.cat([h, c], 1)).shape == (3, 14)
+
+
+def test_sync_copies_coarse_state_into_each_part():
+    coarse, fine = Cell("lstm", 3, 2), Cell("lstm", 5, 4)
+    coarse_state = torch.tensor([[1.0, 2.0, 3.0, 4.0]])                 # h = (1, 2), c = (3, 4)
+    fine_state = torch.arange(10.0, 18.0)[None]                         # h = 10..13, c = 14..17
+    synced = fine.sync_from(coarse, coarse_state, fine_state)
+    assert synced.tolist() == [[1.0, 2.0, 12.0, 13.0, 3.0, 4.0, 16.0, 17.0]]
+
+
+def test_uniform_positions_and_length_batches():
+    positions = uniform_positions(torch.tensor([100, 3]), 4)
+    assert positions[0].tolist() == [12, 37, 62, 87]
+    assert positions[1].tolist() == [0, 1, 1, 2]                        # shorter than 4: repeats, in range
+    lengths = torch.tensor([5, 1, 9, 3, 7, 2])
+    batches = length_batches(lengths, 2, shuffle=False)
+    assert [lengths[b].tolist() for b in batches] == [[1, 2], [3, 5], [7, 9]]
+    shuffled = length_batches(lengths, 4, shuffle=True, generator=torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(shuffled).tolist()) == list(range(6))
+
+
+def test_liteeval_eval_never_reads_unused_fine_features(small_cache):
+    """Evaluation reads a fine feature only where the gate fired: garbage in every unread fine
+    feature changes nothing, and the fine reads are what the FLOPs charge."""
+    manifest = read_manifest(small_cache.manifest, check_paths=False)
+    videos = load_videos(manifest, "val", small_cache.cache, ROLES)
+    torch.manual_seed(1)
+    head = LiteEvalHead(HeadDims(3, 12, 8), coarse_hidden=4, fine_hidden=8)
+    with torch.no_grad():
+        head.gate.bias.copy_(torch.tensor([0.0, 0.3]))                  # fire on some frames, not all
+    first = run_head(head, videos)
+    read = torch.from_numpy(first.reads["fine"])
+    assert 0 < read.sum() < len(read)
+    videos.features["fine"][~read] = torch.randn(int((~read).sum()), 12).half() * 100
+    second = run_head(head, videos)
+    np.testing.assert_array_equal(first.scores, second.scores)
+    np.testing.assert_array_equal(first.reads["fine"], second.reads["fine"])
+    assert first.reads["coarse"].all()                                  # the coarse feature of every frame
+    # FLOPs: coarse x frames + fine x reads + the head's counted steps
+    c = head.costs
+    frames, fine = first.per_video("coarse"), first.fine_count()
+    expected = (frames * (0.0822 + c["coarse_step"] + c["gate"]) + fine * (7.8014 + c["fine_step"])
+                + c["classifier"])
+    np.testing.assert_allclose(first.gflops, expected, rtol=1e-6)
+
+
+def test_head_costs_are_counted_from_the_modules():
+    head = LiteEvalHead(HeadDims(num_classes=10, fine_dim=2048, coarse_dim=1280), coarse_hidden=64, fine_hidden=512)
+    c = head.costs
+    # an LSTM step: 4 gates x H x (input + hidden) multiply-adds
+    assert c["coarse_step"] == pytest.approx(4 * 64 * (1280 + 64) / 1e9)
+    assert c["fine_step"] == pytest.approx(4 * 512 * (1280 + 2048 + 512) / 1e9)
+    assert c["gate"] == pytest.approx(2 * (1280 + 512) / 1e9)
+    assert c["classifier"] == pytest.approx(10 * 512 / 1e9)
+
+
+def test_map_skips_classes_without_positives():
+    targets = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]], dtype=float)
+    scores = np.array([[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.2, 0.7, 0.1]])
+    value, left_out = mean_ap(scores, targets, ["a", "b", "c"])
+    assert left_out == ["c"]
+    ap_a = (1 / 1 + 2 / 3) / 2          # a's positives rank 1st and 3rd
+    ap_b = 1 / 2                        # b's one positive ranks 2nd
+    assert value == pytest.approx((ap_a + ap_b) / 2)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, method):
+    run = tmp_path / method
+    metrics = train_head(small_config(small_cache, run, method))
+    for name in ("config.json", "metrics.json", "predictions.csv", "decisions.csv", "head.pt"):
+        assert (run / name).exists(), name
+    assert not (run / "checkpoint.pt").exists()
+    saved = json.loads((run / "metrics.json").read_text())
+    for key in ("method", "split", "num_videos", "top1", "mAP", "gflops_mean", "gflops_std", "fine_mean", "fine_std"):
+        assert key in saved
+    assert saved["method"] == method and saved["num_videos"] == 24
+    predictions = pd.read_csv(run / "predictions.csv")
+    decisions = pd.read_csv(run / "decisions.csv")
+    assert list(predictions.columns) == ["video_id", "label", "pred", "fine_count", "gflops"]
+    assert list(decisions.columns) == ["video_id", "t", "fine"]
+    per_video = decisions.groupby("video_id").fine.sum()
+    assert (predictions.set_index("video_id").fine_count == per_video.loc[predictions.video_id].values).all()
+    assert metrics["fine_mean"] == pytest.approx(predictions.fine_count.mean())
+    # the FLOPs charge the fine feature per read
+    assert (predictions.gflops >= predictions.fine_count * 7.8014).all()
+    config = json.loads((run / "config.json").read_text())
+    assert TrainConfig.from_dict(config["settings"]) == small_config(small_cache, run, method)
+    # the head reloads from its weights alone and predicts the same
+    _, head, classes = load_run(run)
+    videos = load_videos(read_manifest(small_cache.manifest, check_paths=False), "val", small_cache.cache,
+                         {r: ROLES[r] for r in head.roles})
+    again = run_head(head, videos)
+    assert [classes[k] for k in again.scores.argmax(1)] == predictions.pred.tolist()
+
+
+@pytest.mark.parametrize("rnn,sync", [("gru", True), ("sru", True), ("lstm", False)])
+def test_liteeval_variants(small_cache, tmp_path, rnn, sync):
+    metrics = train_head(small_config(small_cache, tmp_path / "run", "liteeval", rnn=rnn, sync=sync))
+    assert 0 <= metrics["fine_mean"] and np.isfinite(metrics["gflops_mean"])
+
+
+def test_uniform_reads_each_selected_frame_once(small_cache, tmp_path):
+    train_head(small_config(small_cache, tmp_path / "u", "uniform", frames=25))
+    predictions = pd.read_csv(tmp_path / "u" / "predictions.csv")
+    lengths = pd.read_csv(tmp_path / "u" / "decisions.csv").groupby("video_id").size()
+    # videos of 3-9 frames, 25 requested: every frame read once, charged once
+    assert (predictions.fine_count.values == lengths.loc[predictions.video_id].values).all()
+
+
+def test_online_budget_and_baselines(small_cache, tmp_path):
+    train_head(small_config(small_cache, tmp_path / "le", "liteeval", gamma=0.5))
+    train_head(small_config(small_cache, tmp_path / "u", "uniform"))
+    rows = evaluate_online(tmp_path / "le", [1, 2], uniform_run=tmp_path / "u", progress=False)
+    table = pd.DataFrame(rows)
+    assert set(table.method) == {"liteeval", "uniform_k", "seq_k"}
+    assert (table.fine_mean <= table.K + 1e-9).all()
+    assert (tmp_path / "le" / "online.csv").exists()
+    seq = table[table.method == "seq_k"].set_index("K")
+    assert seq.loc[1, "fine_mean"] == 1.0
+
+
+def test_resume_after_interruption_gives_the_same_head(small_cache, tmp_path, monkeypatch):
+    straight = small_config(small_cache, tmp_path / "straight", "liteeval", epochs=3)
+    train_head(straight)
+    interrupted = small_config(small_cache, tmp_path / "interrupted", "liteeval", epochs=3)
+    calls = {"n": 0}
+    original = LiteEvalHead.set_progress
+
+    def crash_at_third_epoch(self, fraction):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        original(self, fraction)
+
+    monkeypatch.setattr(LiteEvalHead, "set_progress", crash_at_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_head(interrupted)
+    monkeypatch.setattr(LiteEvalHead, "set_progress", original)
+    assert (tmp_path / "interrupted" / "checkpoint.pt").exists()
+    train_head(interrupted)                     # the same command again: resumes at epoch 3
+    a = torch.load(tmp_path / "straight" / "head.pt", weights_only=True)
+    b = torch.load(tmp_path / "interrupted" / "head.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_head_rebuilds_from_config_dims():
+    cfg = TrainConfig(method="lstm_cf", manifest="m", cache="c", out="o", fine_hidden=16)
+    head = build_head(cfg, HeadDims(4, 12, 8))
+    assert head.cell.input_size == 20 and head.roles == ("coarse", "fine")
