@@ -6,6 +6,7 @@ run killed midway resumes from its last epoch when the same command is given aga
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -25,7 +26,8 @@ from .evaluate import compute_metrics, run_head, write_run_files
 from .heads import METHOD_ROLES, Head, HeadDims, build_head
 
 log = logging.getLogger(__name__)
-RUN_FILES = ("config.json", "metrics.json", "predictions.csv", "decisions.csv", "head.pt", "checkpoint.pt")
+RUN_FILES = ("config.json", "metrics.json", "predictions.csv", "decisions.csv", "head.pt", "checkpoint.pt",
+             "skipped.csv", "online.csv")
 
 
 def sha256_of(path: str | Path) -> str:
@@ -40,7 +42,8 @@ def _summarise_skipped(videos: VideoSet, split: str) -> None:
     if videos.skipped:
         shown = "; ".join(f"{v}: {why}" for v, why in list(videos.skipped.items())[:5])
         more = f" (+{len(videos.skipped) - 5} more)" if len(videos.skipped) > 5 else ""
-        log.warning("%d %s videos skipped: %s%s", len(videos.skipped), split, shown, more)
+        log.warning("%d %s videos skipped (all listed in RUN/skipped.csv): %s%s", len(videos.skipped), split,
+                    shown, more)
 
 
 def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
@@ -106,6 +109,16 @@ def write_config(cfg: TrainConfig, train: VideoSet, classes: list[str], head: He
     atomic_write_text(Path(cfg.out) / "config.json", json.dumps(payload, indent=1))
 
 
+def write_skipped(run: Path, splits: dict[str, VideoSet]) -> None:
+    """RUN/skipped.csv: every manifest video left out, and why (the log shows only the first few)."""
+    rows = [(vid, split, why) for split, videos in splits.items() for vid, why in videos.skipped.items()]
+    if rows:
+        with open(run / "skipped.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["video_id", "split", "reason"])
+            writer.writerows(rows)
+
+
 def train_epochs(head: Head, train: VideoSet, cfg: TrainConfig, start_epoch: int,
                  optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
     run = Path(cfg.out)
@@ -155,6 +168,7 @@ def train_head(cfg: TrainConfig) -> dict:
         start_epoch = checkpoint["epoch"]
         log.warning("resuming %s from epoch %d", cfg.out, start_epoch)
     write_config(cfg, train, classes, head)
+    write_skipped(Path(cfg.out), {cfg.train_split: train, cfg.eval_split: evaluation})
     train_epochs(head, train, cfg, start_epoch, optimizer, generator)
     torch.save(head.state_dict(), Path(cfg.out) / "head.pt")
     result = run_head(head, evaluation, batch_size=max(cfg.batch_size, 256), device=cfg.device,

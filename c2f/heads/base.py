@@ -93,7 +93,7 @@ class Head(nn.Module):
         if self.video_loss:
             classification = F.cross_entropy(out.logits, soft_targets(targets))
             loss = loss + classification
-            logs["ce"] = float(classification)
+            logs["ce"] = float(classification.detach())
         if out.action_log_prob is not None:
             reward = (out.logits.softmax(1) * (targets > 0)).sum(1).detach()
             if out.reward_penalty is not None:
