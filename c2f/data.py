@@ -78,23 +78,55 @@ class VideoSet:
         return len(self.video_ids)
 
 
-def _read_set(info: FeatureSetInfo, wanted: set[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """video_id -> (timestamps, features) for the wanted videos present in the set."""
+@dataclass
+class _Located:
+    shard: str
+    start: int
+    timestamps: np.ndarray
+
+
+def _locate(info: FeatureSetInfo, wanted: set[str]) -> dict[str, _Located]:
+    """Where each wanted video's frames are (shard, first row) and their timestamps; no features read."""
     index = json.loads((info.folder / "index.json").read_text(encoding="utf-8"))
     out = {}
     for shard in index["shards"]:
         if wanted.isdisjoint(shard["videos"]):
             continue
         with h5py.File(info.folder / shard["file"], "r") as h5:
-            ids = h5["video_ids"].asstr()[:]
-            offsets = h5["offsets"][:]
-            timestamps = h5["timestamps"][:]
-            features = h5["features"]
-            for i, video_id in enumerate(ids):
-                if video_id in wanted:
-                    rows = slice(int(offsets[i]), int(offsets[i + 1]))
-                    out[video_id] = (timestamps[rows], features[rows])
+            ids, offsets, timestamps = h5["video_ids"].asstr()[:], h5["offsets"][:], h5["timestamps"][:]
+        for i, video_id in enumerate(ids):
+            if video_id in wanted:
+                out[video_id] = _Located(shard["file"], int(offsets[i]), timestamps[offsets[i]:offsets[i + 1]])
     return out
+
+
+def _read_features(info: FeatureSetInfo, located: list[_Located], offsets: np.ndarray) -> np.ndarray:
+    """The features of the located videos, packed in their order into one preallocated array
+    (no second copy: a shard is read whole when most of it is wanted, else video by video)."""
+    out = np.empty((int(offsets[-1]), *info.frame_shape), dtype=np.float16)
+    by_shard: dict[str, list[int]] = {}
+    for i, loc in enumerate(located):
+        by_shard.setdefault(loc.shard, []).append(i)
+    for shard, members in by_shard.items():
+        with h5py.File(info.folder / shard, "r") as h5:
+            dataset = h5["features"]
+            wanted_rows = sum(int(offsets[i + 1] - offsets[i]) for i in members)
+            whole = dataset[:] if wanted_rows * 2 >= len(dataset) else None
+            for i in members:
+                rows = slice(located[i].start, located[i].start + int(offsets[i + 1] - offsets[i]))
+                out[offsets[i]:offsets[i + 1]] = whole[rows] if whole is not None else dataset[rows]
+    return out
+
+
+def _finite_per_video(features: np.ndarray, offsets: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+    """True for the videos whose every value is finite (checked in blocks of rows: no full-size temporary)."""
+    finite_rows = np.empty(len(features), dtype=bool)
+    for start in range(0, len(features), block):
+        chunk = features[start:start + block]
+        finite_rows[start:start + block] = np.isfinite(chunk.reshape(len(chunk), -1)).all(1)
+    if len(offsets) < 2:                # no video (every video has at least one frame)
+        return np.ones(0, dtype=bool)
+    return np.logical_and.reduceat(finite_rows, offsets[:-1])
 
 
 def load_videos(manifest: Manifest, split: str, cache: str | Path, roles: dict[str, str],
@@ -109,7 +141,7 @@ def load_videos(manifest: Manifest, split: str, cache: str | Path, roles: dict[s
     classes = classes if classes is not None else manifest.classes()
     sets = {role: feature_set_info(cache, name) for role, name in roles.items()}
     wanted = {e.video_id for e in entries}
-    per_role = {role: _read_set(info, wanted) for role, info in sets.items()}
+    located = {role: _locate(info, wanted) for role, info in sets.items()}
     failed = {}
     for info in sets.values():
         index = json.loads((info.folder / "index.json").read_text(encoding="utf-8"))
@@ -117,50 +149,49 @@ def load_videos(manifest: Manifest, split: str, cache: str | Path, roles: dict[s
 
     skipped: dict[str, str] = {}
     mismatched: list[str] = []
-    kept, stamps, arrays = [], [], {role: [] for role in roles}
+    kept = []
+    first_role = next(iter(roles))
     for entry in entries:
         vid = entry.video_id
-        missing = [sets[r].name for r in roles if vid not in per_role[r]]
+        missing = [sets[r].name for r in roles if vid not in located[r]]
         if missing:
             skipped[vid] = failed.get(vid, f"not in the cache ({', '.join(missing)})")
             continue
-        first_role = next(iter(roles))
-        times = per_role[first_role][vid][0]
-        if any(len(per_role[r][vid][0]) != len(times) or not np.allclose(per_role[r][vid][0], times, atol=1e-4)
-               for r in roles):
+        times = located[first_role][vid].timestamps
+        if any(len(located[r][vid].timestamps) != len(times)
+               or not np.allclose(located[r][vid].timestamps, times, atol=1e-4) for r in roles):
             mismatched.append(vid)
-            continue
-        if len(times) == 0:
+        elif len(times) == 0:
             skipped[vid] = "no frames"
-            continue
-        if not all(np.isfinite(per_role[r][vid][1]).all() for r in roles):
-            skipped[vid] = "non-finite values (NaN or inf) in its features"
-            continue
-        kept.append(entry)
-        stamps.append(times)
-        for role in roles:
-            arrays[role].append(per_role[role][vid][1])
+        else:
+            kept.append(entry)
     if mismatched:
         names = " and ".join(f"{r} {sets[r].name}" for r in roles)
         raise CacheError(f"{names} have different timestamps for {len(mismatched)} {split} videos "
                          f"(first: {', '.join(mismatched[:5])}); extract them in one pass with the same sampling")
+
+    offsets = np.zeros(len(kept) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(located[first_role][e.video_id].timestamps) for e in kept])
+    features = {role: _read_features(info, [located[role][e.video_id] for e in kept], offsets)
+                for role, info in sets.items()}
+    finite = np.logical_and.reduce([_finite_per_video(f, offsets) for f in features.values()])
+    if not finite.all():                # rare: drop those videos (one compacting copy)
+        for entry in np.array(kept, dtype=object)[~finite]:
+            skipped[entry.video_id] = "non-finite values (NaN or inf) in its features"
+        keep_rows = np.repeat(finite, np.diff(offsets))
+        features = {role: f[keep_rows] for role, f in features.items()}
+        kept = [e for e, ok in zip(kept, finite) if ok]
+        offsets = np.concatenate([[0], np.cumsum(np.diff(offsets)[finite])]).astype(np.int64)
 
     class_index = {name: i for i, name in enumerate(classes)}
     targets = torch.zeros(len(kept), len(classes))
     for row, entry in enumerate(kept):
         for label in entry.labels:
             targets[row, class_index[label]] = 1.0
-    lengths = [len(t) for t in stamps]
-    offsets = torch.zeros(len(kept) + 1, dtype=torch.int64)
-    offsets[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int64), 0)
-    features = {}
-    for role, info in sets.items():
-        if arrays[role]:
-            features[role] = torch.from_numpy(np.concatenate(arrays[role]).astype(np.float16, copy=False))
-        else:
-            features[role] = torch.zeros((0, *info.frame_shape), dtype=torch.float16)
-    return VideoSet([e.video_id for e in kept], targets, offsets,
-                    np.concatenate(stamps) if stamps else np.zeros(0, np.float32), features, sets, classes, skipped)
+    timestamps = (np.concatenate([located[first_role][e.video_id].timestamps for e in kept]) if kept
+                  else np.zeros(0, np.float32))
+    return VideoSet([e.video_id for e in kept], targets, torch.from_numpy(offsets), timestamps,
+                    {role: torch.from_numpy(f) for role, f in features.items()}, sets, classes, skipped)
 
 
 class Batch:

@@ -100,5 +100,5 @@ class Head(nn.Module):
                 reward = reward - out.reward_penalty.detach()
             policy = reinforce_loss(out.action_log_prob, reward)
             loss = loss + policy
-            logs |= {"reward": float(reward.mean()), "policy": float(policy)}
+            logs |= {"reward": float(reward.mean()), "policy": float(policy.detach())}
         return loss, logs

@@ -59,16 +59,19 @@ class LiteEvalHead(Head):
 
     def _forward_dense(self, batch: Batch) -> HeadOutput:
         coarse, fine = batch.read_all("coarse"), batch.read_all("fine")
-        coarse_in = self.coarse_cell.project(coarse)                          # [B, T, *], one matmul
-        fine_in = self.fine_cell.project(torch.cat([coarse, fine], dim=-1))
+        # all steps' input projections in one matmul each; unbind the time axis once (indexing
+        # [:, t] per step would make autograd write a full-size zero gradient at every step)
+        coarse_in = self.coarse_cell.project(coarse).unbind(1)
+        fine_in = self.fine_cell.project(torch.cat([coarse, fine], dim=-1)).unbind(1)
+        coarse_steps, presence = coarse.unbind(1), batch.mask.float().unbind(1)
         B, T = batch.mask.shape
         coarse_state = self.coarse_cell.initial_state(B, coarse.device)
         fine_state = self.fine_cell.initial_state(B, coarse.device)
         fired, log_probs = [], []
         for t in range(T):
-            present = batch.mask[:, t, None].float()
-            new_coarse = self.coarse_cell.step(coarse_in[:, t], coarse_state)
-            gate_logits = self.gate(torch.cat([coarse[:, t], self.fine_cell.hidden(fine_state)], dim=1))
+            present = presence[t][:, None]
+            new_coarse = self.coarse_cell.step(coarse_in[t], coarse_state)
+            gate_logits = self.gate(torch.cat([coarse_steps[t], self.fine_cell.hidden(fine_state)], dim=1))
             if self.gate_training == "gumbel":
                 use_fine = F.gumbel_softmax(gate_logits, tau=self.tau, hard=True)[:, 1:]
             else:
@@ -76,7 +79,7 @@ class LiteEvalHead(Head):
                 action = decision.sample()
                 log_probs.append(decision.log_prob(action) * present[:, 0])
                 use_fine = action[:, None].float()
-            new_fine = (use_fine * self.fine_cell.step(fine_in[:, t], fine_state)
+            new_fine = (use_fine * self.fine_cell.step(fine_in[t], fine_state)
                         + (1 - use_fine) * self._skipped(new_coarse, fine_state))
             coarse_state = present * new_coarse + (1 - present) * coarse_state
             fine_state = present * new_fine + (1 - present) * fine_state

@@ -25,10 +25,9 @@ class LSTMHead(Head):
         inputs = batch.read_frames("fine", positions)
         if self.combine:
             inputs = torch.cat([batch.read_frames("coarse", positions), inputs], dim=-1)
-        projected = self.cell.project(inputs)                     # all steps in one matmul
         state = self.cell.initial_state(len(batch), inputs.device)
-        for t in range(self.frames):
-            state = self.cell.step(projected[:, t], state)
+        for projected in self.cell.project(inputs).unbind(1):    # all steps in one matmul, split once
+            state = self.cell.step(projected, state)
         logits = self.classifier(self.cell.hidden(state))
         head = torch.full((len(batch),), self.frames * self.costs["step"] + self.costs["classifier"],
                           device=logits.device)
