@@ -34,7 +34,7 @@ def test_extract_then_train_liteeval_on_the_real_cache(tmp_path):
     assert 0.08 < coarse_cost < 0.085 and 0.29 < fine_cost < 0.31         # counted by phase one
     predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
     frames = pd.read_csv(tmp_path / "run" / "decisions.csv").groupby("video_id").size()
-    assert metrics["num_videos"] == 2 and sorted(frames.tolist()) == [4, 5]   # 3.0 and 3.5 s at 2 fps
+    assert metrics["num_videos"] == 2 and sorted(frames.tolist()) == [10, 11]  # 5.0 and 5.5 s at 2 fps
     costs = config["head_costs_gmacs"]
     for _, row in predictions.iterrows():
         T = frames[row.video_id]
