@@ -179,7 +179,20 @@ def flops(as_csv):
 
 # ------------------------------------------------------------------ phase two
 
-_METHODS = ["uniform", "lstm", "uniform_cf", "lstm_cf", "liteeval", "liteeval_rl", "frameglimpse", "fastforward"]
+_METHODS = ["uniform", "lstm", "uniform_cf", "lstm_cf", "liteeval", "liteeval_rl", "frameglimpse", "fastforward",
+            "adafocus", "adafocus_plus"]
+
+
+def _triple(kind):
+    def parse(ctx, param, value):
+        try:
+            parts = tuple(kind(v) for v in value.split(","))
+        except ValueError:
+            parts = ()
+        if len(parts) != 3:
+            raise click.BadParameter("three comma-separated values, for stages I, II and III")
+        return parts
+    return parse
 
 
 @main.command("train-head")
@@ -191,7 +204,10 @@ _METHODS = ["uniform", "lstm", "uniform_cf", "lstm_cf", "liteeval", "liteeval_rl
 @click.option("--fine", default="resnet101@224", show_default=True, help="Fine feature set.")
 @click.option("--train-split", default="train", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--eval-split", default="val", show_default=True, type=click.Choice(["train", "val", "test"]))
-@click.option("--frames", default=25, show_default=True, help="UNIFORM / LSTM: evenly spaced frames per video.")
+@click.option("--glance", default="mobilenet_v2@224-map", show_default=True, help="AdaFocus: glance map set.")
+@click.option("--focus", default="resnet50@224-grid7x128", show_default=True, help="AdaFocus: patch grid set.")
+@click.option("--frames", type=int, default=None,
+              help="UNIFORM / LSTM: evenly spaced frames (default 25); AdaFocus: segments (default 16).")
 @click.option("--glimpses", default=4, show_default=True, help="FRAMEGLIMPSE: frames looked at.")
 @click.option("--step-penalty", default=0.01, show_default=True, help="FASTFORWARD: reward cost per frame read.")
 @click.option("--rnn", default="lstm", show_default=True, type=click.Choice(["lstm", "gru", "sru"]))
@@ -202,6 +218,19 @@ _METHODS = ["uniform", "lstm", "uniform_cf", "lstm_cf", "liteeval", "liteeval_rl
 @click.option("--no-sync", is_flag=True, help="LiteEval: do not sync the fine RNN with the coarse one.")
 @click.option("--tau-start", default=5.0, show_default=True, help="Gumbel-softmax temperature, first epoch.")
 @click.option("--tau-end", default=0.5, show_default=True, help="... and last epoch (exponential annealing).")
+@click.option("--policy", default="learned", show_default=True,
+              type=click.Choice(["learned", "random", "central", "gaussian"]), help="AdaFocus patch policy.")
+@click.option("--reward", default="adafocus", show_default=True,
+              type=click.Choice(["adafocus", "confidence", "increments"]), help="AdaFocus stage-II reward.")
+@click.option("--no-reuse", is_flag=True, help="AdaFocus: the glance feature does not feed the classifier.")
+@click.option("--keep-ratio", default=0.5, show_default=True, help="AdaFocus+: fraction of frames given a patch.")
+@click.option("--eta", default=0.1, show_default=True, help="AdaFocus+: weight of the patch cost in the keep reward.")
+@click.option("--adafocus-hidden", default=1024, show_default=True, help="AdaFocus: GRU size.")
+@click.option("--ppo-epochs", default=2, show_default=True, help="AdaFocus: PPO updates per rollout.")
+@click.option("--stage-epochs", default="50,50,10", show_default=True, callback=_triple(int),
+              help="AdaFocus: epochs of stages I, II, III.")
+@click.option("--stage-lrs", default="0.05,3e-4,5e-3", show_default=True, callback=_triple(float),
+              help="AdaFocus: learning rates of stages I (SGD), II (Adam), III (SGD).")
 @click.option("--epochs", default=30, show_default=True)
 @click.option("--lr", default=1e-4, show_default=True)
 @click.option("--batch-size", default=128, show_default=True)
@@ -210,7 +239,7 @@ _METHODS = ["uniform", "lstm", "uniform_cf", "lstm_cf", "liteeval", "liteeval_rl
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace the run directory if it holds a run.")
 @click.option("--no-progress", is_flag=True)
-def train_head(manifest_path, no_sync, no_progress, **options):
+def train_head(manifest_path, no_sync, no_reuse, no_progress, **options):
     """Phase two: train a head on the cache's train split, evaluate it, write the run directory."""
     import json
 
@@ -219,12 +248,16 @@ def train_head(manifest_path, no_sync, no_progress, **options):
     from c2f.train import train_head as run_train
     from pipeline.manifest import ManifestError
 
-    for name in ("frames", "glimpses", "epochs", "batch_size", "coarse_hidden", "fine_hidden"):
-        if options[name] < 1:
+    for name in ("frames", "glimpses", "epochs", "batch_size", "coarse_hidden", "fine_hidden", "adafocus_hidden",
+                 "ppo_epochs"):
+        if options[name] is not None and options[name] < 1:
             _fail(f"--{name.replace('_', '-')} must be >= 1")
-    if not options["lr"] > 0:
-        _fail("--lr must be > 0")
-    cfg = TrainConfig(manifest=manifest_path, sync=not no_sync, progress=not no_progress, **options)
+    if not options["lr"] > 0 or not all(lr > 0 for lr in options["stage_lrs"]):
+        _fail("learning rates must be > 0")
+    if not 0 < options["keep_ratio"] <= 1:
+        _fail("--keep-ratio must be in (0, 1]")
+    cfg = TrainConfig(manifest=manifest_path, sync=not no_sync, reuse=not no_reuse, progress=not no_progress,
+                      **options)
     try:
         metrics = run_train(cfg)
     except (ManifestError, CacheError, FileExistsError, ValueError, FloatingPointError) as err:

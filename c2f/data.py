@@ -195,7 +195,9 @@ def load_videos(manifest: Manifest, split: str, cache: str | Path, roles: dict[s
 
 
 class Batch:
-    """A batch of videos; every feature read is recorded in `reads[role]` ([B, T_max] bool)."""
+    """A batch of videos. Every feature read is recorded in `reads[role]`: [B, T_max] bool, or for a
+    patch grid [B, T_max, G*G] bool (one entry per candidate patch), so that the FLOPs charge each
+    distinct frame (or patch) read once, and nothing that was not read."""
 
     def __init__(self, videos: VideoSet, index: torch.Tensor, device: str | torch.device = "cpu"):
         self.videos, self.index, self.device = videos, index, torch.device(device)
@@ -205,25 +207,38 @@ class Batch:
         positions = torch.arange(self.max_length)
         self.mask = (positions[None, :] < self.lengths[:, None]).to(self.device)           # [B, T]
         self.targets = videos.targets[index].to(self.device)
-        self.reads = {role: torch.zeros(len(index), self.max_length, dtype=torch.bool) for role in videos.features}
+        self.reads = {}
+        for role, features in videos.features.items():
+            per_frame = (features.shape[1],) if videos.sets[role].attrs.get("grid") else ()
+            self.reads[role] = torch.zeros(len(index), self.max_length, *per_frame, dtype=torch.bool)
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def _gather(self, role: str, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def is_grid(self, role: str) -> bool:
+        return self.reads[role].dim() == 3
+
+    def _gather(self, role: str, rows: torch.Tensor, positions: torch.Tensor,
+                candidates: torch.Tensor | None = None) -> torch.Tensor:
         rows, positions = rows.cpu(), positions.cpu()
         if role not in self.videos.features:
             raise KeyError(f"this head reads {role!r} features, which were not loaded")
         if bool((positions >= self.lengths[rows]).any()) or bool((positions < 0).any()):
             raise IndexError("read past the end of a video")
-        self.reads[role][rows, positions] = True
-        return self.videos.features[role][self.starts[rows] + positions].to(self.device).float()
+        frames = self.starts[rows] + positions
+        if candidates is not None:          # one candidate patch per frame, nothing else of the grid
+            candidates = candidates.cpu()
+            self.reads[role][rows, positions, candidates] = True
+            return self.videos.features[role][frames, candidates].to(self.device).float()
+        self.reads[role][rows, positions] = True      # a whole grid read marks every candidate
+        return self.videos.features[role][frames].to(self.device).float()
 
-    def read(self, role: str, rows: torch.Tensor, positions: torch.Tensor | int) -> torch.Tensor:
-        """Features of frame positions[k] of video rows[k]: [k, ...]."""
+    def read(self, role: str, rows: torch.Tensor, positions: torch.Tensor | int,
+             candidates: torch.Tensor | None = None) -> torch.Tensor:
+        """Features of frame positions[k] of video rows[k] (of its candidate patch candidates[k]): [k, ...]."""
         if isinstance(positions, int):
             positions = torch.full_like(rows, positions)
-        return self._gather(role, rows, positions)
+        return self._gather(role, rows, positions, candidates)
 
     def read_frames(self, role: str, positions: torch.Tensor) -> torch.Tensor:
         """Features at positions [B, F] (every entry inside its video): [B, F, ...]."""
@@ -240,10 +255,19 @@ class Batch:
         return out
 
 
+def segment_positions(lengths: torch.Tensor, frames: int, random: bool = False) -> torch.Tensor:
+    """One frame in each of `frames` equal segments of each video: [B, frames]. The segment's
+    centre, or (random=True, training) a uniformly random offset in it. A video with fewer
+    frames than segments repeats frames."""
+    offsets = torch.rand(len(lengths), frames, dtype=torch.float64) if random else torch.full((1, frames), 0.5,
+                                                                                             dtype=torch.float64)
+    where = (torch.arange(frames, dtype=torch.float64)[None, :] + offsets) / frames
+    return torch.minimum((where * lengths[:, None]).long(), lengths[:, None] - 1)
+
+
 def uniform_positions(lengths: torch.Tensor, frames: int) -> torch.Tensor:
     """The centres of `frames` equal segments of each video: [B, frames] (repeats when a video is shorter)."""
-    centres = (torch.arange(frames, dtype=torch.float64) + 0.5) / frames
-    return torch.minimum((centres[None, :] * lengths[:, None]).long(), lengths[:, None] - 1)
+    return segment_positions(lengths, frames, random=False)
 
 
 def length_batches(lengths: torch.Tensor, batch_size: int, shuffle: bool,

@@ -22,8 +22,9 @@ class EvalResult:
     targets: np.ndarray                 # [V, C] multi-hot
     scores: np.ndarray                  # [V, C] softmax
     offsets: np.ndarray                 # [V + 1] frames of video i are rows offsets[i]:offsets[i+1]
-    reads: dict[str, np.ndarray]        # role -> [N] bool, packed like the cache: the feature was read
+    reads: dict[str, np.ndarray]        # role -> [N] int, packed like the cache: features (patches) read per frame
     gflops: np.ndarray                  # [V] per video: features read + the head's own steps
+    patches: np.ndarray | None = None   # [N] the candidate read per frame (-1: none), for a patch grid
 
     def per_video(self, role: str) -> np.ndarray:
         return np.add.reduceat(self.reads[role].astype(np.int64), self.offsets[:-1])
@@ -33,7 +34,7 @@ class EvalResult:
 
     def frames_seen(self) -> np.ndarray:
         """1 + the last frame any feature was read at (where an online run stopped)."""
-        seen = np.logical_or.reduce(list(self.reads.values()))
+        seen = np.logical_or.reduce([r > 0 for r in self.reads.values()])
         position = np.arange(len(seen)) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
         return np.maximum.reduceat(np.where(seen, position + 1, 0), self.offsets[:-1])
 
@@ -43,7 +44,9 @@ def run_head(head: Head, videos: VideoSet, batch_size: int = 256, device: str = 
              fine_budget: int | None = None, progress: bool = False, desc: str = "evaluate") -> EvalResult:
     head.eval()
     order, scores, gflops = [], [], []
-    reads = {role: np.zeros(int(videos.offsets[-1]), dtype=bool) for role in videos.features}
+    reads = {role: np.zeros(int(videos.offsets[-1]), dtype=np.int32) for role in videos.features}
+    patches = np.full(int(videos.offsets[-1]), -1, dtype=np.int32) if any(
+        info.attrs.get("grid") for info in videos.sets.values()) else None
     batches = length_batches(videos.lengths, batch_size, shuffle=False)
     for index in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
         batch = Batch(videos, index, device)
@@ -52,8 +55,13 @@ def run_head(head: Head, videos: VideoSet, batch_size: int = 256, device: str = 
         rows, positions = batch.mask.cpu().nonzero(as_tuple=True)
         packed = (batch.starts[rows] + positions).numpy()
         for role, read in batch.reads.items():
-            cost += read.sum(1).double() * videos.sets[role].gflops_per_frame
-            reads[role][packed] = read[rows, positions].numpy()
+            cost += read.flatten(1).sum(1).double() * videos.sets[role].gflops_per_frame
+            at_frames = read[rows, positions]
+            if batch.is_grid(role):
+                reads[role][packed] = at_frames.sum(1).numpy()
+                patches[packed] = torch.where(at_frames.any(1), at_frames.int().argmax(1), -1).numpy()
+            else:
+                reads[role][packed] = at_frames.numpy()
         order.append(index)
         scores.append(out.logits.float().softmax(1).cpu())
         gflops.append(cost)
@@ -61,7 +69,7 @@ def run_head(head: Head, videos: VideoSet, batch_size: int = 256, device: str = 
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(len(order))
     return EvalResult(videos.video_ids, videos.targets.numpy(), torch.cat(scores)[inverse].numpy(),
-                      videos.offsets.numpy(), reads, torch.cat(gflops)[inverse].numpy())
+                      videos.offsets.numpy(), reads, torch.cat(gflops)[inverse].numpy(), patches)
 
 
 def top1(scores: np.ndarray, targets: np.ndarray) -> float:
@@ -102,8 +110,11 @@ def write_run_files(run_dir: Path, result: EvalResult, metrics: dict, classes: l
                              f"{result.gflops[i]:.4f}"])
     with open(run_dir / "decisions.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["video_id", "t", "fine"])
-        fine, offsets = result.reads["fine"], result.offsets
+        fine, patches, offsets = result.reads["fine"], result.patches, result.offsets
+        writer.writerow(["video_id", "t", "fine"] + (["patch"] if patches is not None else []))
         for i, video_id in enumerate(result.video_ids):
-            used = fine[offsets[i]:offsets[i + 1]]
-            writer.writerows((video_id, t, int(u)) for t, u in enumerate(used))
+            rows = slice(offsets[i], offsets[i + 1])
+            if patches is None:
+                writer.writerows((video_id, t, int(u)) for t, u in enumerate(fine[rows]))
+            else:
+                writer.writerows((video_id, t, int(u), int(p)) for t, (u, p) in enumerate(zip(fine[rows], patches[rows])))

@@ -21,7 +21,9 @@ from .heads import METHOD_ROLES
 from .heads.uniform import UniformHead
 from .train import load_run
 
-BUDGETED = ("liteeval", "liteeval_rl", "frameglimpse", "fastforward")
+# the budget K: fine reads (LiteEval), glimpses (FrameGlimpse), frames read (FastForward), the first
+# K sampled frames (AdaFocus, its Fig. 6 online setting)
+BUDGETED = ("liteeval", "liteeval_rl", "frameglimpse", "fastforward", "adafocus", "adafocus_plus")
 
 
 def _row(method: str, K: int, scores: np.ndarray, targets: np.ndarray, gflops: np.ndarray,
@@ -47,7 +49,7 @@ def frame_baseline(head: UniformHead, videos: VideoSet, frames_seen: np.ndarray,
             positions = uniform_positions(torch.minimum(horizon, batch.lengths), K)
         probs, _ = head.frame_probs(batch, positions)
         scores[index.numpy()] = probs.mean(1).numpy()
-        cost = K * per_frame_head + sum(read.sum(1).double() * videos.sets[role].gflops_per_frame
+        cost = K * per_frame_head + sum(read.flatten(1).sum(1).double() * videos.sets[role].gflops_per_frame
                                         for role, read in batch.reads.items())
         gflops[index.numpy()] = cost.numpy()
         fine[index.numpy()] = batch.reads["fine"].sum(1).numpy()
@@ -62,7 +64,7 @@ def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | 
         raise ValueError(f"{run_dir} is a {cfg.method} run; online budgets apply to {', '.join(BUDGETED)} "
                          "(give a uniform run with --uniform-run for the UNIFORM-K / SEQ-K baselines)")
     manifest = read_manifest(cfg.manifest, check_paths=False)
-    roles = {role: {"coarse": cfg.coarse, "fine": cfg.fine}[role] for role in METHOD_ROLES[cfg.method]}
+    roles = {role: cfg.feature_sets()[role] for role in METHOD_ROLES[cfg.method]}
     videos = load_videos(manifest, cfg.eval_split, cfg.cache, roles, classes)
     baseline = None
     if uniform_run is not None:

@@ -21,17 +21,19 @@ class SyntheticCache:
     informative: dict[str, np.ndarray]      # video_id -> bool per frame: the frame holds class evidence
 
 
-def _attrs(name: str, dim: int, gflops: float, fps: float) -> dict:
-    return {"schema_version": 1, "feature_set": name, "backbone": "synthetic", "input_size": 0, "grid": 0,
-            "patch_size": 0, "weights": "synthetic", "fps": fps, "gflops_per_frame": gflops, "feature_dim": dim,
-            "output": "pooled"}
+def _attrs(name: str, dim: int, gflops: float, fps: float, output: str = "pooled", grid: int = 0,
+           patch_size: int = 0, input_size: int = 224) -> dict:
+    return {"schema_version": 1, "feature_set": name, "backbone": "synthetic", "input_size": input_size,
+            "grid": grid, "patch_size": patch_size, "weights": "synthetic", "fps": fps, "gflops_per_frame": gflops,
+            "feature_dim": dim, "output": output}
 
 
-def write_sets(cache: Path, sets: dict[str, tuple[int, float]], videos: dict[str, dict[str, np.ndarray]],
+def write_sets(cache: Path, sets: dict[str, tuple[int, float] | dict], videos: dict[str, dict[str, np.ndarray]],
                timestamps: dict[str, np.ndarray], shard_videos: int = 256) -> None:
-    """Write feature sets {name: (dim, gflops)} for videos {video_id: {name: [T, D]}}."""
-    for name, (dim, gflops) in sets.items():
-        index = FeatureIndex.open(Path(cache) / name, _attrs(name, dim, gflops, 1.0))
+    """Write feature sets {name: (dim, gflops) or attrs} for videos {video_id: {name: [T, ...]}}."""
+    for name, spec in sets.items():
+        attrs = spec if isinstance(spec, dict) else _attrs(name, spec[0], spec[1], 1.0)
+        index = FeatureIndex.open(Path(cache) / name, attrs)
         ids = list(videos)
         for start in range(0, len(ids), shard_videos):
             chunk = ids[start:start + shard_videos]
@@ -85,4 +87,56 @@ def liteeval_cache(root: Path, num_train: int = 400, num_val: int = 200, num_cla
     root.mkdir(parents=True, exist_ok=True)
     cache = root / "cache"
     write_sets(cache, {c_name: (c_dim, c_gflops), f_name: (f_dim, f_gflops)}, videos, stamps)
+    return SyntheticCache(write_manifest(root / "manifest.csv", rows), cache, where)
+
+
+def adafocus_cache(root: Path, num_train: int = 300, num_val: int = 150, num_classes: int = 5,
+                   frames: tuple[int, int] = (16, 24), grid: int = 7, channels: int = 8, dim: int = 16,
+                   patch_size: int = 128, glance_gflops: float = 0.3008, patch_gflops: float = 1.3366,
+                   evidence: float = 4.0, marker: float = 3.0, drift: float = 0.25, seed: int = 0):
+    """The class is visible only in the candidate patch holding an object that drifts slowly
+    across the frame; the glance map shows where the object is (not what it is).
+
+    Glance map [C, G, G] ~ N(0, 1) plus a marker vector in the object's cell; patch grid
+    [G*G, D] ~ N(0, 1) plus the class prototype in the object's candidate. The object starts
+    in a random cell and drifts `drift` cells a frame in a random direction, bouncing off the
+    edges, so a fixed patch (central policy) sees it on few frames, random patches on ~1/G^2
+    of them, and a policy that reads the glance map on every frame.
+    Returns a SyntheticCache whose `informative` holds, per video, the object's candidate per frame.
+    """
+    rng = np.random.default_rng(seed)
+    glance_name, focus_name = "mobilenet_v2@224-map", f"resnet50@224-grid{grid}x{patch_size}"
+    prototypes = rng.normal(size=(num_classes, dim))
+    prototypes *= evidence / np.linalg.norm(prototypes, axis=1, keepdims=True)
+    marker_vector = rng.normal(size=channels)
+    marker_vector *= marker / np.linalg.norm(marker_vector)
+    rows, videos, stamps, where = [], {}, {}, {}
+    for i in range(num_train + num_val):
+        video_id, label = f"vid{i:05d}", int(rng.integers(num_classes))
+        T = int(rng.integers(frames[0], frames[1] + 1))
+        position = rng.uniform(0, grid - 1, size=2)
+        angle = rng.uniform(0, 2 * np.pi)
+        velocity = drift * np.array([np.cos(angle), np.sin(angle)])
+        cells = np.zeros(T, dtype=np.int64)
+        glance = rng.normal(size=(T, channels, grid, grid))
+        focus = rng.normal(size=(T, grid * grid, dim))
+        for t in range(T):
+            r, c = np.clip(np.round(position), 0, grid - 1).astype(int)
+            cells[t] = r * grid + c
+            glance[t, :, r, c] += marker_vector
+            focus[t, cells[t]] += prototypes[label]
+            position = position + velocity
+            for axis in range(2):               # bounce off the edges
+                if not 0 <= position[axis] <= grid - 1:
+                    velocity[axis] = -velocity[axis]
+                    position[axis] = np.clip(position[axis], 0, grid - 1)
+        videos[video_id] = {glance_name: glance.astype(np.float16), focus_name: focus.astype(np.float16)}
+        stamps[video_id] = np.arange(T, dtype=np.float32)
+        where[video_id] = cells
+        rows.append((video_id, f"class{label}", "train" if i < num_train else "val"))
+    root.mkdir(parents=True, exist_ok=True)
+    cache = root / "cache"
+    write_sets(cache, {glance_name: _attrs(glance_name, channels, glance_gflops, 1.0, "map"),
+                       focus_name: _attrs(focus_name, dim, patch_gflops, 1.0, "grid", grid, patch_size)},
+               videos, stamps)
     return SyntheticCache(write_manifest(root / "manifest.csv", rows), cache, where)

@@ -23,7 +23,8 @@ from pipeline.shards import atomic_write_text
 from .config import TrainConfig
 from .data import Batch, CacheError, VideoSet, length_batches, load_videos
 from .evaluate import compute_metrics, run_head, write_run_files
-from .heads import METHOD_ROLES, Head, HeadDims, build_head
+from .heads import METHOD_ROLES, METHOD_SHAPES, Head, HeadDims, build_head
+from .heads.base import Stage
 
 log = logging.getLogger(__name__)
 RUN_FILES = ("config.json", "metrics.json", "predictions.csv", "decisions.csv", "head.pt", "checkpoint.pt",
@@ -52,7 +53,7 @@ def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
         raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHOD_ROLES)}")
     manifest = read_manifest(cfg.manifest, check_paths=False)
     classes = manifest.classes()
-    names = {"coarse": cfg.coarse, "fine": cfg.fine}
+    names = cfg.feature_sets()
     roles = {role: names[role] for role in METHOD_ROLES[cfg.method]}
     splits = []
     for split in (cfg.train_split, cfg.eval_split):
@@ -64,10 +65,7 @@ def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
         if len(videos) == 0:
             raise CacheError(f"no {split} video of {cfg.manifest} has features in {cfg.cache} "
                              f"({len(videos.skipped)} skipped, {len(manifest.split(split))} in the manifest)")
-        for role, info in videos.sets.items():
-            if len(info.frame_shape) != 1:
-                raise CacheError(f"{cfg.method} needs pooled features for {role}; {info.name} has per-frame "
-                                 f"shape {info.frame_shape} (a map or a patch grid)")
+        check_shapes(cfg, videos)
         splits.append(videos)
     train, evaluation = splits
     unseen = [c for c, n in zip(classes, train.targets.sum(0).tolist()) if n == 0]
@@ -77,9 +75,43 @@ def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
     return train, evaluation, classes
 
 
+def _kind(info) -> str:
+    if info.attrs.get("grid"):
+        return "grid"
+    return {1: "pooled", 3: "map"}.get(len(info.frame_shape), "other")
+
+
+def check_shapes(cfg: TrainConfig, videos: VideoSet) -> None:
+    """Each role's feature set has the kind the method reads; AdaFocus's map and grid come from
+    frames of the same size; videos with fewer frames than --frames are counted (they repeat frames)."""
+    wanted = METHOD_SHAPES.get(cfg.method, {})
+    for role, info in videos.sets.items():
+        kind, need = _kind(info), wanted.get(role, "pooled")
+        if kind != need:
+            option = {"pooled": f"--{role}", "map": "--glance", "grid": "--focus"}[need]
+            raise CacheError(f"{cfg.method} needs a {need} feature set for {option}; {info.name} is a {kind} "
+                             f"set (per-frame shape {info.frame_shape})")
+    if cfg.method in METHOD_SHAPES:
+        glance, focus = videos.sets["coarse"], videos.sets["fine"]
+        if glance.attrs.get("input_size") != focus.attrs.get("input_size"):
+            raise CacheError(f"the glance map {glance.name} and the patch grid {focus.name} were cut from frames "
+                             f"of different sizes ({glance.attrs.get('input_size')} vs {focus.attrs.get('input_size')} px)")
+        short = int((videos.lengths < cfg.frames).sum())
+        if short:
+            log.warning("%d videos have fewer cached frames than --frames %d: their segments repeat frames "
+                        "(a frame or patch read twice is charged once)", short, cfg.frames)
+
+
 def head_dims(videos: VideoSet, classes: list[str]) -> HeadDims:
-    coarse = videos.sets.get("coarse")
-    return HeadDims(len(classes), videos.sets["fine"].frame_shape[0], coarse.frame_shape[0] if coarse else None)
+    return dims_from_shapes({role: info.frame_shape for role, info in videos.sets.items()},
+                            {role: info.attrs for role, info in videos.sets.items()}, len(classes))
+
+
+def dims_from_shapes(shapes: dict, attrs: dict, num_classes: int) -> HeadDims:
+    fine, coarse = tuple(shapes["fine"]), tuple(shapes.get("coarse", ()))
+    grid = bool(attrs["fine"].get("grid"))
+    area = (attrs["fine"]["patch_size"] / attrs["fine"]["input_size"]) ** 2 if grid and attrs["fine"].get("input_size") else 1.0
+    return HeadDims(num_classes, fine[-1], coarse[0] if coarse else None, coarse, fine[0] if grid else 0, area)
 
 
 def prepare_run_dir(cfg: TrainConfig) -> bool:
@@ -90,8 +122,9 @@ def prepare_run_dir(cfg: TrainConfig) -> bool:
         same = False
         if (run / "config.json").exists():
             saved = json.loads((run / "config.json").read_text(encoding="utf-8"))["settings"]
+            asked = json.loads(json.dumps(cfg.to_dict()))          # as config.json holds it (tuples as lists)
             same = {k: v for k, v in saved.items() if k not in ("overwrite", "progress")} == \
-                   {k: v for k, v in cfg.to_dict().items() if k not in ("overwrite", "progress")}
+                   {k: v for k, v in asked.items() if k not in ("overwrite", "progress")}
         if cfg.overwrite:
             for name in RUN_FILES:
                 (run / name).unlink(missing_ok=True)
@@ -122,37 +155,67 @@ def write_skipped(run: Path, splits: dict[str, VideoSet]) -> None:
             writer.writerows(rows)
 
 
-def train_epochs(head: Head, train: VideoSet, cfg: TrainConfig, start_epoch: int,
-                 optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
+def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
+    if stage.optimizer == "sgd":       # AdaFocus's classifier stages: SGD, Nesterov 0.9, cosine annealing
+        optimizer = torch.optim.SGD(stage.parameters, lr=stage.lr, momentum=0.9, nesterov=True,
+                                    weight_decay=cfg.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, stage.epochs * batches_per_epoch))
+        return optimizer, schedule
+    return torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=cfg.weight_decay), None
+
+
+def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch.Generator,
+                 checkpoint: dict | None = None) -> None:
+    """Every stage of the head (one for most), each epoch checkpointed: a rerun resumes where it stopped."""
     run = Path(cfg.out)
+    stages = head.training_stages(*cfg.stage_schedule())
     batches_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    bar = tqdm(total=cfg.epochs * batches_per_epoch, initial=start_epoch * batches_per_epoch, unit="batch",
-               desc=f"train {cfg.method}", disable=not cfg.progress)
-    for epoch in range(start_epoch, cfg.epochs):
-        head.train()
-        head.set_progress(epoch / max(1, cfg.epochs - 1))
-        bar.set_description(f"train {cfg.method} epoch {epoch + 1}/{cfg.epochs}")
-        totals, seen = {}, 0
-        for index in length_batches(train.lengths, cfg.batch_size, shuffle=True, generator=generator):
-            batch = Batch(train, index, cfg.device)
-            loss, logs = head.training_loss(head(batch), batch.targets)
-            if not math.isfinite(float(loss.detach())):
-                raise FloatingPointError(f"the loss became {float(loss.detach())} at epoch {epoch + 1}; lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.grad_clip)
-            optimizer.step()
-            seen += len(index)
-            for k, v in logs.items():
-                totals[k] = totals.get(k, 0.0) + v * len(index)
-            bar.update()
-        bar.set_postfix({k: f"{v / seen:.3f}" for k, v in totals.items()})
-        log.info("epoch %d: %s", epoch + 1, {k: round(v / seen, 4) for k, v in totals.items()})
-        checkpoint = {"epoch": epoch + 1, "head": head.state_dict(), "optimizer": optimizer.state_dict(),
-                      "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
-        torch.save(checkpoint, run / "checkpoint.pt.tmp")
-        (run / "checkpoint.pt.tmp").replace(run / "checkpoint.pt")
+    total = sum(s.epochs for s in stages) * batches_per_epoch
+    start_stage, start_epoch = (checkpoint["stage"], checkpoint["epoch"]) if checkpoint else (0, 0)
+    done = (sum(s.epochs for s in stages[:start_stage]) + start_epoch) * batches_per_epoch
+    bar = tqdm(total=total, initial=done, unit="batch", desc=f"train {cfg.method}", disable=not cfg.progress)
+    for number, stage in enumerate(stages):
+        if number < start_stage:
+            continue
+        head.set_stage(stage.name)
+        trained = {id(p) for p in stage.parameters}
+        for p in head.parameters():         # frozen outside the stage: no gradients computed for them
+            p.requires_grad_(id(p) in trained)
+        optimizer, schedule = make_optimizer(stage, cfg, batches_per_epoch)
+        first_epoch = 0
+        if checkpoint and number == start_stage:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            if schedule is not None:
+                schedule.load_state_dict(checkpoint["schedule"])
+            first_epoch = start_epoch
+        label = f"train {cfg.method}" + (f" stage {stage.name}" if len(stages) > 1 else "")
+        for epoch in range(first_epoch, stage.epochs):
+            head.train()
+            head.set_progress(epoch / max(1, stage.epochs - 1))
+            bar.set_description(f"{label} epoch {epoch + 1}/{stage.epochs}")
+            totals, seen = {}, 0
+            for index in length_batches(train.lengths, cfg.batch_size, shuffle=True, generator=generator):
+                logs = head.train_step(Batch(train, index, cfg.device), optimizer, cfg.grad_clip)
+                if schedule is not None:
+                    schedule.step()
+                seen += len(index)
+                for k, v in logs.items():
+                    totals[k] = totals.get(k, 0.0) + v * len(index)
+                bar.update()
+            bar.set_postfix({k: f"{v / seen:.3f}" for k, v in totals.items()})
+            log.info("%s epoch %d: %s", label, epoch + 1, {k: round(v / seen, 4) for k, v in totals.items()})
+            if epoch + 1 == stage.epochs:
+                head.after_stage(stage.name, (Batch(train, index, cfg.device) for index in
+                                              length_batches(train.lengths, cfg.batch_size, shuffle=False)))
+            finished = epoch + 1 == stage.epochs
+            state = {"stage": number + 1 if finished else number, "epoch": 0 if finished else epoch + 1,
+                     "head": head.state_dict(), "optimizer": optimizer.state_dict(),
+                     "schedule": schedule.state_dict() if schedule is not None else {},
+                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+            torch.save(state, run / "checkpoint.pt.tmp")
+            (run / "checkpoint.pt.tmp").replace(run / "checkpoint.pt")
+    for p in head.parameters():
+        p.requires_grad_(True)
     bar.close()
 
 
@@ -163,20 +226,17 @@ def train_head(cfg: TrainConfig) -> dict:
     train, evaluation, classes = load_data(cfg)
     torch.manual_seed(cfg.seed)
     head = build_head(cfg, head_dims(train, classes)).to(cfg.device)
-    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
-    start_epoch = 0
+    checkpoint = None
     if resume:
         checkpoint = torch.load(Path(cfg.out) / "checkpoint.pt", weights_only=True, map_location=cfg.device)
         head.load_state_dict(checkpoint["head"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
         generator.set_state(checkpoint["generator"])
         torch.set_rng_state(checkpoint["torch_rng"])     # Gumbel noise and sampled actions continue as they would have
-        start_epoch = checkpoint["epoch"]
-        log.warning("resuming %s from epoch %d", cfg.out, start_epoch)
+        log.warning("resuming %s at stage %d, epoch %d", cfg.out, checkpoint["stage"] + 1, checkpoint["epoch"] + 1)
     write_config(cfg, train, classes, head)
     write_skipped(Path(cfg.out), {cfg.train_split: train, cfg.eval_split: evaluation})
-    train_epochs(head, train, cfg, start_epoch, optimizer, generator)
+    train_stages(head, train, cfg, generator, checkpoint)
     torch.save(head.state_dict(), Path(cfg.out) / "head.pt")
     eval_started = time.time()
     result = run_head(head, evaluation, batch_size=max(cfg.batch_size, 256), device=cfg.device,
@@ -199,8 +259,8 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig, Hea
     saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
     cfg = TrainConfig.from_dict(saved["settings"])
     shapes = {role: s["frame_shape"] for role, s in saved["feature_sets"].items()}
-    dims = HeadDims(len(saved["classes"]), shapes["fine"][0], shapes["coarse"][0] if "coarse" in shapes else None)
-    head = build_head(cfg, dims)
+    attrs = {role: s["attrs"] for role, s in saved["feature_sets"].items()}
+    head = build_head(cfg, dims_from_shapes(shapes, attrs, len(saved["classes"])))
     head.load_state_dict(torch.load(run / "head.pt", weights_only=True, map_location=device))
     return cfg, head.to(device), saved["classes"]
 

@@ -107,10 +107,10 @@ def test_a_map_is_not_a_pooled_feature(tmp_path):
     index.write_shard(0, [VideoFeatures(f"v{i}", np.arange(3 + i % 4, dtype=np.float32),
                                         np.zeros((3 + i % 4, 2, 7, 7), np.float16)) for i in range(12)])
     index.save()
-    one_line_error(train(tmp_path, manifest, "--fine", "mobilenet_v2@224-map"), "pooled features")
+    one_line_error(train(tmp_path, manifest, "--fine", "mobilenet_v2@224-map"), "needs a pooled feature set for --fine")
 
 
-@pytest.mark.parametrize("args,fragment", [(["--frames", "0"], "--frames"), (["--lr", "0"], "--lr"),
+@pytest.mark.parametrize("args,fragment", [(["--frames", "0"], "--frames"), (["--lr", "0"], "learning rates"),
                                            (["--coarse-hidden", "16", "--fine-hidden", "8"], "--coarse-hidden")])
 def test_bad_options(tmp_path, args, fragment):
     one_line_error(train(tmp_path, make_cache(tmp_path, basic_videos()), *args), fragment)

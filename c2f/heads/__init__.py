@@ -3,6 +3,7 @@ method name (as written on the command line) to its head."""
 from __future__ import annotations
 
 from ..config import TrainConfig
+from .adafocus import AdaFocusHead
 from .base import Head, HeadDims, HeadOutput
 from .fastforward import FastForwardHead
 from .frameglimpse import FrameGlimpseHead
@@ -16,6 +17,11 @@ def _liteeval(dims: HeadDims, cfg: TrainConfig, gate_training: str) -> Head:
                         cfg.tau_start, cfg.tau_end, gate_training)
 
 
+def _adafocus(dims: HeadDims, cfg: TrainConfig, plus: bool) -> Head:
+    return AdaFocusHead(dims, cfg.frames, cfg.policy, cfg.reward, cfg.reuse, plus, cfg.keep_ratio, cfg.eta,
+                        cfg.adafocus_hidden, cfg.ppo_epochs)
+
+
 METHODS = {
     "uniform": lambda d, c: UniformHead(d, c.frames, combine=False),
     "uniform_cf": lambda d, c: UniformHead(d, c.frames, combine=True),
@@ -25,11 +31,16 @@ METHODS = {
     "liteeval_rl": lambda d, c: _liteeval(d, c, "reinforce"),
     "frameglimpse": lambda d, c: FrameGlimpseHead(d, c.glimpses, c.fine_hidden, c.rnn),
     "fastforward": lambda d, c: FastForwardHead(d, c.fine_hidden, c.rnn, c.step_penalty),
+    "adafocus": lambda d, c: _adafocus(d, c, plus=False),
+    "adafocus_plus": lambda d, c: _adafocus(d, c, plus=True),
 }
 # the feature roles each method reads (decides which sets are loaded)
 METHOD_ROLES = {"uniform": ("fine",), "lstm": ("fine",), "frameglimpse": ("fine",), "fastforward": ("fine",),
                 "uniform_cf": ("coarse", "fine"), "lstm_cf": ("coarse", "fine"),
-                "liteeval": ("coarse", "fine"), "liteeval_rl": ("coarse", "fine")}
+                "liteeval": ("coarse", "fine"), "liteeval_rl": ("coarse", "fine"),
+                "adafocus": ("coarse", "fine"), "adafocus_plus": ("coarse", "fine")}
+# the shape each role's feature set must have per frame: pooled (D,), map (C, H, W), grid (G*G, D)
+METHOD_SHAPES = {"adafocus": {"coarse": "map", "fine": "grid"}, "adafocus_plus": {"coarse": "map", "fine": "grid"}}
 
 
 def build_head(cfg: TrainConfig, dims: HeadDims) -> Head:
@@ -38,4 +49,4 @@ def build_head(cfg: TrainConfig, dims: HeadDims) -> Head:
     return METHODS[cfg.method](dims, cfg)
 
 
-__all__ = ["Head", "HeadDims", "HeadOutput", "METHODS", "METHOD_ROLES", "build_head"]
+__all__ = ["Head", "HeadDims", "HeadOutput", "METHODS", "METHOD_ROLES", "METHOD_SHAPES", "build_head"]

@@ -19,8 +19,21 @@ from ..data import Batch
 @dataclass
 class HeadDims:
     num_classes: int
-    fine_dim: int
-    coarse_dim: int | None = None
+    fine_dim: int                               # per frame, or per candidate patch for a grid
+    coarse_dim: int | None = None               # channels for a map
+    coarse_shape: tuple[int, ...] = ()          # per-frame shape of the coarse set ((C, H, W) for a map)
+    candidates: int = 0                         # G*G for a patch grid, else 0
+    patch_area_fraction: float = 1.0            # (P / input size)^2: AdaFocus+'s cost term
+
+
+@dataclass
+class Stage:
+    """One training stage: which parameters, how long, how fast (AdaFocus has three)."""
+    name: str
+    epochs: int
+    lr: float
+    optimizer: str               # "adam", or "sgd" (Nesterov momentum 0.9, cosine annealing)
+    parameters: list
 
 
 @dataclass
@@ -83,7 +96,29 @@ class Head(nn.Module):
         return self._costs
 
     def set_progress(self, fraction: float) -> None:
-        """Called before each epoch with the fraction of training done (for annealed temperatures)."""
+        """Called before each epoch with the fraction of the stage done (for annealed temperatures)."""
+
+    def training_stages(self, epochs: list[int], lrs: list[float]) -> list[Stage]:
+        """One stage, every parameter, Adam (heads with several stages override this)."""
+        return [Stage("train", epochs[0], lrs[0], "adam", list(self.parameters()))]
+
+    def set_stage(self, name: str) -> None:
+        """Called when a stage starts."""
+
+    def after_stage(self, name: str, batches) -> None:
+        """Called when a stage ends, with an iterable of training batches (AdaFocus+ solves its threshold)."""
+
+    def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float) -> dict[str, float]:
+        """One optimisation step on a batch; returns what to log."""
+        loss, logs = self.training_loss(self(batch), batch.targets)
+        if not torch.isfinite(loss.detach()):
+            raise FloatingPointError(f"the loss became {float(loss.detach())}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
+        optimizer.step()
+        return logs
 
     def training_loss(self, out: HeadOutput, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy on the video's labels (multi-label: their normalised multi-hot) + the head's extras;

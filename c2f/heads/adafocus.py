@@ -1,0 +1,290 @@
+"""AdaFocus and AdaFocus+ (Wang et al. 2021) on cached glance maps and patch grids.
+
+Per sampled frame: the glance map (MobileNetV2's 1280x7x7, read for every frame) feeds a
+recurrent policy that picks one of the G*G candidate patches; only that patch's ResNet-50
+feature is read from the grid. A GRU classifier reads [pooled glance, patch feature]
+([patch feature] with --no-reuse). AdaFocus+ adds a second policy that decides whether to
+read a patch at all; a skipped frame feeds zeros and costs no patch.
+
+Training (NOTES.md), with the CNNs frozen as the cache implies: stage I trains the
+classifier on random patches; stage II trains the policies with PPO (clip 0.2, discount
+0.7, entropy 0.01, value loss 0.5) with the classifier frozen; stage III fine-tunes the
+classifier with the learned policy. Fixed policies (random, central, gaussian) skip the
+patch policy's stage II.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, Categorical
+
+from ..data import Batch, segment_positions
+from .base import Head, HeadDims, HeadOutput, Stage, soft_targets
+from .rnn import Cell
+
+POLICIES = ("learned", "random", "central", "gaussian")
+REWARDS = ("adafocus", "confidence", "increments")
+PPO_CLIP, DISCOUNT, ENTROPY_BONUS, VALUE_WEIGHT = 0.2, 0.7, 0.01, 0.5
+REDUCED_CHANNELS = 32
+GAUSSIAN_STD = 0.25          # of the grid's width, per axis: "a Gaussian centred on the frame"
+
+
+class GlancePolicy(nn.Module):
+    """NOTES.md: 1x1 conv C -> 32, flatten, linear to `hidden`, GRU(hidden), an actor head
+    (logits over `actions`) and a critic head. Its input is the glance map only, so its
+    states do not depend on the actions and a whole sequence runs at once."""
+
+    def __init__(self, channels: int, map_cells: int, hidden: int, actions: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, REDUCED_CHANNELS, 1)
+        self.embed = nn.Linear(REDUCED_CHANNELS * map_cells, hidden)
+        self.cell = Cell("gru", hidden, hidden)
+        self.actor = nn.Linear(hidden, actions)
+        self.critic = nn.Linear(hidden, 1)
+
+    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """maps [B, T, C, H, W] -> action logits [B, T, actions], values [B, T]."""
+        B, T = maps.shape[:2]
+        x = F.relu(self.reduce(maps.flatten(0, 1))).flatten(1)
+        x = F.relu(self.embed(x)).view(B, T, -1)
+        state, states = self.cell.initial_state(B, maps.device), []
+        for projected in self.cell.project(x).unbind(1):
+            state = self.cell.step(projected, state)
+            states.append(state)
+        states = torch.stack(states, 1)
+        return self.actor(states), self.critic(states).squeeze(-1)
+
+    def step_probe(self, maps: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """One frame's inference cost (no critic: it is not run at test time)."""
+        x = F.relu(self.embed(F.relu(self.reduce(maps)).flatten(1)))
+        return self.actor(self.cell.step(self.cell.project(x), state))
+
+
+class AdaFocusHead(Head):
+    roles = ("coarse", "fine")          # coarse: the glance map; fine: the patch grid
+    video_loss = False                   # Eq. 5: cross-entropy averaged over every step
+
+    def __init__(self, dims: HeadDims, frames: int = 16, policy: str = "learned", reward: str = "adafocus",
+                 reuse: bool = True, plus: bool = False, keep_ratio: float = 0.5, eta: float = 0.1,
+                 hidden: int = 1024, ppo_epochs: int = 2):
+        super().__init__(dims)
+        if policy not in POLICIES or reward not in REWARDS:
+            raise ValueError(f"policy must be one of {POLICIES} and reward one of {REWARDS}")
+        channels, map_h, map_w = dims.coarse_shape
+        self.frames, self.policy_kind, self.reward_kind = frames, policy, reward
+        self.reuse, self.plus, self.keep_ratio, self.eta, self.ppo_epochs = reuse, plus, keep_ratio, eta, ppo_epochs
+        self.candidates = dims.candidates
+        self.grid = int(round(self.candidates ** 0.5))
+        self.input_dim = dims.fine_dim + (channels if reuse else 0)
+        self.classifier_cell = Cell("gru", self.input_dim, hidden)
+        self.classifier = nn.Linear(hidden, dims.num_classes)
+        self.patch_policy = GlancePolicy(channels, map_h * map_w, hidden, self.candidates) if policy == "learned" else None
+        self.keep_policy = GlancePolicy(channels, map_h * map_w, hidden, 1) if plus else None
+        self.register_buffer("keep_threshold", torch.tensor(0.5))
+        self.stage = "III"
+
+    # ------------------------------------------------------------------ stages
+
+    def training_stages(self, epochs: list[int], lrs: list[float]) -> list[Stage]:
+        classifier = list(self.classifier_cell.parameters()) + list(self.classifier.parameters())
+        policies = [p for m in (self.patch_policy, self.keep_policy) if m is not None for p in m.parameters()]
+        stages = [Stage("I", epochs[0], lrs[0], "sgd", classifier)]
+        if policies:
+            stages.append(Stage("II", epochs[1], lrs[1], "adam", policies))
+        stages.append(Stage("III", epochs[2], lrs[2], "sgd", classifier))
+        return [s for s in stages if s.epochs > 0]
+
+    def set_stage(self, name: str) -> None:
+        self.stage = name
+
+    # ------------------------------------------------------------------ decisions
+
+    def _fixed_patches(self, shape: tuple[int, int], kind: str, device) -> torch.Tensor:
+        G = self.grid
+        if kind == "random":
+            return torch.randint(self.candidates, shape, device=device)
+        if kind == "central":
+            return torch.full(shape, (G // 2) * G + G // 2, device=device)
+        ij = (torch.randn(*shape, 2, device=device) * GAUSSIAN_STD * G + (G - 1) / 2).round().clamp(0, G - 1).long()
+        return ij[..., 0] * G + ij[..., 1]
+
+    def choose_patches(self, glance: torch.Tensor, sample: bool) -> torch.Tensor:
+        B, T = glance.shape[:2]
+        if self.patch_policy is None:
+            return self._fixed_patches((B, T), self.policy_kind, glance.device)
+        if self.stage == "I" and self.training:
+            return self._fixed_patches((B, T), "random", glance.device)
+        logits, _ = self.patch_policy(glance)
+        return Categorical(logits=logits).sample() if sample else logits.argmax(-1)
+
+    def choose_keep(self, glance: torch.Tensor, sample: bool) -> torch.Tensor:
+        if self.keep_policy is None or (self.stage == "I" and self.training):
+            return torch.ones(glance.shape[:2], dtype=torch.bool, device=glance.device)
+        keep_logit = self.keep_policy(glance)[0][..., 0]
+        return Bernoulli(logits=keep_logit).sample().bool() if sample else torch.sigmoid(keep_logit) > self.keep_threshold
+
+    def _focus(self, batch: Batch, positions: torch.Tensor, patches: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The chosen patch's feature where the frame is kept, zeros where it is skipped: [B, F, D]."""
+        out = torch.zeros(*positions.shape, self.dims.fine_dim, device=keep.device)
+        rows, steps = keep.nonzero(as_tuple=True)
+        if len(rows):
+            out[rows, steps] = batch.read("fine", rows.cpu(), positions[rows.cpu(), steps.cpu()], patches[rows, steps])
+        return out
+
+    def _inputs(self, glance: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
+        return torch.cat([glance.mean((-2, -1)), focus], dim=-1) if self.reuse else focus
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
+        """fine_budget k (online): predict after the first k of the sampled frames."""
+        steps = self.frames if fine_budget is None else min(self.frames, fine_budget)
+        positions = segment_positions(batch.lengths, self.frames, random=self.training)[:, :steps]
+        glance = batch.read_frames("coarse", positions)
+        with torch.no_grad():
+            patches = self.choose_patches(glance, sample=False)
+            keep = self.choose_keep(glance, sample=False)
+        inputs = self._inputs(glance, self._focus(batch, positions, patches, keep))
+        state, states = self.classifier_cell.initial_state(len(batch), inputs.device), []
+        for projected in self.classifier_cell.project(inputs).unbind(1):
+            state = self.classifier_cell.step(projected, state)
+            states.append(state)
+        out = HeadOutput(self.classifier(self.classifier_cell.hidden(state)), self._cost(steps, keep))
+        if self.training:       # Eq. 5: the prediction of every step is trained
+            step_logits = self.classifier(self.classifier_cell.hidden(torch.stack(states, 1)))
+            target = soft_targets(batch.targets)[:, None, :].expand_as(step_logits)
+            out.extra_loss["ce_steps"] = F.cross_entropy(step_logits.flatten(0, 1), target.flatten(0, 1))
+        return out
+
+    def _cost(self, steps: int, keep: torch.Tensor) -> torch.Tensor:
+        c = self.costs
+        per_step = c["classifier_step"] + c.get("patch_policy_step", 0.0) + c.get("keep_policy_step", 0.0)
+        return torch.full((len(keep),), steps * per_step + c["classifier"], device=keep.device)
+
+    def cost_probes(self):
+        C, H, W = self.dims.coarse_shape
+        hidden = self.classifier_cell.hidden_size
+        step = lambda x, s: self.classifier_cell.step(self.classifier_cell.project(x), s)     # noqa: E731
+        probes = {"classifier_step": (step, (torch.zeros(1, self.input_dim), self.classifier_cell.initial_state(1))),
+                  "classifier": (self.classifier, (torch.zeros(1, hidden),))}
+        for name, policy in (("patch_policy_step", self.patch_policy), ("keep_policy_step", self.keep_policy)):
+            if policy is not None:
+                probes[name] = (policy.step_probe, (torch.zeros(1, C, H, W), policy.cell.initial_state(1)))
+        return probes
+
+    # ------------------------------------------------------------------ stage II: PPO
+
+    def _confidence(self, state: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Probability the classifier gives the video's labels from a hidden state: [B]."""
+        return (self.classifier(self.classifier_cell.hidden(state)).softmax(-1) * (targets > 0)).sum(-1)
+
+    @torch.no_grad()
+    def _rollout(self, batch: Batch, positions: torch.Tensor, glance: torch.Tensor):
+        """Sample actions, run the frozen classifier along them, and compute each step's rewards
+        (Eq. 7 or a Table 5 variant for patches; Eq. 10 for keeping)."""
+        B, T = positions.shape
+        patch_logits = self.patch_policy(glance)[0] if self.patch_policy is not None else None
+        patches = (Categorical(logits=patch_logits).sample() if patch_logits is not None
+                   else self._fixed_patches((B, T), self.policy_kind, glance.device))
+        keep = self.choose_keep(glance, sample=True)
+        pooled = glance.mean((-2, -1))
+        state = self.classifier_cell.initial_state(B, glance.device)
+        previous = self._confidence(state, batch.targets)
+        rows = torch.arange(B)
+        patch_rewards, keep_rewards = torch.zeros(B, T), torch.zeros(B, T)
+        for t in range(T):
+            chosen = batch.read("fine", rows, positions[:, t], patches[:, t])
+
+            def step_with(focus):
+                x = torch.cat([pooled[:, t], focus], -1) if self.reuse else focus
+                return self.classifier_cell.step(self.classifier_cell.project(x), state)
+
+            with_patch = step_with(chosen)
+            confidence = self._confidence(with_patch, batch.targets)
+            if self.reward_kind == "adafocus":          # minus the same with a random patch
+                random_patch = torch.randint(self.candidates, (B,), device=glance.device)
+                baseline = self._confidence(step_with(batch.read("fine", rows, positions[:, t], random_patch)),
+                                            batch.targets)
+                patch_rewards[:, t] = confidence - baseline
+            elif self.reward_kind == "confidence":
+                patch_rewards[:, t] = confidence
+            else:
+                patch_rewards[:, t] = confidence - previous
+            if self.keep_policy is not None:
+                without = step_with(torch.zeros_like(chosen))
+                gain = confidence - self._confidence(without, batch.targets)
+                keep_rewards[:, t] = torch.where(keep[:, t], gain - self.eta * self.dims.patch_area_fraction,
+                                                 torch.zeros_like(gain))
+                state = torch.where(keep[:, t, None], with_patch, without)
+            else:
+                state = with_patch
+            previous = self._confidence(state, batch.targets)
+        return patches, keep, patch_rewards, keep_rewards
+
+    @staticmethod
+    def _discounted(rewards: torch.Tensor) -> torch.Tensor:
+        returns, running = torch.zeros_like(rewards), torch.zeros(rewards.shape[0])
+        for t in reversed(range(rewards.shape[1])):
+            running = rewards[:, t] + DISCOUNT * running
+            returns[:, t] = running
+        return returns
+
+    def _ppo_loss(self, policy: GlancePolicy, glance, actions, old_log_prob, returns, advantages, mask, bernoulli):
+        logits, values = policy(glance)
+        dist = Bernoulli(logits=logits[..., 0]) if bernoulli else Categorical(logits=logits)
+        log_prob = dist.log_prob(actions.float() if bernoulli else actions)
+        ratio = (log_prob - old_log_prob).exp()
+        surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - PPO_CLIP, 1 + PPO_CLIP) * advantages)
+        loss = -(surrogate * mask).sum() / mask.sum().clamp(min=1)
+        loss = loss + VALUE_WEIGHT * (((returns - values) ** 2) * mask).sum() / mask.sum().clamp(min=1)
+        return loss - ENTROPY_BONUS * (dist.entropy() * mask).sum() / mask.sum().clamp(min=1)
+
+    def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float) -> dict[str, float]:
+        if self.stage != "II":
+            return super().train_step(batch, optimizer, grad_clip)
+        positions = segment_positions(batch.lengths, self.frames, random=True)
+        glance = batch.read_frames("coarse", positions)
+        patches, keep, patch_rewards, keep_rewards = self._rollout(batch, positions, glance)
+        jobs = []       # (policy, actions, returns, mask, bernoulli)
+        if self.patch_policy is not None:
+            jobs.append((self.patch_policy, patches, self._discounted(patch_rewards), keep.float(), False))
+        if self.keep_policy is not None:
+            jobs.append((self.keep_policy, keep, self._discounted(keep_rewards), torch.ones_like(keep_rewards), True))
+        with torch.no_grad():
+            prepared = []
+            for policy, actions, returns, mask, bernoulli in jobs:
+                logits, values = policy(glance)
+                dist = Bernoulli(logits=logits[..., 0]) if bernoulli else Categorical(logits=logits)
+                old_log_prob = dist.log_prob(actions.float() if bernoulli else actions)
+                advantages = returns - values
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                prepared.append((policy, glance, actions, old_log_prob, returns, advantages, mask, bernoulli))
+        for _ in range(self.ppo_epochs):
+            loss = sum(self._ppo_loss(*job) for job in prepared)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
+            optimizer.step()
+        logs = {"ppo": float(loss.detach()), "patch_reward": float(patch_rewards.mean())}
+        if self.keep_policy is not None:
+            logs["keep_rate"] = float(keep.float().mean())
+        return logs
+
+    # ------------------------------------------------------------------ AdaFocus+: the keep threshold
+
+    @torch.no_grad()
+    def after_stage(self, name: str, batches) -> None:
+        """After stage II, solve the keep threshold on the training set so that `keep_ratio` of its
+        frames are kept (stage III then trains with the frames the test will keep)."""
+        if self.keep_policy is None or name != "II":
+            return
+        self.eval()
+        probabilities = []
+        for batch in batches:
+            positions = segment_positions(batch.lengths, self.frames)
+            probabilities.append(torch.sigmoid(self.keep_policy(batch.read_frames("coarse", positions))[0][..., 0]).flatten())
+        probabilities = torch.cat(probabilities)
+        self.keep_threshold.fill_(float(torch.quantile(probabilities, 1 - self.keep_ratio)))
+        self.train()

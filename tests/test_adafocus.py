@@ -1,0 +1,117 @@
+"""AdaFocus / AdaFocus+ on cached glance maps and patch grids: FLOPs, honest reads, run files, bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from c2f.config import TrainConfig
+from c2f.data import load_videos
+from c2f.evaluate import run_head
+from c2f.heads import HeadDims
+from c2f.heads.adafocus import AdaFocusHead
+from c2f.synthetic import adafocus_cache
+from c2f.train import load_run, train_head
+from cli import main
+from pipeline.backbones import gflops_per_frame, parse_spec
+from pipeline.manifest import read_manifest
+
+
+@pytest.fixture(scope="module")
+def small_grid_cache(tmp_path_factory):
+    return adafocus_cache(tmp_path_factory.mktemp("grid"), num_train=32, num_val=16, num_classes=3,
+                          frames=(8, 12), channels=4, dim=8)
+
+
+def small_config(cache, out, method="adafocus", **overrides) -> TrainConfig:
+    settings = dict(method=method, manifest=str(cache.manifest), cache=str(cache.cache), out=str(out), frames=8,
+                    adafocus_hidden=16, stage_epochs=(1, 1, 1), stage_lrs=(0.05, 1e-3, 5e-3), batch_size=16,
+                    progress=False)
+    return TrainConfig(**(settings | overrides))
+
+
+def test_paper_setting_costs_26_6_gflops():
+    """AdaFocus at 128 px, 16 frames, 7x7 candidates, glance MobileNetV2 at 224, GRU 1024, 200 classes:
+    glance + patch + policy + classifier per frame, all counted from modules: ~26.6 GFLOPs (paper)."""
+    glance = gflops_per_frame(parse_spec("mobilenet_v2@224-map"))
+    patch = gflops_per_frame(parse_spec("resnet50@224-grid7x128"))
+    head = AdaFocusHead(HeadDims(200, 2048, 1280, (1280, 7, 7), 49, (128 / 224) ** 2), frames=16)
+    c = head.costs
+    total = 16 * (glance + patch + c["patch_policy_step"] + c["classifier_step"]) + c["classifier"]
+    assert total == pytest.approx(26.6, rel=0.01)
+
+
+def test_eval_reads_one_patch_per_kept_frame_and_charges_it(small_grid_cache, tmp_path):
+    run = tmp_path / "plus"
+    metrics = train_head(small_config(small_grid_cache, run, "adafocus_plus", keep_ratio=0.5))
+    _, head, classes = load_run(run)
+    videos = load_videos(read_manifest(small_grid_cache.manifest, check_paths=False), "val",
+                         small_grid_cache.cache, {"coarse": "mobilenet_v2@224-map", "fine": "resnet50@224-grid7x128"},
+                         classes)
+    first = run_head(head, videos)
+    # garbage in every candidate that was not read changes nothing
+    read = torch.zeros(videos.features["fine"].shape[:2], dtype=torch.bool)
+    frames = np.flatnonzero(first.patches >= 0)
+    read[frames, first.patches[frames]] = True
+    videos.features["fine"][~read] = torch.randn(int((~read).sum()), 8).half() * 100
+    second = run_head(head, videos)
+    np.testing.assert_array_equal(first.scores, second.scores)
+    assert (first.reads["fine"] <= 1).all()                      # at most one patch a frame
+    c = head.costs
+    # distinct glance frames read (a short video repeats frames), and the head's 8 steps, each computed
+    glances = first.per_video("coarse")
+    expected = (glances * 0.3008 + 8 * (c["classifier_step"] + c["patch_policy_step"] + c["keep_policy_step"])
+                + first.fine_count() * 1.3366 + c["classifier"])
+    np.testing.assert_allclose(first.gflops, expected, rtol=1e-6)
+    decisions = pd.read_csv(run / "decisions.csv")
+    assert list(decisions.columns) == ["video_id", "t", "fine", "patch"]
+    assert ((decisions.patch >= 0) == (decisions.fine == 1)).all()
+    assert metrics["fine_mean"] == pytest.approx(decisions.fine.sum() / decisions.video_id.nunique())
+
+
+@pytest.mark.parametrize("overrides", [dict(policy="random"), dict(policy="central"), dict(policy="gaussian"),
+                                       dict(reward="confidence"), dict(reward="increments"), dict(reuse=False)])
+def test_variants_train_and_write_runs(small_grid_cache, tmp_path, overrides):
+    metrics = train_head(small_config(small_grid_cache, tmp_path / "run", **overrides))
+    assert metrics["fine_mean"] == 8 and np.isfinite(metrics["gflops_mean"])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert ("patch_policy_step" in config["head_costs_gmacs"]) == (overrides.get("policy", "learned") == "learned")
+
+
+def test_central_policy_reads_the_centre(small_grid_cache, tmp_path):
+    train_head(small_config(small_grid_cache, tmp_path / "run", policy="central"))
+    decisions = pd.read_csv(tmp_path / "run" / "decisions.csv")
+    assert set(decisions.patch[decisions.patch >= 0]) == {24}
+
+
+def test_online_first_k_frames(small_grid_cache, tmp_path):
+    from c2f.online import evaluate_online
+    train_head(small_config(small_grid_cache, tmp_path / "run"))
+    rows = pd.DataFrame(evaluate_online(tmp_path / "run", [1, 4, 8], progress=False))
+    assert rows.fine_mean.tolist() == [1, 4, 8]
+    assert rows.gflops_mean.is_monotonic_increasing
+
+
+def _cli(cache, out, *extra):
+    return CliRunner().invoke(main, ["train-head", "--method", "adafocus", "--manifest", str(cache.manifest),
+                                     "--cache", str(cache.cache), "--out", str(out), "--adafocus-hidden", "8",
+                                     "--stage-epochs", "1,1,1", "--frames", "8", "--no-progress", *extra])
+
+
+def test_bad_adafocus_inputs(small_grid_cache, tmp_path):
+    result = _cli(small_grid_cache, tmp_path / "a", "--focus", "mobilenet_v2@224-map")
+    assert result.exit_code == 2 and "needs a grid feature set for --focus" in result.output
+    result = _cli(small_grid_cache, tmp_path / "b", "--glance", "resnet50@224-grid7x128")
+    assert result.exit_code == 2 and "needs a map feature set for --glance" in result.output
+    result = _cli(small_grid_cache, tmp_path / "c", "--stage-epochs", "1,1")
+    assert result.exit_code == 2 and "three comma-separated values" in result.output
+
+
+def test_fewer_frames_than_segments_is_a_documented_fallback(small_grid_cache, tmp_path, caplog):
+    result = _cli(small_grid_cache, tmp_path / "run", "--frames", "16")
+    assert result.exit_code == 0, result.output
+    assert "fewer cached frames than --frames 16" in caplog.text
