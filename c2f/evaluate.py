@@ -43,6 +43,13 @@ class EvalResult:
 def run_head(head: Head, videos: VideoSet, batch_size: int = 256, device: str = "cpu",
              fine_budget: int | None = None, progress: bool = False, desc: str = "evaluate") -> EvalResult:
     head.eval()
+    with torch.random.fork_rng():       # fixed policies that sample (random, gaussian) give the same result every time
+        torch.manual_seed(0)
+        return _run_head(head, videos, batch_size, device, fine_budget, progress, desc)
+
+
+def _run_head(head: Head, videos: VideoSet, batch_size: int, device: str, fine_budget: int | None,
+              progress: bool, desc: str) -> EvalResult:
     order, scores, gflops = [], [], []
     reads = {role: np.zeros(int(videos.offsets[-1]), dtype=np.int32) for role in videos.features}
     patches = np.full(int(videos.offsets[-1]), -1, dtype=np.int32) if any(

@@ -114,22 +114,24 @@ def adafocus_cache(root: Path, num_train: int = 300, num_val: int = 150, num_cla
     for i in range(num_train + num_val):
         video_id, label = f"vid{i:05d}", int(rng.integers(num_classes))
         T = int(rng.integers(frames[0], frames[1] + 1))
-        position = rng.uniform(0, grid - 1, size=2)
+        # continuous position in [-0.5, G - 0.5): every cell equally likely (rounding a position in
+        # [0, G - 1] would make the edge cells half as likely as the centre)
+        position = rng.uniform(-0.5, grid - 0.5, size=2)
         angle = rng.uniform(0, 2 * np.pi)
         velocity = drift * np.array([np.cos(angle), np.sin(angle)])
         cells = np.zeros(T, dtype=np.int64)
         glance = rng.normal(size=(T, channels, grid, grid))
         focus = rng.normal(size=(T, grid * grid, dim))
         for t in range(T):
-            r, c = np.clip(np.round(position), 0, grid - 1).astype(int)
+            r, c = np.clip(np.floor(position + 0.5), 0, grid - 1).astype(int)
             cells[t] = r * grid + c
             glance[t, :, r, c] += marker_vector
             focus[t, cells[t]] += prototypes[label]
             position = position + velocity
             for axis in range(2):               # bounce off the edges
-                if not 0 <= position[axis] <= grid - 1:
+                if not -0.5 <= position[axis] < grid - 0.5:
                     velocity[axis] = -velocity[axis]
-                    position[axis] = np.clip(position[axis], 0, grid - 1)
+                    position[axis] = np.clip(position[axis], -0.5, grid - 0.5 - 1e-6)
         videos[video_id] = {glance_name: glance.astype(np.float16), focus_name: focus.astype(np.float16)}
         stamps[video_id] = np.arange(T, dtype=np.float32)
         where[video_id] = cells
