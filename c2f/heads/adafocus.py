@@ -81,6 +81,8 @@ class AdaFocusHead(Head):
         self.classifier = nn.Linear(hidden, dims.num_classes)
         self.patch_policy = GlancePolicy(channels, map_h * map_w, hidden, self.candidates) if policy == "learned" else None
         self.keep_policy = GlancePolicy(channels, map_h * map_w, hidden, 1) if plus else None
+        if plus:    # start by keeping most frames (p = 0.88): it explores before the patch policy is any good
+            nn.init.constant_(self.keep_policy.actor.bias, 2.0)
         self.register_buffer("keep_threshold", torch.tensor(0.5))
         self.stage = "III"
 
@@ -248,7 +250,10 @@ class AdaFocusHead(Head):
         patches, keep, patch_rewards, keep_rewards = self._rollout(batch, positions, glance)
         jobs = []       # (policy, actions, returns, mask, bernoulli)
         if self.patch_policy is not None:
-            jobs.append((self.patch_policy, patches, self._discounted(patch_rewards), keep.float(), False))
+            # Eq. 7 is computed on every frame, kept or not (the rollout runs the classifier with the
+            # chosen patch anyway), so a keep policy that skips much early on does not starve this one
+            jobs.append((self.patch_policy, patches, self._discounted(patch_rewards), torch.ones_like(patch_rewards),
+                         False))
         if self.keep_policy is not None:
             jobs.append((self.keep_policy, keep, self._discounted(keep_rewards), torch.ones_like(keep_rewards), True))
         with torch.no_grad():
