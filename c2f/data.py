@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +66,7 @@ class VideoSet:
     targets: torch.Tensor               # [V, C] float32 multi-hot
     offsets: torch.Tensor               # [V + 1] int64: frames of video i are rows offsets[i]:offsets[i+1]
     timestamps: np.ndarray              # [N] float32
-    features: dict[str, torch.Tensor]   # role -> [N, ...] float16
+    features: dict[str, "torch.Tensor | ShardFeatures"]   # role -> [N, ...] float16, packed
     sets: dict[str, FeatureSetInfo]     # role -> feature set
     classes: list[str]
     skipped: dict[str, str] = field(default_factory=dict)   # video_id -> why it is not here
@@ -118,20 +119,82 @@ def _read_features(info: FeatureSetInfo, located: list[_Located], offsets: np.nd
     return out
 
 
-def _finite_per_video(features: np.ndarray, offsets: np.ndarray, block: int = 1 << 16) -> np.ndarray:
-    """True for the videos whose every value is finite (checked in blocks of rows: no full-size temporary)."""
-    finite_rows = np.empty(len(features), dtype=bool)
+def _finite_rows(features, block: int = 4096) -> np.ndarray:
+    """True for the rows whose every value is finite (in blocks of rows: no full-size temporary)."""
+    finite = np.empty(len(features), dtype=bool)
     for start in range(0, len(features), block):
-        chunk = features[start:start + block]
-        finite_rows[start:start + block] = np.isfinite(chunk.reshape(len(chunk), -1)).all(1)
+        chunk = np.asarray(features[start:start + block])
+        finite[start:start + block] = np.isfinite(chunk.reshape(len(chunk), -1)).all(1)
+    return finite
+
+
+def _finite_per_video(features: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """True for the videos whose every value is finite."""
     if len(offsets) < 2:                # no video (every video has at least one frame)
         return np.ones(0, dtype=bool)
-    return np.logical_and.reduceat(finite_rows, offsets[:-1])
+    return np.logical_and.reduceat(_finite_rows(features), offsets[:-1])
+
+
+class ShardFeatures:
+    """A feature set read lazily from its shards, for sets too large for memory (a patch grid is
+    ~3 MB a video). Each shard's `features` dataset is contiguous (DESIGN.md's writer), so it is an
+    np.memmap; a batch reads only the rows, and for a grid only the candidates, it asks for.
+    Indexed like the packed in-memory tensor: [rows] or [rows, candidates]."""
+
+    def __init__(self, info: FeatureSetInfo, located: list[_Located], offsets: np.ndarray):
+        self.shape = (int(offsets[-1]), *info.frame_shape)
+        files = sorted({loc.shard for loc in located})
+        self.maps = []
+        for name in files:
+            with h5py.File(info.folder / name, "r") as h5:
+                dataset = h5["features"]
+                byte_offset = dataset.id.get_offset()
+                if byte_offset is None or dataset.chunks is not None or dataset.dtype != np.float16:
+                    raise CacheError(f"{info.folder / name}: features are not one contiguous float16 dataset, "
+                                     "so they cannot be read lazily; rewrite the cache with c2f extract")
+                self.maps.append(np.memmap(info.folder / name, dtype=np.float16, mode="r", offset=byte_offset,
+                                           shape=dataset.shape))
+        number = {name: i for i, name in enumerate(files)}
+        self.video_shard = np.array([number[loc.shard] for loc in located], dtype=np.int64)
+        self.video_start = np.array([loc.start for loc in located], dtype=np.int64)
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> torch.Tensor:
+        rows, candidates = key if isinstance(key, tuple) else (key, None)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        video = np.searchsorted(self.offsets, rows, side="right") - 1
+        shard_rows = self.video_start[video] + rows - self.offsets[video]
+        shard = self.video_shard[video]
+        frame_shape = self.shape[2:] if candidates is not None else self.shape[1:]
+        out = np.empty((len(rows), *frame_shape), dtype=np.float16)
+        if candidates is not None:
+            candidates = np.asarray(candidates, dtype=np.int64).reshape(-1)
+        for s in np.unique(shard):
+            pick = np.flatnonzero(shard == s)
+            order = pick[np.argsort(shard_rows[pick], kind="stable")]     # ascending reads within a shard
+            source = self.maps[s]
+            out[order] = source[shard_rows[order]] if candidates is None else source[shard_rows[order], candidates[order]]
+        return torch.from_numpy(out)
+
+    def finite_per_video(self) -> np.ndarray:
+        finite_rows = [_finite_rows(m) for m in self.maps]
+        lengths = np.diff(self.offsets)
+        return np.array([finite_rows[s][a:a + n].all() for s, a, n in zip(self.video_shard, self.video_start, lengths)],
+                        dtype=bool)
+
+
+IN_MEMORY_BYTES = int(float(os.environ.get("C2F_IN_MEMORY_GB", "4")) * 2**30)
 
 
 def load_videos(manifest: Manifest, split: str, cache: str | Path, roles: dict[str, str],
-                classes: list[str] | None = None) -> VideoSet:
+                classes: list[str] | None = None, in_memory_bytes: int | None = None) -> VideoSet:
     """Load a split's videos for each role (e.g. {'coarse': 'mobilenet_v2@112', 'fine': ...}).
+
+    A feature set of up to `in_memory_bytes` (env C2F_IN_MEMORY_GB, default 4) for the split
+    is read into memory; a larger one (patch grids) is read lazily from its shards.
 
     Videos absent from a feature set, or with non-finite features, are skipped and listed
     in `skipped`; sets whose timestamps disagree for a video are an error (they were not
@@ -139,6 +202,7 @@ def load_videos(manifest: Manifest, split: str, cache: str | Path, roles: dict[s
     """
     entries = manifest.split(split)
     classes = classes if classes is not None else manifest.classes()
+    in_memory_bytes = IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
     sets = {role: feature_set_info(cache, name) for role, name in roles.items()}
     wanted = {e.video_id for e in entries}
     located = {role: _locate(info, wanted) for role, info in sets.items()}
@@ -170,18 +234,25 @@ def load_videos(manifest: Manifest, split: str, cache: str | Path, roles: dict[s
         raise CacheError(f"{names} have different timestamps for {len(mismatched)} {split} videos "
                          f"(first: {', '.join(mismatched[:5])}); extract them in one pass with the same sampling")
 
-    offsets = np.zeros(len(kept) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(located[first_role][e.video_id].timestamps) for e in kept])
-    features = {role: _read_features(info, [located[role][e.video_id] for e in kept], offsets)
-                for role, info in sets.items()}
-    finite = np.logical_and.reduce([_finite_per_video(f, offsets) for f in features.values()])
-    if not finite.all():                # rare: drop those videos (one compacting copy)
+    def read(kept_entries):
+        offsets = np.zeros(len(kept_entries) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(located[first_role][e.video_id].timestamps) for e in kept_entries])
+        features = {}
+        for role, info in sets.items():
+            where = [located[role][e.video_id] for e in kept_entries]
+            size = int(offsets[-1]) * int(np.prod(info.frame_shape)) * 2
+            features[role] = (ShardFeatures(info, where, offsets) if size > in_memory_bytes
+                              else torch.from_numpy(_read_features(info, where, offsets)))
+        return offsets, features
+
+    offsets, features = read(kept)
+    finite = np.logical_and.reduce([f.finite_per_video() if isinstance(f, ShardFeatures)
+                                    else _finite_per_video(f.numpy(), offsets) for f in features.values()])
+    if not finite.all():                # rare: drop those videos and read again
         for entry in np.array(kept, dtype=object)[~finite]:
             skipped[entry.video_id] = "non-finite values (NaN or inf) in its features"
-        keep_rows = np.repeat(finite, np.diff(offsets))
-        features = {role: f[keep_rows] for role, f in features.items()}
         kept = [e for e, ok in zip(kept, finite) if ok]
-        offsets = np.concatenate([[0], np.cumsum(np.diff(offsets)[finite])]).astype(np.int64)
+        offsets, features = read(kept)
 
     class_index = {name: i for i, name in enumerate(classes)}
     targets = torch.zeros(len(kept), len(classes))
@@ -190,8 +261,8 @@ def load_videos(manifest: Manifest, split: str, cache: str | Path, roles: dict[s
             targets[row, class_index[label]] = 1.0
     timestamps = (np.concatenate([located[first_role][e.video_id].timestamps for e in kept]) if kept
                   else np.zeros(0, np.float32))
-    return VideoSet([e.video_id for e in kept], targets, torch.from_numpy(offsets), timestamps,
-                    {role: torch.from_numpy(f) for role, f in features.items()}, sets, classes, skipped)
+    return VideoSet([e.video_id for e in kept], targets, torch.from_numpy(offsets), timestamps, features, sets,
+                    classes, skipped)
 
 
 class Batch:

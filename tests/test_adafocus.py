@@ -115,3 +115,20 @@ def test_fewer_frames_than_segments_is_a_documented_fallback(small_grid_cache, t
     result = _cli(small_grid_cache, tmp_path / "run", "--frames", "16")
     assert result.exit_code == 0, result.output
     assert "fewer cached frames than --frames 16" in caplog.text
+
+
+def test_large_sets_are_read_lazily_from_the_shards_with_the_same_results(small_grid_cache, tmp_path, monkeypatch):
+    """A set over the memory limit is memory-mapped from its shards: training and evaluation give
+    exactly what the in-memory path gives."""
+    import c2f.data
+    from c2f.data import ShardFeatures
+    in_memory = train_head(small_config(small_grid_cache, tmp_path / "memory", "adafocus_plus"))
+    monkeypatch.setattr(c2f.data, "IN_MEMORY_BYTES", 0)
+    lazy = train_head(small_config(small_grid_cache, tmp_path / "lazy", "adafocus_plus"))
+    assert lazy == in_memory | {"seconds": lazy["seconds"], "head_seconds_per_video": lazy["head_seconds_per_video"]}
+    videos = load_videos(read_manifest(small_grid_cache.manifest, check_paths=False), "val", small_grid_cache.cache,
+                         {"coarse": "mobilenet_v2@224-map", "fine": "resnet50@224-grid7x128"})
+    assert isinstance(videos.features["fine"], ShardFeatures) and isinstance(videos.features["coarse"], ShardFeatures)
+    a = torch.load(tmp_path / "memory" / "head.pt", weights_only=True)
+    b = torch.load(tmp_path / "lazy" / "head.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
