@@ -51,6 +51,16 @@ def write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     return path
 
 
+def _class_prototypes_and_marker(rng, num_classes: int, dim: int, evidence: float, marker_dim: int,
+                                 marker: float) -> tuple[np.ndarray, np.ndarray]:
+    """A random direction of norm `evidence` per class (what a class looks like in the expensive
+    feature), and one of norm `marker` (where to look, in the cheap one)."""
+    prototypes = rng.normal(size=(num_classes, dim))
+    prototypes *= evidence / np.linalg.norm(prototypes, axis=1, keepdims=True)
+    marker_vector = rng.normal(size=marker_dim)
+    return prototypes, marker_vector * marker / np.linalg.norm(marker_vector)
+
+
 def liteeval_cache(root: Path, num_train: int = 400, num_val: int = 200, num_classes: int = 5,
                    frames: tuple[int, int] = (12, 24), informative: tuple[int, int] = (1, 3),
                    coarse: tuple[str, int, float] = ("mobilenet_v2@112", 32, 0.0822),
@@ -66,10 +76,7 @@ def liteeval_cache(root: Path, num_train: int = 400, num_val: int = 200, num_cla
     """
     rng = np.random.default_rng(seed)
     (c_name, c_dim, c_gflops), (f_name, f_dim, f_gflops) = coarse, fine
-    prototypes = rng.normal(size=(num_classes, f_dim))
-    prototypes *= evidence / np.linalg.norm(prototypes, axis=1, keepdims=True)
-    marker_direction = rng.normal(size=c_dim)
-    marker_direction *= marker / np.linalg.norm(marker_direction)
+    prototypes, marker_direction = _class_prototypes_and_marker(rng, num_classes, f_dim, evidence, c_dim, marker)
     rows, videos, stamps, where = [], {}, {}, {}
     for i in range(num_train + num_val):
         video_id, label = f"vid{i:05d}", int(rng.integers(num_classes))
@@ -106,10 +113,7 @@ def adafocus_cache(root: Path, num_train: int = 300, num_val: int = 150, num_cla
     """
     rng = np.random.default_rng(seed)
     glance_name, focus_name = "mobilenet_v2@224-map", f"resnet50@224-grid{grid}x{patch_size}"
-    prototypes = rng.normal(size=(num_classes, dim))
-    prototypes *= evidence / np.linalg.norm(prototypes, axis=1, keepdims=True)
-    marker_vector = rng.normal(size=channels)
-    marker_vector *= marker / np.linalg.norm(marker_vector)
+    prototypes, marker_vector = _class_prototypes_and_marker(rng, num_classes, dim, evidence, channels, marker)
     rows, videos, stamps, where = [], {}, {}, {}
     for i in range(num_train + num_val):
         video_id, label = f"vid{i:05d}", int(rng.integers(num_classes))

@@ -58,7 +58,7 @@ class GlancePolicy(nn.Module):
     def step_probe(self, maps: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """One frame's inference cost (no critic: it is not run at test time)."""
         x = F.relu(self.embed(F.relu(self.reduce(maps)).flatten(1)))
-        return self.actor(self.cell.step(self.cell.project(x), state))
+        return self.actor(self.cell(x, state))
 
 
 class AdaFocusHead(Head):
@@ -167,8 +167,8 @@ class AdaFocusHead(Head):
     def cost_probes(self):
         C, H, W = self.dims.coarse_shape
         hidden = self.classifier_cell.hidden_size
-        step = lambda x, s: self.classifier_cell.step(self.classifier_cell.project(x), s)     # noqa: E731
-        probes = {"classifier_step": (step, (torch.zeros(1, self.input_dim), self.classifier_cell.initial_state(1))),
+        probes = {"classifier_step": (self.classifier_cell, (torch.zeros(1, self.input_dim),
+                                                                 self.classifier_cell.initial_state(1))),
                   "classifier": (self.classifier, (torch.zeros(1, hidden),))}
         for name, policy in (("patch_policy_step", self.patch_policy), ("keep_policy_step", self.keep_policy)):
             if policy is not None:
@@ -200,7 +200,7 @@ class AdaFocusHead(Head):
 
             def step_with(focus):
                 x = torch.cat([pooled[:, t], focus], -1) if self.reuse else focus
-                return self.classifier_cell.step(self.classifier_cell.project(x), state)
+                return self.classifier_cell(x, state)
 
             with_patch = step_with(chosen)
             confidence = self._confidence(with_patch, batch.targets)

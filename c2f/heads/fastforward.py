@@ -35,7 +35,7 @@ class FastForwardHead(Head):
         state = self.cell.initial_state(B, device)
         while alive.any():
             rows = alive.nonzero(as_tuple=True)[0]
-            new_state = self.cell.step(self.cell.project(batch.read("fine", rows, position[rows])), state[rows])
+            new_state = self.cell(batch.read("fine", rows, position[rows]), state[rows])
             state = state.index_copy(0, rows, new_state)         # out of place: autograd keeps each step
             steps = steps.index_add(0, rows, torch.ones(len(rows), device=device))
             action_logits = self.policy(self.cell.hidden(new_state))
@@ -59,7 +59,6 @@ class FastForwardHead(Head):
         return out
 
     def cost_probes(self):
-        step = lambda x, s: self.cell.step(self.cell.project(x), s)     # noqa: E731
         hidden = torch.zeros(1, self.cell.hidden_size)
-        return {"step": (step, (torch.zeros(1, self.dims.fine_dim), self.cell.initial_state(1))),
+        return {"step": (self.cell, (torch.zeros(1, self.dims.fine_dim), self.cell.initial_state(1))),
                 "policy": (self.policy, (hidden,)), "classifier": (self.classifier, (hidden,))}

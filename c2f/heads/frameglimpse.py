@@ -36,7 +36,7 @@ class FrameGlimpseHead(Head):
         for g in range(glimpses):
             positions = (location * last).round().long()
             observed = torch.cat([batch.read("fine", rows, positions), location[:, None]], dim=1)
-            state = self.cell.step(self.cell.project(observed), state)
+            state = self.cell(observed, state)
             if g == glimpses - 1:
                 break
             mean = torch.sigmoid(self.locator(self.cell.hidden(state)))[:, 0]
@@ -56,7 +56,6 @@ class FrameGlimpseHead(Head):
         return out
 
     def cost_probes(self):
-        step = lambda x, s: self.cell.step(self.cell.project(x), s)     # noqa: E731
         hidden = torch.zeros(1, self.cell.hidden_size)
-        return {"step": (step, (torch.zeros(1, self.dims.fine_dim + 1), self.cell.initial_state(1))),
+        return {"step": (self.cell, (torch.zeros(1, self.dims.fine_dim + 1), self.cell.initial_state(1))),
                 "locator": (self.locator, (hidden,)), "classifier": (self.classifier, (hidden,))}

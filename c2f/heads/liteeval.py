@@ -107,7 +107,7 @@ class LiteEvalHead(Head):
             if rows.numel() == 0:
                 break               # videos are prefixes of the time axis: nothing later is active
             coarse = batch.read("coarse", rows, t)
-            new_coarse = self.coarse_cell.step(self.coarse_cell.project(coarse), coarse_state[rows])
+            new_coarse = self.coarse_cell(coarse, coarse_state[rows])
             old_fine = fine_state[rows]
             read_fine = self.gate(torch.cat([coarse, self.fine_cell.hidden(old_fine)], dim=1)).argmax(1) == 1
             new_fine = self._skipped(new_coarse, old_fine)
@@ -126,9 +126,7 @@ class LiteEvalHead(Head):
 
     def cost_probes(self):
         Dc, Df = self.dims.coarse_dim, self.dims.fine_dim
-        coarse_step = lambda x, s: self.coarse_cell.step(self.coarse_cell.project(x), s)   # noqa: E731
-        fine_step = lambda x, s: self.fine_cell.step(self.fine_cell.project(x), s)         # noqa: E731
-        return {"coarse_step": (coarse_step, (torch.zeros(1, Dc), self.coarse_cell.initial_state(1))),
+        return {"coarse_step": (self.coarse_cell, (torch.zeros(1, Dc), self.coarse_cell.initial_state(1))),
                 "gate": (self.gate, (torch.zeros(1, Dc + self.fine_cell.hidden_size),)),
-                "fine_step": (fine_step, (torch.zeros(1, Dc + Df), self.fine_cell.initial_state(1))),
+                "fine_step": (self.fine_cell, (torch.zeros(1, Dc + Df), self.fine_cell.initial_state(1))),
                 "classifier": (self.classifier, (torch.zeros(1, self.fine_cell.hidden_size),))}

@@ -50,6 +50,10 @@ class Cell(nn.Module):
         """Input part of every gate, for any leading shape ([B, D] or [B, T, D])."""
         return self.input_proj(inputs)
 
+    def forward(self, inputs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """One step from raw inputs [B, D] (project, then step): what a step costs."""
+        return self.step(self.project(inputs), state)
+
     def step(self, projected: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         H = self.hidden_size
         if self.kind == "lstm":
