@@ -294,5 +294,24 @@ def evaluate_online_command(run_dir, budgets, uniform_run, batch_size, no_progre
     click.echo(f"written to {run_dir}/online.csv")
 
 
+# ------------------------------------------------------------------ report
+
+@main.command()
+@click.option("--runs", "runs_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="Folder holding run directories (searched recursively).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
+def report(runs_dir, out):
+    """The papers' tables (CSV), missing.txt, flops.csv, figures (PNG) and report.md from runs."""
+    from c2f.report import write_report
+    try:
+        summary = write_report(runs_dir, out)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    for refusal in summary["refused"]:
+        click.echo(f"warning: {refusal}", err=True)
+    click.echo(f"{summary['runs']} runs: {len(summary['tables'])} tables, {len(summary['figures'])} figures, "
+               f"{summary['missing']} missing rows (see missing.txt); open {out}/report.md")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,74 @@
+"""`c2f report`: tables from run directories, missing rows, refusals, figures; the papers' baseline GFLOPs."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from c2f.config import TrainConfig
+from c2f.online import evaluate_online
+from c2f.report import paper_baselines, write_report
+from c2f.synthetic import liteeval_cache
+from c2f.train import train_head
+from cli import main
+
+
+def test_paper_baselines_reproduce_the_papers_gflops():
+    """UNIFORM 195.5, UNIFORM+CF 197.5, DPN-10 183.4, SlowFast-10 657.1, AdaFocus 26.6: counted from modules."""
+    for row in paper_baselines():
+        assert row["gflops_counted"] == pytest.approx(row["gflops_paper"], rel=0.01), row
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    syn = liteeval_cache(root / "data", num_train=48, num_val=24, num_classes=3, frames=(3, 9),
+                         coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
+    common = dict(manifest=str(syn.manifest), cache=str(syn.cache), frames=5, coarse_hidden=4, fine_hidden=8,
+                  epochs=2, lr=1e-2, batch_size=16, progress=False)
+    for name, extra in [("uniform", {"method": "uniform"}), ("lstm", {"method": "lstm"}),
+                        ("liteeval", {"method": "liteeval"}), ("gamma01", {"method": "liteeval", "gamma": 0.1}),
+                        ("nosync", {"method": "liteeval", "sync": False})]:
+        train_head(TrainConfig(out=str(root / "runs" / name), **(common | extra)))
+    evaluate_online(root / "runs" / "liteeval", [1, 2], uniform_run=root / "runs" / "uniform", progress=False)
+    return root
+
+
+def test_report_writes_the_tables_the_runs_fill(runs, tmp_path):
+    summary = write_report(runs / "runs", tmp_path, count_paper_settings=False)
+    assert summary["runs"] == 5 and not summary["refused"]
+    table1 = pd.read_csv(tmp_path / "liteeval_table1.csv")
+    assert table1.row.tolist() == ["UNIFORM", "LSTM", "LITEEVAL"]
+    liteeval = json.loads((runs / "runs" / "liteeval" / "metrics.json").read_text())
+    assert table1.set_index("row").loc["LITEEVAL", "GFLOPs"] == pytest.approx(liteeval["gflops_mean"], abs=0.01)
+    assert pd.read_csv(tmp_path / "liteeval_table7.csv").row.tolist() == [0.1, 0.05]
+    assert pd.read_csv(tmp_path / "liteeval_table8.csv").row.tolist() == ["w/o. sync", "LITEEVAL"]
+    missing = (tmp_path / "missing.txt").read_text()
+    assert "liteeval_table1 / UNIFORM+CF: c2f train-head --method uniform_cf" in missing
+    assert "--rnn gru" in missing and "--no-reuse" in missing
+    for figure in ("accuracy_vs_gflops.png", "online.png", "fine_usage_per_class.png"):
+        assert (tmp_path / figure).stat().st_size > 1000
+    text = (tmp_path / "report.md").read_text()
+    assert "LiteEval Table 1" in text and "![online.png](online.png)" in text
+
+
+def test_a_table_mixing_caches_is_refused(runs, tmp_path):
+    mixed = tmp_path / "runs"
+    shutil.copytree(runs / "runs", mixed)
+    config_path = mixed / "lstm" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["settings"]["cache"] = str(tmp_path / "another_cache")
+    config_path.write_text(json.dumps(config))
+    summary = write_report(mixed, tmp_path / "report", count_paper_settings=False)
+    assert any(r.startswith("liteeval_table1: refused") for r in summary["refused"])
+    assert not (tmp_path / "report" / "liteeval_table1.csv").exists()
+    assert (tmp_path / "report" / "liteeval_table7.csv").exists()         # its runs share one cache
+
+
+def test_report_cli_without_runs(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["report", "--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "no finished run" in result.output
