@@ -72,3 +72,14 @@ def test_report_cli_without_runs(tmp_path):
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(main, ["report", "--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "no finished run" in result.output
+
+
+def test_synthetic_cache_command(tmp_path):
+    args = ["synthetic-cache", "--kind", "adafocus", "--out", str(tmp_path / "s"), "--train-videos", "4",
+            "--val-videos", "2"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "s" / "cache" / "resnet50@224-grid5x128" / "index.json").exists()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert CliRunner().invoke(main, args + ["--overwrite"]).exit_code == 0
