@@ -122,7 +122,9 @@ def manifest_check(path):
 @click.option("--weights", multiple=True, default=("imagenet",), show_default=True,
               help="imagenet | random | PATH, for all sets, or SET=VALUE for one set.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--workers", type=int, default=None, help="Decoding processes (default: half the cores, at least 1).")
+@click.option("--workers", type=int, default=None,
+              help="Decoding processes (default: GPU half the cores; CPU an eighth, 0 on 2 cores: decode in "
+                   "the main process, since the backbones need every core).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--shard-videos", type=int, default=64, show_default=True, help="Videos per shard.")
 @click.option("--retry-failed", is_flag=True, help="Try again the videos listed as failed.")
@@ -140,7 +142,10 @@ def extract(manifest_path, out, backbones, fps, num_frames, weights, batch_size,
         _fail("give --fps or --num-frames, not both")
     if batch_size < 1 or shard_videos < 1:
         _fail("--batch-size and --shard-videos must be >= 1")
-    workers = workers if workers is not None else max(1, (os.cpu_count() or 2) // 2)
+    if workers is None:
+        from pipeline.extract import resolve_device
+        cores = os.cpu_count() or 2
+        workers = max(1, cores // 2) if resolve_device(device).type == "cuda" else cores // 8
     cfg = ExtractConfig(manifest_path, out, list(backbones), fps=fps if num_frames is None else None,
                         num_frames=num_frames, weights=list(weights), batch_size=batch_size, workers=workers,
                         device=device, shard_videos=shard_videos, retry_failed=retry_failed,

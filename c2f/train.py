@@ -1,8 +1,10 @@
 """`c2f train-head`: train one head on the cache's train split, evaluate it, write the run.
 
-One loop for every method: batches of videos of similar length, the head's forward, its
-loss (cross-entropy + its own terms), Adam. After every epoch a checkpoint is written, so a
-run killed midway resumes from its last epoch when the same command is given again.
+One loop for every method: the head's stages (one for most; AdaFocus has three), each with
+its parameters and optimizer; batches of videos of similar length; the head's train_step
+(forward, its loss, a step; AdaFocus's stage II runs PPO there). After every epoch a
+checkpoint is written, so a run killed midway resumes from that (stage, epoch) when the same
+command is given again.
 """
 from __future__ import annotations
 

@@ -56,6 +56,7 @@ class ExtractSummary:
     failed: int = 0         # failed in this run, see errors.csv
     frames: int = 0
     seconds: float = 0.0
+    setup_seconds: float = 0.0  # building the models (and counting their FLOPs), opening the indices
 
     @property
     def frames_per_second(self) -> float:
@@ -98,6 +99,13 @@ class Chunk:
     clips: torch.Tensor | None = None      # [n, F, S, S, 3] uint8
     last: bool = False
     error: str | None = None
+
+    def split(self, frames: int) -> tuple["Chunk", "Chunk"]:
+        """The first `frames` samples (never the video's last chunk) and the rest."""
+        def part(rows, last):
+            return Chunk(self.position, self.timestamps[rows], self.images[rows],
+                         None if self.clips is None else self.clips[rows], last)
+        return part(slice(0, frames), False), part(slice(frames, None), self.last)
 
     def pin_memory(self) -> "Chunk":
         """Called by the DataLoader (pin_memory=True) so host-to-GPU copies can be asynchronous."""
@@ -274,6 +282,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
             else:
                 pending.append(entry)
         log.info("%d videos to extract, %d already done or failed before", len(pending), summary.skipped)
+        summary.setup_seconds = time.perf_counter() - started
         _extract_pending(pending, cfg, sampling, runner, indices, done, rank, out, summary)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -290,11 +299,27 @@ def _extract_pending(pending, cfg, sampling, runner, indices, done, rank, out, s
     bar = tqdm(total=len(pending), unit="video", disable=not cfg.progress, dynamic_ncols=True)
     t0 = time.perf_counter()
 
-    def compute_queue():
+    def compute_queue(final: bool = False):
+        """Compute whole batches of queued frames (every backbone call is padded to --batch-size
+        rows, so a partial batch would be paid in full); the rest waits, unless this is the end."""
         nonlocal queue, queued_frames
         if not queue:
             return
-        chunks = [c for _, c in queue if len(c.timestamps)]
+        take = queued_frames if final else queued_frames - queued_frames % cfg.batch_size
+        computed, rest, count = [], [], 0
+        for position, chunk in queue:
+            n = len(chunk.timestamps)
+            if count + n <= take and not rest:
+                computed.append((position, chunk))
+                count += n
+            elif count < take:
+                first, second = chunk.split(take - count)
+                computed.append((position, first))
+                rest.append((position, second))
+                count = take
+            else:
+                rest.append((position, chunk))
+        chunks = [c for _, c in computed if len(c.timestamps)]
         if chunks:
             images = torch.cat([c.images for c in chunks])
             clips = torch.cat([c.clips for c in chunks]) if runner.clip_frames else None
@@ -308,11 +333,11 @@ def _extract_pending(pending, cfg, sampling, runner, indices, done, rank, out, s
                 state.timestamps.append(chunk.timestamps)
                 state.queued -= n
                 row += n
-        for position, chunk in queue:
+        for position, chunk in computed:
             state = videos[position]
             if chunk.last and state.queued == 0 and state.error is None:
                 finish(position)
-        queue, queued_frames = [], 0
+        queue, queued_frames = rest, sum(len(c.timestamps) for _, c in rest)
 
     def finish(position):
         state = videos.pop(position)
@@ -364,7 +389,7 @@ def _extract_pending(pending, cfg, sampling, runner, indices, done, rank, out, s
         queued_frames += len(chunk.timestamps)
         if queued_frames >= cfg.batch_size:
             compute_queue()
-    compute_queue()
+    compute_queue(final=True)
     for position in list(videos):      # decoded but never finished: cannot happen unless a worker died
         videos[position].error = videos[position].error or "decoding stopped before the end"
         finish(position)

@@ -1,0 +1,128 @@
+"""Phase-one speed against its ceilings, on the same videos in one run.
+
+    python bench/extract.py [--backbone mobilenet_v2@112 --backbone resnet101@224] [--repeat 4] [--fps 1]
+
+- decode-only: frames/s of the decoding workers alone (DataLoader over DecodedVideos);
+- compute-only: frames/s of each backbone, and of all of them together, on frames already in
+  memory (random uint8 squares of the canvas size);
+- end-to-end: frames/s of `c2f extract` into a fresh cache, without its set-up (model build);
+- the ratio end-to-end / min(decode-only, compute-only), the peak RSS, and on a GPU the MFU of
+  each backbone's compute-only run (achieved FLOP/s / --peak-tflops, bf16 dense).
+
+The videos are ../shared/videos repeated --repeat times (different ids, same files).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline import backbones as bb                                          # noqa: E402
+from pipeline.decode import Sampling                                          # noqa: E402
+from pipeline.extract import DecodedVideos, ExtractConfig, FeatureRunner, extract, resolve_device  # noqa: E402
+from pipeline.manifest import read_manifest                                   # noqa: E402
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}   # dense, by device name
+
+
+def write_manifest(folder: Path, videos: list[Path], repeat: int) -> Path:
+    lines = ["video_id,path,labels,split"]
+    lines += [f"{v.stem}-{r},{v},demo,train" for r in range(repeat) for v in videos]
+    path = folder / "manifest.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def decode_only(entries, sampling, canvas, clip_frames, batch, workers) -> tuple[int, float]:
+    loader = DataLoader(DecodedVideos(entries, sampling, canvas, clip_frames, batch), batch_size=None,
+                        num_workers=workers, prefetch_factor=4 if workers else None)
+    started, frames = time.perf_counter(), 0
+    for chunk in loader:
+        frames += 0 if chunk.timestamps is None else len(chunk.timestamps)
+    return frames, time.perf_counter() - started
+
+
+def compute_only(specs, device, batch, frames) -> float:
+    """frames/s of the runner on `frames` frames already in memory (after one warm-up batch)."""
+    runner = FeatureRunner(specs, {fs.name: "random" for fs in specs}, device, batch)
+    images = torch.randint(0, 256, (frames, runner.canvas, runner.canvas, 3), dtype=torch.uint8)
+    clips = (torch.randint(0, 256, (frames, runner.clip_frames, runner.canvas, runner.canvas, 3), dtype=torch.uint8)
+             if runner.clip_frames else None)
+    runner(images[:batch], None if clips is None else clips[:batch])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for start in range(0, frames, batch):
+        runner(images[start:start + batch], None if clips is None else clips[start:start + batch])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return frames / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", action="append", default=None)
+    parser.add_argument("--videos", default=str(REPO.parent / "shared" / "videos"))
+    parser.add_argument("--repeat", type=int, default=4)
+    parser.add_argument("--fps", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--compute-frames", type=int, default=128)
+    parser.add_argument("--peak-tflops", type=float, default=None, help="bf16 dense peak, for MFU on a GPU")
+    args = parser.parse_args()
+    backbones = args.backbone or ["mobilenet_v2@112", "resnet101@224"]
+    videos = sorted(Path(args.videos).glob("*.mp4"))
+    if not videos:
+        sys.exit(f"no mp4 files in {args.videos}")
+    device = resolve_device(args.device)
+    specs = [bb.parse_spec(b) for b in backbones]
+    sampling = Sampling(fps=args.fps)
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = write_manifest(Path(tmp), videos, args.repeat)
+        entries = read_manifest(manifest).entries
+        canvas = max(fs.input_size for fs in specs)
+        clip_frames = bb.CLIP_WINDOW // bb.CLIP_STRIDE if any(fs.output == "clip" for fs in specs) else 0
+        frames, seconds = decode_only(entries, sampling, canvas, clip_frames, args.batch_size, args.workers)
+        decode_fps = frames / seconds
+        print(f"{len(entries)} videos ({len(videos)} files x {args.repeat}), {frames} frames at {args.fps} fps, "
+              f"{device}, {torch.get_num_threads()} threads, {args.workers} decoding workers")
+        print(f"decode-only            {decode_fps:9.1f} frames/s")
+        compute = {}
+        for fs in specs:
+            compute[fs.name] = compute_only([fs], device, args.batch_size, args.compute_frames)
+            line = f"compute-only {fs.name:<26}{compute[fs.name]:9.1f} frames/s"
+            gmacs = bb.gflops_per_frame(fs) * (fs.grid ** 2 if fs.grid else 1)
+            if device.type == "cuda":
+                name = torch.cuda.get_device_name()
+                peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+                if peak:
+                    line += f"   MFU {compute[fs.name] * 2 * gmacs * 1e9 / (peak * 1e12):.1%} of {peak:.0f} TFLOPS"
+            print(line + f"   ({gmacs:.2f} GMACs/frame)")
+        combined = compute_only(specs, device, args.batch_size, args.compute_frames) if len(specs) > 1 \
+            else compute[specs[0].name]
+        print(f"compute-only, all sets {combined:9.1f} frames/s")
+        cfg = ExtractConfig(str(manifest), str(Path(tmp) / "cache"), backbones, fps=args.fps, weights=["random"],
+                            batch_size=args.batch_size, workers=args.workers, device=args.device, progress=False)
+        summary = extract(cfg)
+        loop = summary.seconds - summary.setup_seconds
+        end_to_end = summary.frames / loop
+        print(f"end-to-end             {end_to_end:9.1f} frames/s ({summary.frames} frames in {loop:.1f} s "
+              f"after {summary.setup_seconds:.1f} s of set-up)")
+        ceiling = min(decode_fps, combined)
+        print(f"end-to-end / min(decode-only, compute-only) = {end_to_end / ceiling:.2f}")
+    rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print(f"peak RSS: main process {rss[0] / 2**20:.2f} GB, largest decoding worker {rss[1] / 2**20:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
