@@ -286,6 +286,11 @@ class Batch:
     def __len__(self) -> int:
         return len(self.index)
 
+    def read_gflops(self) -> torch.Tensor:
+        """[B] float64: the GFLOPs of every feature (or patch) read so far, each distinct one once."""
+        return sum(read.flatten(1).sum(1).double() * self.videos.sets[role].gflops_per_frame
+                   for role, read in self.reads.items())
+
     def is_grid(self, role: str) -> bool:
         return self.reads[role].dim() == 3
 

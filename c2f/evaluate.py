@@ -58,11 +58,10 @@ def _run_head(head: Head, videos: VideoSet, batch_size: int, device: str, fine_b
     for index in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
         batch = Batch(videos, index, device)
         out = head(batch, fine_budget=fine_budget)
-        cost = out.head_gmacs.double().cpu()
+        cost = out.head_gmacs.double().cpu() + batch.read_gflops()
         rows, positions = batch.mask.cpu().nonzero(as_tuple=True)
         packed = (batch.starts[rows] + positions).numpy()
         for role, read in batch.reads.items():
-            cost += read.flatten(1).sum(1).double() * videos.sets[role].gflops_per_frame
             at_frames = read[rows, positions]
             if batch.is_grid(role):
                 reads[role][packed] = at_frames.sum(1).numpy()

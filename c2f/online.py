@@ -17,9 +17,8 @@ from pipeline.manifest import read_manifest
 
 from .data import Batch, VideoSet, length_batches, load_videos, uniform_positions
 from .evaluate import EvalResult, run_head, top1
-from .heads import METHOD_ROLES
 from .heads.uniform import UniformHead
-from .train import load_run
+from .train import feature_roles, load_run
 
 # the budget K: fine reads (LiteEval), glimpses (FrameGlimpse), frames read (FastForward), the first
 # K sampled frames (AdaFocus, its Fig. 6 online setting)
@@ -49,8 +48,7 @@ def frame_baseline(head: UniformHead, videos: VideoSet, frames_seen: np.ndarray,
             positions = uniform_positions(torch.minimum(horizon, batch.lengths), K)
         probs, _ = head.frame_probs(batch, positions)
         scores[index.numpy()] = probs.mean(1).numpy()
-        cost = K * per_frame_head + sum(read.flatten(1).sum(1).double() * videos.sets[role].gflops_per_frame
-                                        for role, read in batch.reads.items())
+        cost = K * per_frame_head + batch.read_gflops()
         gflops[index.numpy()] = cost.numpy()
         fine[index.numpy()] = batch.reads["fine"].sum(1).numpy()
     return scores, gflops, fine
@@ -64,7 +62,7 @@ def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | 
         raise ValueError(f"{run_dir} is a {cfg.method} run; online budgets apply to {', '.join(BUDGETED)} "
                          "(give a uniform run with --uniform-run for the UNIFORM-K / SEQ-K baselines)")
     manifest = read_manifest(cfg.manifest, check_paths=False)
-    roles = {role: cfg.feature_sets()[role] for role in METHOD_ROLES[cfg.method]}
+    roles = feature_roles(cfg)
     videos = load_videos(manifest, cfg.eval_split, cfg.cache, roles, classes)
     baseline = None
     if uniform_run is not None:

@@ -5,12 +5,12 @@ from any network; each set is priced like the backbone it stands in for (`gflops
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipeline import manifest as pipeline_manifest
 from pipeline.shards import FeatureIndex, VideoFeatures
 
 
@@ -44,11 +44,8 @@ def write_sets(cache: Path, sets: dict[str, tuple[int, float] | dict], videos: d
 
 def write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     """rows: (video_id, label, split); paths point nowhere (phase two never opens videos)."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["video_id", "path", "labels", "split"])
-        writer.writerows((v, f"videos/{v}.mp4", label, split) for v, label, split in rows)
-    return path
+    return pipeline_manifest.write_manifest(
+        [{"video_id": v, "path": f"videos/{v}.mp4", "labels": label, "split": split} for v, label, split in rows], path)
 
 
 def _class_prototypes_and_marker(rng, num_classes: int, dim: int, evidence: float, marker_dim: int,

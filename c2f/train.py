@@ -49,14 +49,19 @@ def _summarise_skipped(videos: VideoSet, split: str) -> None:
                     shown, more)
 
 
-def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
-    """The train and evaluation splits, with the feature sets the method reads."""
+def feature_roles(cfg: TrainConfig) -> dict[str, str]:
+    """Role -> feature set, for the roles the method reads."""
     if cfg.method not in METHOD_ROLES:
         raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHOD_ROLES)}")
+    names = cfg.feature_sets()
+    return {role: names[role] for role in METHOD_ROLES[cfg.method]}
+
+
+def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
+    """The train and evaluation splits, with the feature sets the method reads."""
+    roles = feature_roles(cfg)
     manifest = read_manifest(cfg.manifest, check_paths=False)
     classes = manifest.classes()
-    names = cfg.feature_sets()
-    roles = {role: names[role] for role in METHOD_ROLES[cfg.method]}
     splits = []
     for split in (cfg.train_split, cfg.eval_split):
         if splits and split == cfg.train_split:     # evaluating on the training split: load it once

@@ -232,15 +232,19 @@ class AdaFocusHead(Head):
             returns[:, t] = running
         return returns
 
-    def _ppo_loss(self, policy: GlancePolicy, glance, actions, old_log_prob, returns, advantages, mask, bernoulli):
+    @staticmethod
+    def _evaluate_policy(policy: GlancePolicy, glance, actions, bernoulli: bool):
+        """The policy's distribution over the rollout's frames, the actions' log-probs, the values."""
         logits, values = policy(glance)
         dist = Bernoulli(logits=logits[..., 0]) if bernoulli else Categorical(logits=logits)
-        log_prob = dist.log_prob(actions.float() if bernoulli else actions)
+        return dist, dist.log_prob(actions.float() if bernoulli else actions), values
+
+    def _ppo_loss(self, policy: GlancePolicy, glance, actions, old_log_prob, returns, advantages, bernoulli):
+        dist, log_prob, values = self._evaluate_policy(policy, glance, actions, bernoulli)
         ratio = (log_prob - old_log_prob).exp()
         surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - PPO_CLIP, 1 + PPO_CLIP) * advantages)
-        loss = -(surrogate * mask).sum() / mask.sum().clamp(min=1)
-        loss = loss + VALUE_WEIGHT * (((returns - values) ** 2) * mask).sum() / mask.sum().clamp(min=1)
-        return loss - ENTROPY_BONUS * (dist.entropy() * mask).sum() / mask.sum().clamp(min=1)
+        return (-surrogate.mean() + VALUE_WEIGHT * ((returns - values) ** 2).mean()
+                - ENTROPY_BONUS * dist.entropy().mean())
 
     def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float) -> dict[str, float]:
         if self.stage != "II":
@@ -248,23 +252,20 @@ class AdaFocusHead(Head):
         positions = segment_positions(batch.lengths, self.frames, random=True)
         glance = batch.read_frames("coarse", positions)
         patches, keep, patch_rewards, keep_rewards = self._rollout(batch, positions, glance)
-        jobs = []       # (policy, actions, returns, mask, bernoulli)
+        jobs = []       # (policy, actions, returns, bernoulli)
         if self.patch_policy is not None:
             # Eq. 7 is computed on every frame, kept or not (the rollout runs the classifier with the
             # chosen patch anyway), so a keep policy that skips much early on does not starve this one
-            jobs.append((self.patch_policy, patches, self._discounted(patch_rewards), torch.ones_like(patch_rewards),
-                         False))
+            jobs.append((self.patch_policy, patches, self._discounted(patch_rewards), False))
         if self.keep_policy is not None:
-            jobs.append((self.keep_policy, keep, self._discounted(keep_rewards), torch.ones_like(keep_rewards), True))
+            jobs.append((self.keep_policy, keep, self._discounted(keep_rewards), True))
         with torch.no_grad():
             prepared = []
-            for policy, actions, returns, mask, bernoulli in jobs:
-                logits, values = policy(glance)
-                dist = Bernoulli(logits=logits[..., 0]) if bernoulli else Categorical(logits=logits)
-                old_log_prob = dist.log_prob(actions.float() if bernoulli else actions)
+            for policy, actions, returns, bernoulli in jobs:
+                _, old_log_prob, values = self._evaluate_policy(policy, glance, actions, bernoulli)
                 advantages = returns - values
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-                prepared.append((policy, glance, actions, old_log_prob, returns, advantages, mask, bernoulli))
+                prepared.append((policy, glance, actions, old_log_prob, returns, advantages, bernoulli))
         for _ in range(self.ppo_epochs):
             loss = sum(self._ppo_loss(*job) for job in prepared)
             optimizer.zero_grad(set_to_none=True)
