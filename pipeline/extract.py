@@ -10,12 +10,16 @@ Layout of the work:
 - Finished videos go into shards (pipeline.shards): complete shards are renamed into place
   and index.json is updated atomically; a rerun skips every video already in a complete
   shard. Failed videos go to CACHE/errors.csv and the run goes on.
+- Under torchrun every rank reads the same index, takes an interleaved share of the videos
+  still to do (so a rerun with another number of ranks resumes), writes its own
+  shard-RRRR-* files and merges them into the one index.json (pipeline.ranks, .shards).
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from tqdm import tqdm
 from . import backbones as bb
 from .decode import DecodeError, Sampling, decode_samples
 from .manifest import VideoEntry, read_manifest
+from .ranks import Ranks
 from .shards import CacheLock, FeatureIndex, VideoFeatures, append_errors
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,8 @@ class ExtractConfig:
 
 @dataclass
 class ExtractSummary:
+    rank: int = 0
+    world: int = 1
     done: int = 0           # extracted in this run
     skipped: int = 0        # already in the cache (or failed before, without --retry-failed)
     failed: int = 0         # failed in this run, see errors.csv
@@ -63,7 +70,8 @@ class ExtractSummary:
         return self.frames / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
-        return (f"done {self.done}, skipped {self.skipped}, failed {self.failed}; "
+        prefix = f"rank {self.rank}/{self.world}: " if self.world > 1 else ""
+        return (f"{prefix}done {self.done}, skipped {self.skipped}, failed {self.failed}; "
                 f"{self.frames} frames in {self.seconds:.1f}s ({self.frames_per_second:.1f} frames/s)")
 
 
@@ -254,38 +262,64 @@ def shard_attrs(fs: bb.FeatureSet, weights_tag: str, sampling: Sampling, gflops:
 
 
 def extract(cfg: ExtractConfig) -> ExtractSummary:
-    """Run phase one; returns the summary (see `c2f extract`)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("several ranks (torchrun) are not supported yet: run one process per cache")
-    rank = 0
+    """Run phase one (one rank of it under torchrun); returns this rank's summary (see `c2f extract`)."""
     started = time.perf_counter()
     sampling = Sampling(num_frames=cfg.num_frames) if cfg.num_frames else Sampling(fps=cfg.fps)
     specs = list({fs.name: fs for fs in map(bb.parse_spec, cfg.backbones)}.values())
     weights = weights_for(specs, cfg.weights)
     manifest = read_manifest(cfg.manifest)
     out = Path(cfg.out)
-    device = resolve_device(cfg.device)
-    summary = ExtractSummary()
-    with CacheLock(out):
-        tags = {fs.name: bb.weights_tag(weights[fs.name]) for fs in specs}
-        runner = FeatureRunner(specs, weights, device, cfg.batch_size)
-        indices = {fs.name: FeatureIndex.open(out / fs.name, shard_attrs(fs, tags[fs.name], sampling,
-                                                                         runner.gflops[fs.name]))
-                   for fs in specs}
-        done = {name: index.done_videos() for name, index in indices.items()}
-        failed_before = set().union(*(index.failed for index in indices.values()))
-        pending = []
-        for entry in manifest.entries:
-            if all(entry.video_id in done[name] for name in done) or \
-                    (entry.video_id in failed_before and not cfg.retry_failed):
-                summary.skipped += 1
-            else:
-                pending.append(entry)
-        log.info("%d videos to extract, %d already done or failed before", len(pending), summary.skipped)
-        summary.setup_seconds = time.perf_counter() - started
-        _extract_pending(pending, cfg, sampling, runner, indices, done, rank, out, summary)
+    ranks, device = Ranks.start(resolve_device(cfg.device))
+    summary = ExtractSummary(rank=ranks.rank, world=ranks.world)
+    try:
+        with ExitStack() as stack:
+            _lock_for_the_whole_run(stack, out, ranks)
+            tags = {fs.name: bb.weights_tag(weights[fs.name]) for fs in specs}
+            runner = FeatureRunner(specs, weights, device, cfg.batch_size)
+            indices = {fs.name: FeatureIndex.open(out / fs.name,
+                                                  shard_attrs(fs, tags[fs.name], sampling, runner.gflops[fs.name]),
+                                                  remove_stale=ranks.rank == 0)
+                       for fs in specs}
+            done = {name: index.done_videos() for name, index in indices.items()}
+            failed_before = set().union(*(index.failed for index in indices.values()))
+            pending = []
+            for entry in manifest.entries:
+                if all(entry.video_id in done[name] for name in done) or \
+                        (entry.video_id in failed_before and not cfg.retry_failed):
+                    summary.skipped += 1
+                else:
+                    pending.append(entry)
+            for index in indices.values():
+                index.complete = index.complete and not pending
+            ranks.barrier()      # every rank has read the index before any rank writes to it
+            mine = ranks.slice(pending)
+            log.info("%d videos to extract (%d on this rank), %d already done or failed before",
+                     len(pending), len(mine), summary.skipped)
+            summary.setup_seconds = time.perf_counter() - started
+            _extract_pending(mine, cfg, sampling, runner, indices, done, ranks.rank, out, summary)
+            ranks.barrier()      # every rank's shards are in the index
+            if ranks.rank == 0:
+                for index in indices.values():
+                    index.save()      # re-read the merged index, then judge completeness on it
+                    finished_ids = index.done_videos() | set(index.failed)
+                    index.complete = all(e.video_id in finished_ids for e in manifest.entries)
+                    index.save()
+    finally:
+        ranks.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _lock_for_the_whole_run(stack: ExitStack, out: Path, ranks: Ranks) -> None:
+    """Rank 0 holds the cache lock for the run; if it cannot, every rank refuses together."""
+    refusal = None
+    if ranks.rank == 0:
+        try:
+            stack.enter_context(CacheLock(out))
+        except RuntimeError as err:
+            refusal = err
+    if not ranks.all_true(refusal is None):
+        raise refusal or RuntimeError(f"{out} is in use by another extraction (rank 0 could not lock it)")
 
 
 def _extract_pending(pending, cfg, sampling, runner, indices, done, rank, out, summary):
@@ -395,7 +429,5 @@ def _extract_pending(pending, cfg, sampling, runner, indices, done, rank, out, s
         finish(position)
     flush()
     for index in indices.values():
-        finished_ids = index.done_videos() | set(index.failed)
-        index.complete = all(e.video_id in finished_ids for e in pending)
         index.save()
     bar.close()

@@ -2,7 +2,8 @@
 
 A shard is written under `NAME.tmp` and renamed when complete; index.json is rewritten
 through a temporary file and os.replace, so a reader (or a resumed run) only ever sees
-complete shards and a consistent index.
+complete shards and a consistent index. Several ranks (torchrun) share one index.json:
+each save merges the rank's shards into what is on disk, under a lock.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import csv
 import fcntl
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,17 @@ def atomic_write_text(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+@contextmanager
+def locked(path: Path):
+    """Hold an exclusive POSIX lock on `path` (waiting for it): ranks take turns."""
+    with open(path, "a+") as handle:
+        fcntl.lockf(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -49,11 +62,16 @@ class FeatureIndex:
         return self.folder / "index.json"
 
     @classmethod
-    def open(cls, folder: Path, attrs: dict) -> "FeatureIndex":
-        """Load the index, or start one. Refuses a folder made with other settings."""
+    def open(cls, folder: Path, attrs: dict, remove_stale: bool = True) -> "FeatureIndex":
+        """Load the index, or start one. Refuses a folder made with other settings.
+
+        `remove_stale`: delete the temporary shards a crash left. Only the process holding the
+        cache lock may, before any rank of its run starts writing.
+        """
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("shard-*.h5.tmp"):     # left by a crash; callers hold the cache lock
-            stale.unlink()
+        if remove_stale:
+            for stale in folder.glob("shard-*.h5.tmp"):
+                stale.unlink()
         path = folder / "index.json"
         if not path.exists():
             return cls(folder, attrs)
@@ -76,6 +94,21 @@ class FeatureIndex:
         return max(numbers + list(taken) + [-1]) + 1
 
     def save(self) -> None:
+        """Merge this process's shards and failures into index.json (other ranks write theirs too)."""
+        with locked(self.folder / ".index.lock"):
+            if self.path.exists():
+                on_disk = json.loads(self.path.read_text(encoding="utf-8"))
+                shards = {s["file"]: s for s in on_disk["shards"] if (self.folder / s["file"]).exists()}
+                failed = {**on_disk.get("failed", {}), **self.failed}
+            else:
+                shards, failed = {}, dict(self.failed)
+            shards.update({s["file"]: s for s in self.shards})
+            self.shards = sorted(shards.values(), key=lambda s: (s["rank"], s["number"]))
+            done = self.done_videos()
+            self.failed = {video: why for video, why in failed.items() if video not in done}
+            self._write()
+
+    def _write(self) -> None:
         payload = {"schema_version": SCHEMA_VERSION, "feature_set": self.attrs["feature_set"], "attrs": self.attrs,
                    "complete": self.complete, "num_videos": sum(len(s["videos"]) for s in self.shards),
                    "num_frames": sum(s["num_frames"] for s in self.shards), "shards": self.shards,
@@ -136,8 +169,8 @@ def append_errors(cache: Path, rows: list[tuple[str, str, str]]) -> None:
     if not rows:
         return
     path = Path(cache) / "errors.csv"
-    new = not path.exists()
-    with open(path, "a", newline="", encoding="utf-8") as handle:
+    with locked(Path(cache) / ".errors.lock"), open(path, "a", newline="", encoding="utf-8") as handle:
+        new = handle.tell() == 0
         writer = csv.writer(handle)
         if new:
             writer.writerow(["video_id", "path", "reason"])
