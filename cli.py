@@ -163,6 +163,81 @@ def extract(manifest_path, out, backbones, fps, num_frames, weights, batch_size,
         sys.exit(1)
 
 
+@main.command("finetune-backbone")
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--backbone", required=True, help="The plain backbone, e.g. resnet18@224 (its weights also serve "
+                                                 "its -map and -grid sets).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Weights file to write (.pt).")
+@click.option("--num-frames", default=8, show_default=True, help="Frames per video (segment centres).")
+@click.option("--epochs", default=3, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="AdamW, cosine schedule.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--init", default="random", show_default=True, help="Start from: imagenet | random | PATH.")
+@click.option("--pooling", default="frame", show_default=True, type=click.Choice(["frame", "max"]),
+              help="frame: every frame learns its video's labels; max: the class-wise maximum over a video's "
+                   "frames does (multiple-instance learning, for labels shown on a few frames only).")
+@click.option("--split", default="train", show_default=True)
+@click.option("--eval-split", default="val", show_default=True, help="Frame accuracy at the end; 'none' to skip.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--no-progress", is_flag=True)
+def finetune_backbone(manifest_path, backbone, out, num_frames, epochs, lr, batch_size, init, pooling, split,
+                      eval_split, seed, no_progress):
+    """Fine-tune a backbone as a frame classifier on the manifest's videos, for `c2f extract --weights SET=OUT`.
+
+    Every sampled frame takes its video's labels. A killed run resumes from OUT.partial."""
+    from pipeline.backbones import WeightsError
+    from pipeline.finetune import FinetuneConfig, finetune
+    from pipeline.manifest import ManifestError
+
+    if min(num_frames, epochs, batch_size) < 1 or lr <= 0:
+        _fail("--num-frames, --epochs and --batch-size must be >= 1 and --lr > 0")
+    cfg = FinetuneConfig(manifest_path, backbone, out, num_frames=num_frames, epochs=epochs, lr=lr,
+                         batch_size=batch_size, init=init, pooling=pooling, split=split,
+                         eval_split=None if eval_split == "none" else eval_split, seed=seed, progress=not no_progress)
+    try:
+        record = finetune(cfg)
+    except (ManifestError, WeightsError, ValueError) as err:
+        _fail(str(err))
+    last = record["history"][-1] if record["history"] else {}
+    held_out = "".join(f", {cfg.eval_split} {kind} accuracy {record[f'{cfg.eval_split}_{kind}_accuracy']:.3f}"
+                       for kind in ("frame", "video") if f"{cfg.eval_split}_{kind}_accuracy" in record)
+    click.echo(f"wrote {out} ({record['train_frames']} frames, loss {last.get('loss', float('nan')):.3f}, "
+               f"train accuracy {last.get('train_accuracy', float('nan')):.3f}{held_out}); "
+               f"use it with c2f extract --weights {record['feature_set']}=PATH")
+
+
+@main.command()
+@click.option("--data", default="data_manifests/demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where the demo videos and their manifest go.")
+@click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--no-progress", is_flag=True)
+def demo(data, out, no_progress):
+    """The whole pipeline on the embedded demo videos (`make demo`): each step is printed as the
+    `c2f` command it runs."""
+    from c2f.demo import run_demo
+    report = run_demo(data, out, progress=not no_progress)
+    click.echo(f"\ndemo done: videos in {data}, cache in {out}/cache, runs in {out}/runs, report: {report}")
+
+
+@main.command("demo-videos")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder: videos/*.mp4, manifest.csv, classes.txt.")
+@click.option("--train-videos", default=150, show_default=True)
+@click.option("--val-videos", default=100, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--no-progress", is_flag=True)
+def demo_videos(out, train_videos, val_videos, seed, no_progress):
+    """The embedded demo dataset: 224 px H.264 videos whose class is a 1-pixel texture on a small
+    square shown on a few frames: visible at 112 px, readable only at 224 px."""
+    from pipeline.demo_videos import DemoVideoConfig, write_demo_videos
+
+    if train_videos < 1 or val_videos < 0:
+        _fail("--train-videos must be >= 1 and --val-videos >= 0")
+    path = write_demo_videos(DemoVideoConfig(out, train_videos=train_videos, val_videos=val_videos, seed=seed,
+                                             progress=not no_progress))
+    click.echo(f"wrote {path}: {train_videos} train and {val_videos} val videos")
+
+
 @main.command()
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
 def flops(as_csv):

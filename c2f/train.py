@@ -89,8 +89,13 @@ def _kind(info) -> str:
 
 
 def check_shapes(cfg: TrainConfig, videos: VideoSet) -> None:
-    """Each role's feature set has the kind the method reads; AdaFocus's map and grid come from
-    frames of the same size; videos with fewer frames than --frames are counted (they repeat frames)."""
+    """Each role's feature set has the kind the method reads; videos with fewer frames than
+    --frames are counted (they repeat frames).
+
+    AdaFocus's glance map may come from a smaller input than its patch grid (the paper glances
+    at low resolution): phase one resizes every set from the same centre-cropped square, so
+    the map's cells and the grid's candidates cover the same part of the frame whatever the
+    sizes, and the timestamps check pairs the same frames."""
     wanted = METHOD_SHAPES.get(cfg.method, {})
     for role, info in videos.sets.items():
         kind, need = _kind(info), wanted.get(role, "pooled")
@@ -99,10 +104,6 @@ def check_shapes(cfg: TrainConfig, videos: VideoSet) -> None:
             raise CacheError(f"{cfg.method} needs a {need} feature set for {option}; {info.name} is a {kind} "
                              f"set (per-frame shape {info.frame_shape})")
     if cfg.method in METHOD_SHAPES:
-        glance, focus = videos.sets["coarse"], videos.sets["fine"]
-        if glance.attrs.get("input_size") != focus.attrs.get("input_size"):
-            raise CacheError(f"the glance map {glance.name} and the patch grid {focus.name} were cut from frames "
-                             f"of different sizes ({glance.attrs.get('input_size')} vs {focus.attrs.get('input_size')} px)")
         short = int((videos.lengths < cfg.frames).sum())
         if short:
             log.warning("%d videos have fewer cached frames than --frames %d: their segments repeat frames "

@@ -149,8 +149,11 @@ def _resnet_trunk(model):
                          model.layer1, model.layer2, model.layer3, model.layer4)
 
 
-for _name, _enum in (("resnet50", "ResNet50_Weights"), ("resnet101", "ResNet101_Weights")):
-    register(Backbone(_name, "image", 224, 2048, 2048, IMAGENET_MEAN, IMAGENET_STD,
+# resnet18 is not in the papers: it is the demo's fine backbone, narrow enough to fine-tune
+# and run on a 2-core CPU in minutes (README, "make demo").
+for _name, _enum, _dim in (("resnet18", "ResNet18_Weights", 512), ("resnet50", "ResNet50_Weights", 2048),
+                           ("resnet101", "ResNet101_Weights", 2048)):
+    register(Backbone(_name, "image", 224, _dim, _dim, IMAGENET_MEAN, IMAGENET_STD,
                       _torchvision(_name, _enum), _resnet_trunk, ("fc.",)))
 register(Backbone("mobilenet_v2", "image", 224, 1280, 1280, IMAGENET_MEAN, IMAGENET_STD,
                   _torchvision("mobilenet_v2", "MobileNet_V2_Weights"), lambda m: m.features, ("classifier.",)))
@@ -332,6 +335,7 @@ PAPER_GFLOPS = {
     "dpn107@224": 18.34,                   # LiteEval, fine
     "slowfast_r50": 65.71,                 # LiteEval, per 8x8 snippet
     "mobilenet_v2@224-map": 0.2995,        # AdaFocus glance (authors' code)
+    "resnet18@224": None,                  # the demo's fine backbone
     "resnet50@224": None,
     "resnet50@224-grid7x96": None,         # AdaFocus patches: per patch, no per-patch value printed
     "resnet50@224-grid7x128": None,

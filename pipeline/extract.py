@@ -164,6 +164,24 @@ class DecodedVideos(IterableDataset):
 
 # ------------------------------------------------------------------ compute side
 
+def normalise(x: torch.Tensor, fs: bb.FeatureSet) -> torch.Tensor:
+    """[n, 3, ...] in [0, 1] -> the backbone's normalised input."""
+    shape = (1, 3) + (1,) * (x.dim() - 2)
+    mean = torch.tensor(fs.backbone.mean, device=x.device).view(shape)
+    std = torch.tensor(fs.backbone.std, device=x.device).view(shape)
+    return (x - mean) / std
+
+
+def frames_for(images: torch.Tensor, fs: bb.FeatureSet) -> torch.Tensor:
+    """Decoded squares [n, S, S, 3] uint8 -> the set's normalised input [n, 3, size, size].
+    Smaller inputs are resized from the square (antialiased), so every set sees the same view;
+    `c2f finetune-backbone` prepares its frames with this too."""
+    x = images.permute(0, 3, 1, 2).float().div_(255)
+    if fs.input_size != x.shape[-1]:
+        x = F.interpolate(x, size=fs.input_size, mode="bilinear", antialias=True, align_corners=False)
+    return normalise(x, fs)
+
+
 class FeatureRunner:
     """The frozen modules of all feature sets, fed from one canvas-sized square per frame."""
 
@@ -184,12 +202,6 @@ class FeatureRunner:
     def _grid_index(self, fs: bb.FeatureSet) -> torch.Tensor:
         origins = torch.tensor(fs.patch_origins())
         return (origins[:, None] + torch.arange(fs.patch_size)[None, :]).to(self.device)   # [G, P]
-
-    def _normalise(self, x: torch.Tensor, fs: bb.FeatureSet) -> torch.Tensor:
-        shape = (1, 3) + (1,) * (x.dim() - 2)
-        mean = torch.tensor(fs.backbone.mean, device=x.device).view(shape)
-        std = torch.tensor(fs.backbone.std, device=x.device).view(shape)
-        return (x - mean) / std
 
     def _run_fixed(self, module, x: torch.Tensor, batch: int) -> torch.Tensor:
         """Forward in batches of exactly `batch` rows (zero-padded tail): batch-size-invariant results."""
@@ -214,7 +226,7 @@ class FeatureRunner:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, clips: torch.Tensor | None) -> dict[str, np.ndarray]:
         """images [n, S, S, 3] uint8 -> {set: features [n, ...] float16}."""
-        images = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+        images = images.to(self.device, non_blocking=True)
         out = {}
         for fs in self.specs:
             if fs.output == "clip":
@@ -224,12 +236,9 @@ class FeatureRunner:
                     x = F.interpolate(x.transpose(1, 2).reshape(n * t, c, self.canvas, self.canvas),
                                       size=fs.input_size, mode="bilinear", antialias=True, align_corners=False)
                     x = x.reshape(n, t, c, fs.input_size, fs.input_size).transpose(1, 2)
-                feats = self._run_fixed(self.modules[fs.name], self._normalise(x, fs), max(1, self.batch_size // 8))
+                feats = self._run_fixed(self.modules[fs.name], normalise(x, fs), max(1, self.batch_size // 8))
             else:
-                x = images
-                if fs.input_size != self.canvas:
-                    x = F.interpolate(x, size=fs.input_size, mode="bilinear", antialias=True, align_corners=False)
-                x = self._normalise(x, fs)
+                x = frames_for(images, fs)
                 if fs.output == "grid":
                     index = self.grid_index[fs.name]
                     n, g, p = len(x), fs.grid, fs.patch_size

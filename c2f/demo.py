@@ -1,0 +1,79 @@
+"""`c2f demo`: the whole pipeline on the embedded demo videos, as the `c2f` commands a user would type.
+
+The steps are plain command lines (printed as they run), so the demo is also the tutorial;
+a test runs the same steps at a smaller size.
+
+Backbones: no pretrained weights can be downloaded, so the fine backbone is fine-tuned on the
+demo's training videos first, and it is ResNet-18 rather than ResNet-101 or ResNet-50:
+training it at 224 px costs a sixth as much, and a 2-core CPU does it in minutes. The coarse
+MobileNetV2 (112 px) keeps seeded random weights: at 112 px the textures that tell the
+classes apart are filtered out, so all it can learn from the labels is nothing; it only has to
+show where and when the square is, and random filters do.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class DemoSizes:
+    train_videos: int = 150
+    val_videos: int = 100
+    frames: int = 8                 # sampled per video, for fine-tuning and extraction
+    finetune_epochs: int = 2
+    head_epochs: int = 30
+    adafocus_stage_epochs: str = "30,30,10"
+    budgets: tuple[int, ...] = (1, 2)
+
+
+COARSE, FINE = "mobilenet_v2@112", "resnet18@224"
+GLANCE, FOCUS = "mobilenet_v2@224-map", "resnet18@224-grid3x96"
+
+
+def demo_steps(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bool = False) -> list[list[str]]:
+    """The demo's `c2f` commands (without the leading `c2f`)."""
+    quiet = [] if progress else ["--no-progress"]
+    manifest, cache, runs = f"{data}/manifest.csv", f"{out}/cache", f"{out}/runs"
+    weights = f"{out}/{FINE.replace('@', '_')}_demo.pt"
+    head = ["--manifest", manifest, "--cache", cache, "--frames", str(sizes.frames), "--batch-size", "32",
+            "--overwrite"] + quiet
+    lite = head + ["--coarse", COARSE, "--fine", FINE, "--coarse-hidden", "32", "--fine-hidden", "128",
+                   "--epochs", str(sizes.head_epochs), "--lr", "3e-3"]
+    steps = [
+        ["demo-videos", "--out", data, "--train-videos", str(sizes.train_videos),
+         "--val-videos", str(sizes.val_videos)] + quiet,
+        ["manifest", "check", manifest],
+        # every frame learns its video's label; batches of 16 give twice the steps of 32 for the
+        # same compute (max pooling, --pooling max, learned nothing in 2 epochs here)
+        ["finetune-backbone", "--manifest", manifest, "--backbone", FINE, "--out", weights, "--pooling", "frame",
+         "--num-frames", str(sizes.frames), "--epochs", str(sizes.finetune_epochs), "--batch-size", "16",
+         "--lr", "2e-3"] + quiet,
+        ["extract", "--manifest", manifest, "--out", cache, "--num-frames", str(sizes.frames),
+         "--backbone", COARSE, "--backbone", FINE, "--backbone", GLANCE, "--backbone", FOCUS,
+         "--weights", "random", "--weights", f"{FINE}={weights}", "--weights", f"{FOCUS}={weights}"] + quiet,
+    ]
+    for method in ("uniform", "lstm"):
+        steps.append(["train-head", "--method", method, "--out", f"{runs}/{method}"] + lite)
+    # gamma, the target share of fine reads: the square is on about 3 of the 8 frames
+    steps.append(["train-head", "--method", "liteeval", "--gamma", "0.25", "--out", f"{runs}/liteeval"] + lite)
+    budgets = [arg for k in sizes.budgets for arg in ("--budget", str(k))]
+    steps.append(["evaluate-online", "--run", f"{runs}/liteeval", "--uniform-run", f"{runs}/uniform"]
+                 + budgets + quiet)
+    steps.append(["train-head", "--method", "adafocus", "--out", f"{runs}/adafocus", "--glance", GLANCE,
+                  "--focus", FOCUS, "--adafocus-hidden", "128", "--stage-epochs", sizes.adafocus_stage_epochs,
+                  "--stage-lrs", "0.1,1e-3,0.01"] + head)
+    steps.append(["report", "--runs", runs, "--out", f"{out}/report"])
+    return steps
+
+
+def run_demo(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bool = True) -> Path:
+    """Run every step through the command line's own entry point; stops at the first failure."""
+    import click
+
+    from cli import main
+    for step in demo_steps(data, out, sizes, progress):
+        click.echo(f"\n$ c2f {shlex.join(step)}", err=True)
+        main.main(step, prog_name="c2f", standalone_mode=False)
+    return Path(out) / "report" / "report.md"

@@ -1,0 +1,222 @@
+"""`c2f finetune-backbone`: train a backbone on frames of the manifest's videos, for phase one.
+
+Where no pretrained weights fit the data (the embedded demo; a new domain), the frozen
+backbones of phase one can first be fine-tuned as frame classifiers: every sampled frame of
+a training video takes the video's labels (frames without the evidence make noisy labels,
+as they do in practice). The frames are decoded and prepared exactly as `c2f extract`
+prepares them (pipeline.decode, extract.frames_for), so the weights see at extraction what
+they saw in training.
+
+The output is a state dict of the full network without its classification head; pass it to
+`c2f extract --weights SET=PATH`. Beside it, PATH.json records the settings, the classes and
+the per-epoch loss and accuracy. One checkpoint per epoch (PATH.partial) lets a killed run
+resume where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from . import backbones as bb
+from .decode import Sampling, decode_samples
+from .extract import frames_for
+from .manifest import read_manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneConfig:
+    manifest: str
+    backbone: str                 # a pooled feature set, e.g. resnet18@224
+    out: str                      # the weights file to write
+    num_frames: int = 8           # frames per video: the centres of equal segments
+    epochs: int = 3
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    init: str = "random"          # where training starts: imagenet | random | PATH
+    pooling: str = "frame"        # frame: each frame learns its video's label; max: multiple-instance
+    split: str = "train"
+    eval_split: str | None = "val"   # frame accuracy on this split at the end (None: skip)
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class Frames:
+    images: torch.Tensor        # [N, S, S, 3] uint8, every sampled frame
+    spans: list[range]          # the rows of each video
+    targets: torch.Tensor       # [V, C] soft targets: the video's labels, equally weighted
+    failed: int                 # videos that could not be decoded (skipped)
+
+    def units(self, pooling: str) -> tuple[list[range], torch.Tensor]:
+        """What one loss term sees: a frame with its video's target, or a whole video."""
+        if pooling == "max":
+            return self.spans, self.targets
+        return ([range(i, i + 1) for span in self.spans for i in span],
+                torch.cat([self.targets[v].expand(len(span), -1) for v, span in enumerate(self.spans)]))
+
+
+def _decode_frames(entries, fs: bb.FeatureSet, num_frames: int, class_index: dict, progress: bool,
+                   desc: str) -> Frames:
+    """Every sampled frame of the videos, as phase one would decode them; bad videos are skipped."""
+    images, spans, targets, failed = [], [], [], 0
+    for entry in tqdm(entries, desc=desc, unit="video", disable=not progress, dynamic_ncols=True):
+        try:
+            frames = [s.image for s in decode_samples(entry.path, Sampling(num_frames=num_frames), fs.input_size)]
+        except Exception as err:  # noqa: BLE001 - one bad file must never stop the run
+            log.warning("%s: skipped, %s", entry.video_id, str(err).splitlines()[0] if str(err) else type(err).__name__)
+            failed += 1
+            continue
+        target = np.zeros(len(class_index), np.float32)
+        target[[class_index[label] for label in entry.labels]] = 1 / len(entry.labels)
+        spans.append(range(len(images), len(images) + len(frames)))
+        images += frames
+        targets.append(target)
+    if not images:
+        raise ValueError(f"no frames could be decoded from the {desc} videos")
+    return Frames(torch.from_numpy(np.stack(images)), spans, torch.from_numpy(np.stack(targets)), failed)
+
+
+def pooled_logits(model: "FrameClassifier", images: torch.Tensor, units: list[range], fs) -> torch.Tensor:
+    """[len(units), C]: per unit, the class-wise maximum over its frames (one frame: its logits).
+    Max pooling is multiple-instance learning: a video's label must show on one of its frames,
+    so the frames without the evidence are not pushed towards a label they do not show."""
+    rows = torch.tensor([i for unit in units for i in unit])
+    logits = model(frames_for(images[rows], fs))
+    pooled, start = [], 0
+    for unit in units:
+        pooled.append(logits[start:start + len(unit)].max(0).values)
+        start += len(unit)
+    return torch.stack(pooled)
+
+
+class FrameClassifier(nn.Module):
+    """The backbone's trunk, pooled, and a new linear head over the manifest's classes."""
+
+    def __init__(self, fs: bb.FeatureSet, init: str, num_classes: int):
+        super().__init__()
+        self.full = fs.backbone.build_full("imagenet" if init == "imagenet" else None)
+        if init not in ("imagenet", "random"):
+            bb._load_checkpoint(self.full, Path(init), fs.backbone.classifier_prefixes)
+        self.features = bb.FeatureNet(fs.backbone.trunk_of(self.full), pooled=True)   # shares full's modules
+        self.head = nn.Linear(fs.backbone.feature_dim, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+    def backbone_state(self, classifier_prefixes: tuple[str, ...]) -> dict:
+        """The full network's weights, trained trunk included, without its (untrained) ImageNet head."""
+        return {k: v for k, v in self.full.state_dict().items() if not k.startswith(classifier_prefixes)}
+
+
+@torch.no_grad()
+def held_out_accuracy(model: FrameClassifier, frames: Frames, fs, batch_size: int) -> dict:
+    """Frame accuracy (a frame's arg-max is one of its video's labels) and video accuracy (the
+    class-wise maximum over the video's frames, as max pooling trains it)."""
+    model.eval()
+    logits = torch.cat([model(frames_for(frames.images[start:start + batch_size], fs))
+                        for start in range(0, len(frames.images), batch_size)])
+    frame_hits = video_hits = 0
+    for target, span in zip(frames.targets, frames.spans):
+        own = logits[span.start:span.stop]
+        frame_hits += int((target[own.argmax(1)] > 0).sum())
+        video_hits += int(target[own.max(0).values.argmax()] > 0)
+    return {"frame_accuracy": frame_hits / len(frames.images), "video_accuracy": video_hits / len(frames.spans)}
+
+
+def _resumable(cfg: FinetuneConfig) -> dict:
+    """The settings a partial checkpoint must share to be resumed (all but the progress bar)."""
+    return {k: v for k, v in asdict(cfg).items() if k != "progress"}
+
+
+def finetune(cfg: FinetuneConfig) -> dict:
+    """Train, write cfg.out and cfg.out + '.json'; returns the record written to the json."""
+    fs = bb.parse_spec(cfg.backbone)
+    if fs.output != "pooled":
+        raise ValueError(f"fine-tune the plain backbone ({fs.backbone.name}@{fs.input_size}); its weights serve "
+                         f"its -map and -grid sets too")
+    if cfg.init not in ("imagenet", "random") and not Path(cfg.init).is_file():
+        raise bb.WeightsError(f"weights file not found: {cfg.init}")
+    manifest = read_manifest(cfg.manifest)
+    classes = manifest.classes()
+    class_index = {name: i for i, name in enumerate(classes)}
+    train_entries = manifest.split(cfg.split)
+    if not train_entries:
+        raise ValueError(f"the manifest has no {cfg.split!r} videos")
+    started = time.perf_counter()
+    train = _decode_frames(train_entries, fs, cfg.num_frames, class_index, cfg.progress, cfg.split)
+    units, targets = train.units(cfg.pooling)
+    per_batch = max(1, cfg.batch_size // (cfg.num_frames if cfg.pooling == "max" else 1))   # ~batch_size frames
+
+    torch.manual_seed(cfg.seed)
+    model = FrameClassifier(fs, cfg.init, len(classes))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = cfg.epochs * math.ceil(len(units) / per_batch)
+    schedule = torch.optim.lr_scheduler.LambdaLR(   # cosine over all steps
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+    history, first_epoch = [], 0
+    out, partial = Path(cfg.out), Path(cfg.out + ".partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if partial.exists():
+        state = torch.load(partial, map_location="cpu", weights_only=True)
+        if state["config"] == _resumable(cfg):
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            torch.set_rng_state(state["rng"])
+            history, first_epoch = json.loads(state["history"]), state["epoch"]
+            log.info("resuming %s after epoch %d", out, first_epoch)
+
+    for epoch in range(first_epoch, cfg.epochs):
+        model.train()
+        order = torch.randperm(len(units)).tolist()
+        loss_sum, hits = 0.0, 0
+        bar = tqdm(range(0, len(units), per_batch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not cfg.progress, dynamic_ncols=True)
+        for start in bar:
+            picked = order[start:start + per_batch]
+            logits = pooled_logits(model, train.images, [units[i] for i in picked], fs)
+            loss = F.cross_entropy(logits, targets[picked])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.item() * len(picked)
+            hits += int((targets[picked].gather(1, logits.argmax(1)[:, None]) > 0).sum())
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / len(units), "train_accuracy": hits / len(units)})
+        log.info("epoch %d: loss %.4f, accuracy %.3f (%s)", epoch + 1, history[-1]["loss"],
+                 history[-1]["train_accuracy"], "videos" if cfg.pooling == "max" else "frames")
+        tmp = partial.with_name(partial.name + ".tmp")
+        torch.save({"config": _resumable(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1,
+                    "history": json.dumps(history)}, tmp)
+        os.replace(tmp, partial)
+
+    record = {"config": asdict(cfg), "feature_set": fs.name, "classes": classes, "train_frames": len(train.images),
+              "train_videos_skipped": train.failed, "history": history}
+    eval_entries = manifest.split(cfg.eval_split) if cfg.eval_split else []
+    if eval_entries:
+        held_out = _decode_frames(eval_entries, fs, cfg.num_frames, class_index, cfg.progress, cfg.eval_split)
+        for key, value in held_out_accuracy(model, held_out, fs, cfg.batch_size).items():
+            record[f"{cfg.eval_split}_{key}"] = value
+    record["seconds"] = time.perf_counter() - started
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(model.backbone_state(fs.backbone.classifier_prefixes), tmp)
+    os.replace(tmp, out)
+    Path(cfg.out + ".json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    partial.unlink(missing_ok=True)
+    return record
