@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,14 +66,21 @@ METRICS = {
 }
 
 
-def _grid(size: int) -> str:
-    return f"resnet50@224-grid7x{size}"
+def _grid(size: int) -> dict:
+    """AdaFocus rows and columns are per patch size, whatever the grid's backbone and G (the
+    paper's is ResNet-50 on 7 x 7; the demo's ResNet-18 on 3 x 3)."""
+    return {"patch_size": size}
+
+
+def _patch_size(focus) -> int | None:
+    match = re.search(r"-grid\d+x(\d+)$", str(focus or ""))
+    return int(match[1]) if match else None
 
 
 def paper_tables() -> list[Table]:
     le = {"method": "liteeval"}
     offline = [Column("mAP", "mAP"), Column("GFLOPs", "GFLOPs")]
-    per_patch = lambda metric: [Column(f"{p}x{p}", metric, {"focus": _grid(p)}) for p in PATCH_SIZES]  # noqa: E731
+    per_patch = lambda metric: [Column(f"{p}x{p}", metric, _grid(p)) for p in PATCH_SIZES]  # noqa: E731
     return [
         Table("liteeval_table1", "LiteEval Table 1: offline recognition",
               [("UNIFORM", {"method": "uniform"}), ("LSTM", {"method": "lstm"}),
@@ -108,8 +116,8 @@ def paper_tables() -> list[Table]:
                Column("mAP", "mAP")]),
         Table("adafocus_table1", "AdaFocus Tables 1-2: efficient recognition",
               [("FrameGlimpses", {"method": "frameglimpse"}), ("LiteEval", le)]
-              + [(f"AdaFocus ({p}x{p})", {"method": "adafocus", "focus": _grid(p)}) for p in PATCH_SIZES]
-              + [(f"AdaFocus+ ({p}x{p}, keep {r})", {"method": "adafocus_plus", "focus": _grid(p), "keep_ratio": r})
+              + [(f"AdaFocus ({p}x{p})", {"method": "adafocus", **_grid(p)}) for p in PATCH_SIZES]
+              + [(f"AdaFocus+ ({p}x{p}, keep {r})", {"method": "adafocus_plus", **_grid(p), "keep_ratio": r})
                  for p in PATCH_SIZES for r in (0.9, 0.7, 0.5)],
               [Column("mAP", "mAP"), Column("top-1", "top1"), Column("GFLOPs", "GFLOPs")]),
         Table("adafocus_table4", "AdaFocus Table 4: reusing the glance feature (mAP)",
@@ -133,6 +141,7 @@ def find_runs(runs_dir: str | Path) -> list[Run]:
             continue
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         settings = TrainConfig.from_dict(config["settings"]).to_dict()
+        settings["patch_size"] = _patch_size(settings.get("focus")) if settings["method"].startswith("adafocus") else None
         runs.append(Run(folder, settings, json.loads(metrics_path.read_text(encoding="utf-8")),
                         config.get("manifest_sha256", "")))
     return runs
@@ -165,6 +174,8 @@ def command_for(match: dict, manifest: str, cache: str, runs_dir: Path, label: s
             parts.append("--no-sync")
         elif key == "reuse" and value is False:
             parts.append("--no-reuse")
+        elif key == "patch_size":
+            parts.append(f"--focus resnet50@224-grid7x{value}")
         elif key in _FLAGS:
             parts.append(f"{_FLAGS[key]} {value}")
     name = "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
@@ -185,9 +196,10 @@ def build_table(table: Table, runs: list[Run], runs_dir: Path) -> tuple[pd.DataF
             else:
                 cells[column.label] = METRICS[column.metric](run.metrics)
                 used.append(run)
-        if absent:
-            missing += [f"{table.name} / {label}: " + command_for(m, reference["manifest"], reference["cache"], runs_dir,
-                                                                  f"{label} {m.get('focus', '')}") for m in absent]
+        if absent:     # one line per run to make (a run can fill several columns)
+            missing += dict.fromkeys(
+                f"{table.name} / {label}: " + command_for(m, reference["manifest"], reference["cache"], runs_dir,
+                                                          f"{label} {m.get('patch_size') or ''}") for m in absent)
         else:
             rows.append({"row": label} | cells)
     sources = {r.source for r in used}
