@@ -13,6 +13,7 @@ show where and when the square is, and random filters do.
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def demo_steps(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bo
          "--val-videos", str(sizes.val_videos)] + quiet,
         ["manifest", "check", manifest],
         # every frame learns its video's label; batches of 16 give twice the steps of 32 for the
-        # same compute (max pooling, --pooling max, learned nothing in 2 epochs here)
+        # same compute (--pooling max learned nothing in 2 epochs on an earlier version of the videos)
         ["finetune-backbone", "--manifest", manifest, "--backbone", FINE, "--out", weights, "--pooling", "frame",
          "--num-frames", str(sizes.frames), "--epochs", str(sizes.finetune_epochs), "--batch-size", "16",
          "--lr", "2e-3"] + quiet,
@@ -73,7 +74,11 @@ def run_demo(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bool
     import click
 
     from cli import main
+    started = time.perf_counter()
     for step in demo_steps(data, out, sizes, progress):
         click.echo(f"\n$ c2f {shlex.join(step)}", err=True)
+        step_started = time.perf_counter()
         main.main(step, prog_name="c2f", standalone_mode=False)
+        click.echo(f"({step[0]}: {time.perf_counter() - step_started:.0f} s)", err=True)
+    click.echo(f"\nall steps: {time.perf_counter() - started:.0f} s", err=True)
     return Path(out) / "report" / "report.md"
