@@ -177,7 +177,7 @@ def extract(manifest_path, out, backbones, fps, num_frames, weights, batch_size,
               help="frame: every frame learns its video's labels; max: the class-wise maximum over a video's "
                    "frames does (multiple-instance learning, for labels shown on a few frames only).")
 @click.option("--split", default="train", show_default=True)
-@click.option("--eval-split", default="val", show_default=True, help="Frame accuracy at the end; 'none' to skip.")
+@click.option("--eval-split", default="val", show_default=True, help="Frame and video accuracy on this split at the end; 'none' to skip.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-progress", is_flag=True)
 def finetune_backbone(manifest_path, backbone, out, num_frames, epochs, lr, batch_size, init, pooling, split,

@@ -4,7 +4,10 @@
 
 - decode-only: frames/s of the decoding workers alone (DataLoader over DecodedVideos);
 - compute-only: frames/s of each backbone, and of all of them together, on frames already in
-  memory (random uint8 squares of the canvas size);
+  memory (random uint8 squares of the canvas size). By default on as many frames as the videos
+  give, in the same batches: every backbone call is padded to --batch-size rows, so a short run's
+  last partial batch costs a whole one in both measurements (104 frames at batch 32 pay for 128);
+  a compute-only run on whole batches only would put the ceiling 23% too high;
 - end-to-end: frames/s of `c2f extract` into a fresh cache, without its set-up (model build);
 - the ratio end-to-end / min(decode-only, compute-only), the peak RSS, and on a GPU the MFU of
   each backbone's compute-only run (achieved FLOP/s / --peak-tflops, bf16 dense).
@@ -77,7 +80,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--compute-frames", type=int, default=128)
+    parser.add_argument("--compute-frames", type=int, default=None,
+                        help="frames for the compute-only runs (default: as many as decoded)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="bf16 dense peak, for MFU on a GPU")
     args = parser.parse_args()
     backbones = args.backbone or ["mobilenet_v2@112", "resnet101@224"]
@@ -97,9 +101,9 @@ def main() -> None:
         print(f"{len(entries)} videos ({len(videos)} files x {args.repeat}), {frames} frames at {args.fps} fps, "
               f"{device}, {torch.get_num_threads()} threads, {args.workers} decoding workers")
         print(f"decode-only            {decode_fps:9.1f} frames/s")
-        compute = {}
+        compute, compute_frames = {}, args.compute_frames or frames
         for fs in specs:
-            compute[fs.name] = compute_only([fs], device, args.batch_size, args.compute_frames)
+            compute[fs.name] = compute_only([fs], device, args.batch_size, compute_frames)
             line = f"compute-only {fs.name:<26}{compute[fs.name]:9.1f} frames/s"
             gmacs = bb.gflops_per_frame(fs) * (fs.grid ** 2 if fs.grid else 1)
             if device.type == "cuda":
@@ -108,7 +112,7 @@ def main() -> None:
                 if peak:
                     line += f"   MFU {compute[fs.name] * 2 * gmacs * 1e9 / (peak * 1e12):.1%} of {peak:.0f} TFLOPS"
             print(line + f"   ({gmacs:.2f} GMACs/frame)")
-        combined = compute_only(specs, device, args.batch_size, args.compute_frames) if len(specs) > 1 \
+        combined = compute_only(specs, device, args.batch_size, compute_frames) if len(specs) > 1 \
             else compute[specs[0].name]
         print(f"compute-only, all sets {combined:9.1f} frames/s")
         cfg = ExtractConfig(str(manifest), str(Path(tmp) / "cache"), backbones, fps=args.fps, weights=["random"],

@@ -17,7 +17,6 @@ Layout of the work:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field

@@ -49,7 +49,7 @@ class FinetuneConfig:
     init: str = "random"          # where training starts: imagenet | random | PATH
     pooling: str = "frame"        # frame: each frame learns its video's label; max: multiple-instance
     split: str = "train"
-    eval_split: str | None = "val"   # frame accuracy on this split at the end (None: skip)
+    eval_split: str | None = "val"   # frame and video accuracy on this split at the end (None: skip)
     seed: int = 0
     progress: bool = True
 
@@ -145,6 +145,8 @@ def _resumable(cfg: FinetuneConfig) -> dict:
 def finetune(cfg: FinetuneConfig) -> dict:
     """Train, write cfg.out and cfg.out + '.json'; returns the record written to the json."""
     fs = bb.parse_spec(cfg.backbone)
+    if fs.output == "clip":
+        raise ValueError(f"{fs.name} is a video model; finetune-backbone trains image backbones")
     if fs.output != "pooled":
         raise ValueError(f"fine-tune the plain backbone ({fs.backbone.name}@{fs.input_size}); its weights serve "
                          f"its -map and -grid sets too")
@@ -179,6 +181,8 @@ def finetune(cfg: FinetuneConfig) -> dict:
             torch.set_rng_state(state["rng"])
             history, first_epoch = json.loads(state["history"]), state["epoch"]
             log.info("resuming %s after epoch %d", out, first_epoch)
+        else:
+            log.warning("%s was written with other settings: starting over", partial)
 
     for epoch in range(first_epoch, cfg.epochs):
         model.train()

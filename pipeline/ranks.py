@@ -2,9 +2,9 @@
 
 `torchrun --nproc-per-node N --no-python c2f extract ...` starts N copies; torchrun's
 environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) says which one this is. The
-ranks only need to agree at two moments (has the cache lock been taken, and has every rank
-read the index before anyone writes), so the process group carries one small tensor: gloo
-on the CPU, NCCL on GPUs. Without torchrun this is a single rank and nothing is started.
+ranks only need to agree at three moments (rank 0 holds the cache lock; every rank has read
+the index before anyone writes; every rank has finished, so rank 0 can judge completeness),
+so the process group carries one small tensor: gloo on the CPU, NCCL on GPUs. Without torchrun this is a single rank and nothing is started.
 """
 from __future__ import annotations
 
