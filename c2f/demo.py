@@ -5,10 +5,11 @@ a test runs the same steps at a smaller size.
 
 Backbones: no pretrained weights can be downloaded, so the fine backbone is fine-tuned on the
 demo's training videos first, and it is ResNet-18 rather than ResNet-101 or ResNet-50:
-training it at 224 px costs a sixth as much, and a 2-core CPU does it in minutes. The coarse
-MobileNetV2 (112 px) keeps seeded random weights: at 112 px the textures that tell the
-classes apart are filtered out, so all it can learn from the labels is nothing; it only has to
-show where and when the square is, and random filters do.
+training it at 224 px is several times cheaper, and a 2-core CPU does it in minutes. The
+MobileNetV2 sets (coarse at 112 px, glance map at 224 px) keep seeded random weights: at
+112 px the textures that tell the classes apart are filtered out, so the labels could not
+teach it anything there. It only has to show where and when the bright square is, and
+random filters do (README: presence and position probes).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The embedded demo dataset: synthetic H.264 videos where the class needs fine detail.
 
-Each 224x224 video shows a smooth, slowly drifting colour background (frames are redundant)
-and, on a run of a few consecutive frames only, a small grey square that glides across the
-frame. The class is the square's texture, drawn with 1-pixel periods:
+Each 224x224 video shows a dark, dull, slowly turning colour gradient (frames are redundant)
+and, on a run of a few consecutive frames only, a bright yellow square that glides across
+the frame. The class is the square's texture, drawn with 1-pixel periods:
 
     flat, horizontal lines, vertical lines, checkerboard, dots
 
@@ -51,7 +51,8 @@ class DemoVideoConfig:
 
 
 def texture(name: str, side: int, amplitude: float) -> np.ndarray:
-    """A side x side luma offset with zero mean whose only non-zero frequencies are at Nyquist."""
+    """A side x side luma offset with zero mean, built from Nyquist-frequency patterns only
+    (faded in at the border, which spreads them a little)."""
     y, x = np.mgrid[0:side, 0:side]
     rows, cols = np.where(y % 2, -1.0, 1.0), np.where(x % 2, -1.0, 1.0)
     patterns = {
