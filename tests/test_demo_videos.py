@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from conftest import REPO
 from pipeline.decode import Sampling, decode_samples
-from pipeline.demo_videos import CLASSES, DemoVideoConfig, SquarePath, plan, render_video, texture, write_mp4
+from pipeline.demo_videos import (CLASSES, TEXTURE_AMPLITUDE, DemoVideoConfig, SquarePath, plan, render_video,
+                                  texture, write_mp4)
 from pipeline.manifest import read_manifest
 
 
@@ -20,10 +21,10 @@ def resize_112(image: np.ndarray) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", CLASSES)
 def test_every_texture_has_zero_mean_and_vanishes_at_112(name):
-    pattern = texture(name, 56, 90.0)
+    pattern = texture(name, 56, TEXTURE_AMPLITUDE)
     assert abs(pattern.mean()) < 1e-9
     small = resize_112(np.repeat(np.pad(pattern, 84)[..., None], 3, axis=2))
-    assert small.abs().max() < 2.0                       # of 90: the fade keeps the border from leaking
+    assert small.abs().max() < 2.0       # of 65: the fade keeps the border from leaking
 
 
 def test_decoded_classes_differ_at_224_and_not_at_112(tmp_path):
