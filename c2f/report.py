@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pipeline.backbones import SPEC_RE
 
 from .config import TrainConfig
 
@@ -73,8 +74,9 @@ def _grid(size: int) -> dict:
 
 
 def _patch_size(focus) -> int | None:
-    match = re.search(r"-grid\d+x(\d+)$", str(focus or ""))
-    return int(match[1]) if match else None
+    # the registry's spec syntax, without its registry check: synthetic caches name sets too
+    match = SPEC_RE.match(str(focus or ""))
+    return int(match["patch"]) if match and match["patch"] else None
 
 
 def paper_tables() -> list[Table]:

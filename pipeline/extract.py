@@ -435,7 +435,5 @@ def _extract_pending(pending, cfg, sampling, runner, indices, done, rank, out, s
     for position in list(videos):      # decoded but never finished: cannot happen unless a worker died
         videos[position].error = videos[position].error or "decoding stopped before the end"
         finish(position)
-    flush()
-    for index in indices.values():
-        index.save()
+    flush()            # saves every index, merged with the other ranks'
     bar.close()

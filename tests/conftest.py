@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -76,3 +79,17 @@ def shared_videos() -> list[Path]:
     if not videos:
         pytest.skip(f"no mp4 clips in {SHARED_VIDEOS}")
     return videos
+
+
+@contextmanager
+def cache_lock_held_elsewhere(folder: Path):
+    """Another process holds the cache lock of `folder` until the block ends."""
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from pipeline.shards import CacheLock\n"
+                               f"with CacheLock({str(folder)!r}):\n print('held', flush=True); time.sleep(60)"],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

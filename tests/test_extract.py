@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, make_audio_only, make_video, write_manifest
+from conftest import REPO, cache_lock_held_elsewhere, make_audio_only, make_video, write_manifest
 from pipeline.extract import ExtractConfig, extract
 from pipeline.shards import read_feature_set
 
@@ -144,17 +144,10 @@ def test_cli_exit_status_and_summary(tmp_path):
 def test_second_run_on_the_same_cache_refuses(tmp_path):
     video = make_video(tmp_path / "a.mp4", num_frames=10)
     manifest = write_manifest(tmp_path / "m.csv", [("a", str(video), "x", "train")])
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pipeline.shards import CacheLock\n"
-                               f"with CacheLock({str(tmp_path / 'c')!r}):\n print('held', flush=True); time.sleep(60)"],
-                              cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with cache_lock_held_elsewhere(tmp_path / "c"):
         with pytest.raises(RuntimeError, match="in use by another extraction"):
             run(manifest, tmp_path / "c", ["mobilenet_v2@112"])
         assert not (tmp_path / "c" / "mobilenet_v2@112").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     assert run(manifest, tmp_path / "c", ["mobilenet_v2@112"]).done == 1     # free once the holder is gone
 
 

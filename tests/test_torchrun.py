@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, make_video, write_manifest
+from conftest import REPO, cache_lock_held_elsewhere, make_video, write_manifest
 from pipeline.shards import read_feature_set
 
 BIN = Path(sys.executable).parent
@@ -70,15 +70,8 @@ def test_two_ranks_resume_a_single_process_run_and_equal_a_clean_one(videos, tmp
 
 def test_every_rank_refuses_a_cache_in_use(videos, tmp_path):
     everything, _ = videos
-    holder = subprocess.Popen([sys.executable, "-c", "import time; from pipeline.shards import CacheLock\n"
-                               f"with CacheLock({str(tmp_path / 'c')!r}):\n print('held', flush=True); time.sleep(60)"],
-                              cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with cache_lock_held_elsewhere(tmp_path / "c"):
         refused = torchrun(2, extract_command(everything, tmp_path / "c"))
-    finally:
-        holder.kill()
-        holder.wait()
     assert refused.returncode != 0
     assert refused.stderr.count("in use by another extraction") >= 2     # both ranks say so, neither hangs
     assert not any((tmp_path / "c" / name).exists() for name in SETS)
