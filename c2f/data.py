@@ -1,7 +1,7 @@
 """Phase two's view of the cache: feature sets by role, videos by split, batches by length.
 
-Phase two knows phase one only through the cache schema (DESIGN.md): index.json and the
-HDF5 shards of each feature set. Features stay in memory as float16, packed frame after
+Phase two knows phase one only through the cache schema (DESIGN.md), read by pipeline.cache.
+Features stay in memory as float16, packed frame after
 frame (`offsets`), and a batch is gathered by index: one gather per role, padded only to
 the longest video of the batch, never to a global maximum.
 
@@ -11,52 +11,18 @@ a fine feature without paying for it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
+from pipeline.cache import Cache, CacheError, FeatureIndex, ShardFeatures, finite_rows, read_packed
 from pipeline.manifest import Manifest
 
 log = logging.getLogger(__name__)
-
-
-class CacheError(ValueError):
-    """A cache that cannot be used as asked; the message says what to do."""
-
-
-@dataclass
-class FeatureSetInfo:
-    name: str
-    folder: Path
-    attrs: dict
-    frame_shape: tuple[int, ...]        # per frame: (D,), (G*G, D) or (C, H, W)
-    gflops_per_frame: float             # for a grid: per patch
-    complete: bool
-
-
-def feature_set_info(cache: str | Path, name: str) -> FeatureSetInfo:
-    folder = Path(cache) / name
-    index_path = folder / "index.json"
-    if not index_path.exists():
-        present = sorted(p.parent.name for p in Path(cache).glob("*/index.json"))
-        raise CacheError(f"{cache} has no feature set {name!r} (present: {', '.join(present) or 'none'}); "
-                         f"extract it with: c2f extract --backbone {name} --out {cache} ...")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    if index.get("schema_version") != 1:
-        raise CacheError(f"{index_path}: schema version {index.get('schema_version')!r}, this c2f reads 1")
-    if not index["shards"]:
-        raise CacheError(f"{folder} holds no complete shard yet")
-    attrs = index["attrs"]
-    with h5py.File(folder / index["shards"][0]["file"], "r") as h5:
-        frame_shape = tuple(int(s) for s in h5["features"].shape[1:])
-    return FeatureSetInfo(name, folder, attrs, frame_shape, float(attrs["gflops_per_frame"]),
-                          bool(index.get("complete")))
 
 
 @dataclass
@@ -67,7 +33,7 @@ class VideoSet:
     offsets: torch.Tensor               # [V + 1] int64: frames of video i are rows offsets[i]:offsets[i+1]
     timestamps: np.ndarray              # [N] float32
     features: dict[str, "torch.Tensor | ShardFeatures"]   # role -> [N, ...] float16, packed
-    sets: dict[str, FeatureSetInfo]     # role -> feature set
+    sets: dict[str, FeatureIndex]       # role -> feature set
     classes: list[str]
     skipped: dict[str, str] = field(default_factory=dict)   # video_id -> why it is not here
 
@@ -79,190 +45,99 @@ class VideoSet:
         return len(self.video_ids)
 
 
-@dataclass
-class _Located:
-    shard: str
-    start: int
-    timestamps: np.ndarray
-
-
-def _locate(info: FeatureSetInfo, wanted: set[str]) -> dict[str, _Located]:
-    """Where each wanted video's frames are (shard, first row) and their timestamps; no features read."""
-    index = json.loads((info.folder / "index.json").read_text(encoding="utf-8"))
-    out = {}
-    for shard in index["shards"]:
-        if wanted.isdisjoint(shard["videos"]):
-            continue
-        with h5py.File(info.folder / shard["file"], "r") as h5:
-            ids, offsets, timestamps = h5["video_ids"].asstr()[:], h5["offsets"][:], h5["timestamps"][:]
-        for i, video_id in enumerate(ids):
-            if video_id in wanted:
-                out[video_id] = _Located(shard["file"], int(offsets[i]), timestamps[offsets[i]:offsets[i + 1]])
-    return out
-
-
-def _read_features(info: FeatureSetInfo, located: list[_Located], offsets: np.ndarray) -> np.ndarray:
-    """The features of the located videos, packed in their order into one preallocated array
-    (no second copy: a shard is read whole when most of it is wanted, else video by video)."""
-    out = np.empty((int(offsets[-1]), *info.frame_shape), dtype=np.float16)
-    by_shard: dict[str, list[int]] = {}
-    for i, loc in enumerate(located):
-        by_shard.setdefault(loc.shard, []).append(i)
-    for shard, members in by_shard.items():
-        with h5py.File(info.folder / shard, "r") as h5:
-            dataset = h5["features"]
-            wanted_rows = sum(int(offsets[i + 1] - offsets[i]) for i in members)
-            whole = dataset[:] if wanted_rows * 2 >= len(dataset) else None
-            for i in members:
-                rows = slice(located[i].start, located[i].start + int(offsets[i + 1] - offsets[i]))
-                out[offsets[i]:offsets[i + 1]] = whole[rows] if whole is not None else dataset[rows]
-    return out
-
-
-def _finite_rows(features, block: int = 4096) -> np.ndarray:
-    """True for the rows whose every value is finite (in blocks of rows: no full-size temporary)."""
-    finite = np.empty(len(features), dtype=bool)
-    for start in range(0, len(features), block):
-        chunk = np.asarray(features[start:start + block])
-        finite[start:start + block] = np.isfinite(chunk.reshape(len(chunk), -1)).all(1)
-    return finite
-
-
-def _finite_per_video(features: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """True for the videos whose every value is finite."""
-    if len(offsets) < 2:                # no video (every video has at least one frame)
-        return np.ones(0, dtype=bool)
-    return np.logical_and.reduceat(_finite_rows(features), offsets[:-1])
-
-
-class ShardFeatures:
-    """A feature set read lazily from its shards, for sets too large for memory (a patch grid is
-    ~3 MB a video). Each shard's `features` dataset is contiguous (DESIGN.md's writer), so it is an
-    np.memmap; a batch reads only the rows, and for a grid only the candidates, it asks for.
-    Indexed like the packed in-memory tensor: [rows] or [rows, candidates]."""
-
-    def __init__(self, info: FeatureSetInfo, located: list[_Located], offsets: np.ndarray):
-        self.shape = (int(offsets[-1]), *info.frame_shape)
-        files = sorted({loc.shard for loc in located})
-        self.maps = []
-        for name in files:
-            with h5py.File(info.folder / name, "r") as h5:
-                dataset = h5["features"]
-                byte_offset = dataset.id.get_offset()
-                if byte_offset is None or dataset.chunks is not None or dataset.dtype != np.float16:
-                    raise CacheError(f"{info.folder / name}: features are not one contiguous float16 dataset, "
-                                     "so they cannot be read lazily; rewrite the cache with c2f extract")
-                self.maps.append(np.memmap(info.folder / name, dtype=np.float16, mode="r", offset=byte_offset,
-                                           shape=dataset.shape))
-        number = {name: i for i, name in enumerate(files)}
-        self.video_shard = np.array([number[loc.shard] for loc in located], dtype=np.int64)
-        self.video_start = np.array([loc.start for loc in located], dtype=np.int64)
-        self.offsets = offsets
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key) -> torch.Tensor:
-        rows, candidates = key if isinstance(key, tuple) else (key, None)
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        video = np.searchsorted(self.offsets, rows, side="right") - 1
-        shard_rows = self.video_start[video] + rows - self.offsets[video]
-        shard = self.video_shard[video]
-        frame_shape = self.shape[2:] if candidates is not None else self.shape[1:]
-        out = np.empty((len(rows), *frame_shape), dtype=np.float16)
-        if candidates is not None:
-            candidates = np.asarray(candidates, dtype=np.int64).reshape(-1)
-        for s in np.unique(shard):
-            pick = np.flatnonzero(shard == s)
-            order = pick[np.argsort(shard_rows[pick], kind="stable")]     # ascending reads within a shard
-            source = self.maps[s]
-            out[order] = source[shard_rows[order]] if candidates is None else source[shard_rows[order], candidates[order]]
-        return torch.from_numpy(out)
-
-    def finite_per_video(self) -> np.ndarray:
-        finite_rows = [_finite_rows(m) for m in self.maps]
-        lengths = np.diff(self.offsets)
-        return np.array([finite_rows[s][a:a + n].all() for s, a, n in zip(self.video_shard, self.video_start, lengths)],
-                        dtype=bool)
-
-
 IN_MEMORY_BYTES = int(float(os.environ.get("C2F_IN_MEMORY_GB", "4")) * 2**30)
 
 
-def load_videos(manifest: Manifest, split: str, cache: str | Path, roles: dict[str, str],
-                classes: list[str] | None = None, in_memory_bytes: int | None = None) -> VideoSet:
-    """Load a split's videos for each role (e.g. {'coarse': 'mobilenet_v2@112', 'fine': ...}).
+def _finite_per_video(features, offsets: np.ndarray) -> np.ndarray:
+    """True for the videos whose every value is finite."""
+    if isinstance(features, ShardFeatures):
+        return features.finite_per_video()
+    if len(offsets) < 2:                # no video (every video has at least one frame)
+        return np.ones(0, dtype=bool)
+    return np.logical_and.reduceat(finite_rows(features.numpy()), offsets[:-1])
 
-    A feature set of up to `in_memory_bytes` (env C2F_IN_MEMORY_GB, default 4) for the split
-    is read into memory; a larger one (patch grids) is read lazily from its shards.
 
-    Videos absent from a feature set, or with non-finite features, are skipped and listed
-    in `skipped`; sets whose timestamps disagree for a video are an error (they were not
-    extracted with the same sampling, so pairing them frame by frame would be wrong).
-    """
-    entries = manifest.split(split)
-    classes = classes if classes is not None else manifest.classes()
-    in_memory_bytes = IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
-    sets = {role: feature_set_info(cache, name) for role, name in roles.items()}
-    wanted = {e.video_id for e in entries}
-    located = {role: _locate(info, wanted) for role, info in sets.items()}
-    failed = {}
-    for info in sets.values():
-        index = json.loads((info.folder / "index.json").read_text(encoding="utf-8"))
-        failed.update({v: f"extraction failed: {why}" for v, why in index.get("failed", {}).items() if v in wanted})
-
-    skipped: dict[str, str] = {}
-    mismatched: list[str] = []
-    kept = []
-    first_role = next(iter(roles))
+def _pair_videos(entries, sets: dict[str, FeatureIndex], located: dict, split: str) -> tuple[list, dict[str, str]]:
+    """The entries present in every role's set with the same timestamps, and why the others are left out.
+    Sets whose timestamps disagree for a video are an error (they were not extracted with the same
+    sampling, so pairing them frame by frame would be wrong)."""
+    failed = {v: f"extraction failed: {why}" for info in sets.values() for v, why in info.failed.items()}
+    first_role = next(iter(sets))
+    kept, skipped, mismatched = [], {}, []
     for entry in entries:
         vid = entry.video_id
-        missing = [sets[r].name for r in roles if vid not in located[r]]
+        missing = [info.name for role, info in sets.items() if vid not in located[role]]
         if missing:
             skipped[vid] = failed.get(vid, f"not in the cache ({', '.join(missing)})")
             continue
         times = located[first_role][vid].timestamps
         if any(len(located[r][vid].timestamps) != len(times)
-               or not np.allclose(located[r][vid].timestamps, times, atol=1e-4) for r in roles):
+               or not np.allclose(located[r][vid].timestamps, times, atol=1e-4) for r in sets):
             mismatched.append(vid)
         elif len(times) == 0:
             skipped[vid] = "no frames"
         else:
             kept.append(entry)
     if mismatched:
-        names = " and ".join(f"{r} {sets[r].name}" for r in roles)
+        names = " and ".join(f"{r} {info.name}" for r, info in sets.items())
         raise CacheError(f"{names} have different timestamps for {len(mismatched)} {split} videos "
                          f"(first: {', '.join(mismatched[:5])}); extract them in one pass with the same sampling")
+    return kept, skipped
+
+
+def load_videos(manifest: Manifest, split: str, cache: "str | Path | Cache", roles: dict[str, str],
+                classes: list[str] | None = None, in_memory_bytes: int | None = None) -> VideoSet:
+    """Load a split's videos for each role (e.g. {'coarse': 'mobilenet_v2@112', 'fine': ...}).
+
+    A feature set of up to `in_memory_bytes` (env C2F_IN_MEMORY_GB, default 4) for the split
+    is read into memory; a larger one (patch grids) is read lazily from its shards. Videos absent
+    from a feature set, or with non-finite features, are skipped and listed in `skipped`.
+    """
+    entries = manifest.split(split)
+    classes = classes if classes is not None else manifest.classes()
+    in_memory_bytes = IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
+    cache = cache if isinstance(cache, Cache) else Cache(cache)
+    sets = {role: cache.feature_set(name) for role, name in roles.items()}
+    wanted = {e.video_id for e in entries}
+    found = {role: info.locate(wanted) for role, info in sets.items()}
+    located = {role: where for role, (where, _) in found.items()}
+    kept, skipped = _pair_videos(entries, sets, located, split)
 
     def read(kept_entries):
         offsets = np.zeros(len(kept_entries) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(located[first_role][e.video_id].timestamps) for e in kept_entries])
+        offsets[1:] = np.cumsum([len(located[next(iter(sets))][e.video_id].timestamps) for e in kept_entries])
         features = {}
         for role, info in sets.items():
-            where = [located[role][e.video_id] for e in kept_entries]
+            where, layouts = [located[role][e.video_id] for e in kept_entries], found[role][1]
             size = int(offsets[-1]) * int(np.prod(info.frame_shape)) * 2
-            features[role] = (ShardFeatures(info, where, offsets) if size > in_memory_bytes
-                              else torch.from_numpy(_read_features(info, where, offsets)))
+            features[role] = (ShardFeatures(info, layouts, where, offsets) if size > in_memory_bytes
+                              else torch.from_numpy(read_packed(info, layouts, where, offsets)))
         return offsets, features
 
     offsets, features = read(kept)
-    finite = np.logical_and.reduce([f.finite_per_video() if isinstance(f, ShardFeatures)
-                                    else _finite_per_video(f.numpy(), offsets) for f in features.values()])
+    finite = np.logical_and.reduce([_finite_per_video(f, offsets) for f in features.values()])
     if not finite.all():                # rare: drop those videos and read again
         for entry in np.array(kept, dtype=object)[~finite]:
             skipped[entry.video_id] = "non-finite values (NaN or inf) in its features"
         kept = [e for e, ok in zip(kept, finite) if ok]
         offsets, features = read(kept)
+    return VideoSet([e.video_id for e in kept], _targets(kept, classes), torch.from_numpy(offsets),
+                    _timestamps(kept, located[next(iter(sets))]), features, sets, classes, skipped)
 
+
+def _targets(entries, classes: list[str]) -> torch.Tensor:
     class_index = {name: i for i, name in enumerate(classes)}
-    targets = torch.zeros(len(kept), len(classes))
-    for row, entry in enumerate(kept):
+    targets = torch.zeros(len(entries), len(classes))
+    for row, entry in enumerate(entries):
         for label in entry.labels:
             targets[row, class_index[label]] = 1.0
-    timestamps = (np.concatenate([located[first_role][e.video_id].timestamps for e in kept]) if kept
-                  else np.zeros(0, np.float32))
-    return VideoSet([e.video_id for e in kept], targets, torch.from_numpy(offsets), timestamps, features, sets,
-                    classes, skipped)
+    return targets
+
+
+def _timestamps(entries, located: dict) -> np.ndarray:
+    if not entries:
+        return np.zeros(0, np.float32)
+    return np.concatenate([located[e.video_id].timestamps for e in entries])
 
 
 class Batch:
@@ -280,7 +155,7 @@ class Batch:
         self.targets = videos.targets[index].to(self.device)
         self.reads = {}
         for role, features in videos.features.items():
-            per_frame = (features.shape[1],) if videos.sets[role].attrs.get("grid") else ()
+            per_frame = (features.shape[1],) if videos.sets[role].kind == "grid" else ()
             self.reads[role] = torch.zeros(len(index), self.max_length, *per_frame, dtype=torch.bool)
 
     def __len__(self) -> int:

@@ -1,7 +1,7 @@
 """`c2f demo`: the whole pipeline on the embedded demo videos, as the `c2f` commands a user would type.
 
-The steps are plain command lines (printed as they run), so the demo is also the tutorial;
-a test runs the same steps at a smaller size.
+The steps are plain command lines: `c2f demo` (cli.py) runs and prints them one by one, so the
+demo is also the tutorial; a test runs the same steps at a smaller size.
 
 Backbones: no pretrained weights can be downloaded, so the fine backbone is fine-tuned on the
 demo's training videos first, and it is ResNet-18 rather than ResNet-101 or ResNet-50:
@@ -13,10 +13,7 @@ random filters do (README: presence and position probes).
 """
 from __future__ import annotations
 
-import shlex
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass
@@ -68,18 +65,3 @@ def demo_steps(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bo
                   "--stage-lrs", "0.1,1e-3,0.01"] + head)
     steps.append(["report", "--runs", runs, "--out", f"{out}/report"])
     return steps
-
-
-def run_demo(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bool = True) -> Path:
-    """Run every step through the command line's own entry point; stops at the first failure."""
-    import click
-
-    from cli import main
-    started = time.perf_counter()
-    for step in demo_steps(data, out, sizes, progress):
-        click.echo(f"\n$ c2f {shlex.join(step)}", err=True)
-        step_started = time.perf_counter()
-        main.main(step, prog_name="c2f", standalone_mode=False)
-        click.echo(f"({step[0]}: {time.perf_counter() - step_started:.0f} s)", err=True)
-    click.echo(f"\nall steps: {time.perf_counter() - started:.0f} s", err=True)
-    return Path(out) / "report" / "report.md"

@@ -12,6 +12,8 @@ import torch
 from sklearn.metrics import average_precision_score
 from tqdm import tqdm
 
+from pipeline.files import atomic_write, atomic_write_text
+
 from .data import Batch, VideoSet, length_batches
 from .heads import Head
 
@@ -53,7 +55,7 @@ def _run_head(head: Head, videos: VideoSet, batch_size: int, device: str, fine_b
     order, scores, gflops = [], [], []
     reads = {role: np.zeros(int(videos.offsets[-1]), dtype=np.int32) for role in videos.features}
     patches = np.full(int(videos.offsets[-1]), -1, dtype=np.int32) if any(
-        info.attrs.get("grid") for info in videos.sets.values()) else None
+        info.kind == "grid" for info in videos.sets.values()) else None
     batches = length_batches(videos.lengths, batch_size, shuffle=False)
     for index in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
         batch = Batch(videos, index, device)
@@ -103,24 +105,31 @@ def compute_metrics(result: EvalResult, method: str, split: str, classes: list[s
             "map_classes_left_out": left_out}
 
 
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+    atomic_write(path, write)
+
+
 def write_run_files(run_dir: Path, result: EvalResult, metrics: dict, classes: list[str]) -> None:
-    """metrics.json, predictions.csv, decisions.csv (DESIGN.md)."""
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    """predictions.csv, decisions.csv and, last (it marks the run finished), metrics.json (DESIGN.md)."""
     fine = result.fine_count()
-    with open(run_dir / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["video_id", "label", "pred", "fine_count", "gflops"])
-        for i, video_id in enumerate(result.video_ids):
-            label = "|".join(classes[k] for k in np.flatnonzero(result.targets[i]))
-            writer.writerow([video_id, label, classes[int(result.scores[i].argmax())], int(fine[i]),
-                             f"{result.gflops[i]:.4f}"])
-    with open(run_dir / "decisions.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        fine, patches, offsets = result.reads["fine"], result.patches, result.offsets
-        writer.writerow(["video_id", "t", "fine"] + (["patch"] if patches is not None else []))
+    _write_csv(run_dir / "predictions.csv", ["video_id", "label", "pred", "fine_count", "gflops"],
+               ([video_id, "|".join(classes[k] for k in np.flatnonzero(result.targets[i])),
+                 classes[int(result.scores[i].argmax())], int(fine[i]), f"{result.gflops[i]:.4f}"]
+                for i, video_id in enumerate(result.video_ids)))
+    reads, patches, offsets = result.reads["fine"], result.patches, result.offsets
+
+    def decisions():
         for i, video_id in enumerate(result.video_ids):
             rows = slice(offsets[i], offsets[i + 1])
             if patches is None:
-                writer.writerows((video_id, t, int(u)) for t, u in enumerate(fine[rows]))
+                yield from ((video_id, t, int(u)) for t, u in enumerate(reads[rows]))
             else:
-                writer.writerows((video_id, t, int(u), int(p)) for t, (u, p) in enumerate(zip(fine[rows], patches[rows])))
+                yield from ((video_id, t, int(u), int(p)) for t, (u, p) in enumerate(zip(reads[rows], patches[rows])))
+    _write_csv(run_dir / "decisions.csv", ["video_id", "t", "fine"] + (["patch"] if patches is not None else []),
+               decisions())
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))

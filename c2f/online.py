@@ -1,7 +1,9 @@
 """`c2f evaluate-online`: recognition under a budget of K fine-feature reads (LiteEval Fig. 2).
 
 The run's head stops each video once it has read the fine feature K times and predicts
-there (K' = frames seen so far). The baselines use the per-frame classifier of a `uniform`
+there (K' = frames seen so far); the methods with a budget say so in their record
+(c2f.methods: fine reads for LiteEval, glimpses for FrameGlimpse, frames read for FastForward,
+the first K sampled frames for AdaFocus, its Fig. 6 online setting). The baselines use the per-frame classifier of a `uniform`
 run on the same fine features (NOTES.md): UNIFORM-K averages K frames spread evenly over
 the first K' frames of each video, SEQ-K the first K frames.
 """
@@ -15,14 +17,13 @@ import torch
 
 from pipeline.manifest import read_manifest
 
+from pipeline.cache import Cache
+
 from .data import Batch, VideoSet, length_batches, load_videos, uniform_positions
 from .evaluate import EvalResult, run_head, top1
 from .heads.uniform import UniformHead
-from .train import feature_roles, load_run
-
-# the budget K: fine reads (LiteEval), glimpses (FrameGlimpse), frames read (FastForward), the first
-# K sampled frames (AdaFocus, its Fig. 6 online setting)
-BUDGETED = ("liteeval", "liteeval_rl", "frameglimpse", "fastforward", "adafocus", "adafocus_plus")
+from .methods import methods
+from .runs import load_run
 
 
 def _row(method: str, K: int, scores: np.ndarray, targets: np.ndarray, gflops: np.ndarray,
@@ -58,19 +59,20 @@ def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | 
                     batch_size: int = 256, progress: bool = True) -> list[dict]:
     """One row per method and K; written to RUN/online.csv."""
     cfg, head, classes = load_run(run_dir)
-    if cfg.method not in BUDGETED:
-        raise ValueError(f"{run_dir} is a {cfg.method} run; online budgets apply to {', '.join(BUDGETED)} "
+    if not cfg.record.budgeted:
+        budgeted = [name for name, m in methods().items() if m.budgeted]
+        raise ValueError(f"{run_dir} is a {cfg.method} run; online budgets apply to {', '.join(budgeted)} "
                          "(give a uniform run with --uniform-run for the UNIFORM-K / SEQ-K baselines)")
     manifest = read_manifest(cfg.manifest, check_paths=False)
-    roles = feature_roles(cfg)
-    videos = load_videos(manifest, cfg.eval_split, cfg.cache, roles, classes)
+    cache = Cache(cfg.cache)
+    videos = load_videos(manifest, cfg.eval_split, cache, cfg.feature_sets(), classes)
     baseline = None
     if uniform_run is not None:
         base_cfg, baseline, base_classes = load_run(uniform_run)
         if base_cfg.method != "uniform" or base_cfg.fine != cfg.fine or base_classes != classes:
             raise ValueError(f"{uniform_run} must be a uniform run on the same fine features ({cfg.fine}) "
                              "and classes")
-        base_videos = load_videos(manifest, cfg.eval_split, cfg.cache, {"fine": cfg.fine}, classes)
+        base_videos = load_videos(manifest, cfg.eval_split, cache, {"fine": cfg.fine}, classes)
         if base_videos.video_ids != videos.video_ids:
             raise ValueError("the uniform run's videos differ from the run's (another cache or manifest?)")
     rows = []

@@ -1,4 +1,4 @@
-"""`c2f report`: the papers' tables (CSV), the figures (PNG) and report.md, from run directories.
+"""`c2f report`: the papers' tables (CSV), the figures (PNG, figures.py) and report.md, from run directories.
 
 A table is rows x columns; a cell is one metric of the run whose settings match the row's (and
 the column's) settings. Where several runs match, the one closest to the defaults is used.
@@ -7,35 +7,24 @@ produce it; a table whose runs come from different manifests or caches is refuse
 """
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.backbones import SPEC_RE
+from pipeline.backbones.registry import SPEC_RE
+from pipeline.options import to_args
 
 from .config import TrainConfig
+from .figures import make_figures
+from .methods import method as method_record
+from .runs import Run, find_runs, select
 
 log = logging.getLogger(__name__)
 PATCH_SIZES = (96, 128, 160, 192)
-# settings that make one run a variant of another (the rest: paths, optimisation, seed)
-VARIANT_KEYS = ("coarse", "fine", "glance", "focus", "frames", "glimpses", "rnn", "coarse_hidden", "fine_hidden",
-                "gamma", "lam", "sync", "policy", "reward", "reuse", "keep_ratio")
-
-
-@dataclass
-class Run:
-    path: Path
-    settings: dict
-    metrics: dict
-    manifest_sha256: str
-
-    @property
-    def source(self) -> tuple[str, str]:
-        return self.manifest_sha256, str(Path(self.settings["cache"]).resolve())
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
 @dataclass
@@ -71,12 +60,6 @@ def _grid(size: int) -> dict:
     """AdaFocus rows and columns are per patch size, whatever the grid's backbone and G (the
     paper's is ResNet-50 on 7 x 7; the demo's ResNet-18 on 3 x 3)."""
     return {"patch_size": size}
-
-
-def _patch_size(focus) -> int | None:
-    # the registry's spec syntax, without its registry check: synthetic caches name sets too
-    match = SPEC_RE.match(str(focus or ""))
-    return int(match["patch"]) if match and match["patch"] else None
 
 
 def paper_tables() -> list[Table]:
@@ -135,54 +118,46 @@ def paper_tables() -> list[Table]:
     ]
 
 
-def find_runs(runs_dir: str | Path) -> list[Run]:
-    runs = []
-    for metrics_path in sorted(Path(runs_dir).rglob("metrics.json")):
-        folder = metrics_path.parent
-        if not (folder / "config.json").exists():
-            continue
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        settings = TrainConfig.from_dict(config["settings"]).to_dict()
-        settings["patch_size"] = _patch_size(settings.get("focus")) if settings["method"].startswith("adafocus") else None
-        runs.append(Run(folder, settings, json.loads(metrics_path.read_text(encoding="utf-8")),
-                        config.get("manifest_sha256", "")))
-    return runs
+def _with_patch_size(focus: str, patch: int) -> str:
+    """The grid set `focus` with patches of `patch` px (same backbone, input and G)."""
+    match = SPEC_RE.match(focus)
+    if not match or not match["patch"]:
+        return focus
+    return f"{match['name']}@{match['size'] or 224}-grid{match['grid']}x{patch}"
 
 
-_DEFAULTS = TrainConfig(method="liteeval", manifest="", cache="", out="").to_dict()
+def _settings_for(match: dict, runs: list[Run]) -> dict:
+    """A missing row's settings: what the row fixes, the feature sets its method reads as the runs
+    used them (so the command fits the cache the runs came from), the rest left at the defaults."""
+    record = method_record(match["method"])
+    settings = {k: v for k, v in match.items() if k not in ("method", "patch_size")}
+    for role in record.roles.values():
+        used = [r.settings[role.option] for r in runs if role.option in r.settings
+                and method_record(r.settings["method"]).role_of_kind(role.kind)]
+        if role.option not in settings and used:
+            settings[role.option] = max(set(used), key=used.count)
+    if match.get("patch_size"):
+        grid_option = record.roles[record.role_of_kind("grid")].option
+        focus = settings.get(grid_option) or _DEFAULTS[grid_option]
+        settings[grid_option] = _with_patch_size(focus, match["patch_size"])
+    return settings
 
 
-def _distance_from_defaults(run: Run, fixed: dict) -> int:
-    return sum(run.settings.get(k) != _DEFAULTS.get(k) for k in VARIANT_KEYS if k not in fixed and k != "frames")
-
-
-def select(runs: list[Run], match: dict) -> Run | None:
-    """The run with these settings; among several, the one closest to the defaults, then the newest."""
-    found = [r for r in runs if all(r.settings.get(k) == v for k, v in match.items())]
-    if not found:
-        return None
-    return min(found, key=lambda r: (_distance_from_defaults(r, match), -(r.path / "metrics.json").stat().st_mtime))
-
-
-_FLAGS = {"fine": "--fine", "coarse": "--coarse", "frames": "--frames", "rnn": "--rnn", "gamma": "--gamma",
-          "coarse_hidden": "--coarse-hidden", "focus": "--focus", "glance": "--glance", "policy": "--policy",
-          "reward": "--reward", "keep_ratio": "--keep-ratio"}
-
-
-def command_for(match: dict, manifest: str, cache: str, runs_dir: Path, label: str) -> str:
-    parts = ["c2f train-head", f"--method {match['method']}", f"--manifest {manifest}", f"--cache {cache}"]
-    for key, value in match.items():
-        if key == "sync" and value is False:
-            parts.append("--no-sync")
-        elif key == "reuse" and value is False:
-            parts.append("--no-reuse")
-        elif key == "patch_size":
-            parts.append(f"--focus resnet50@224-grid7x{value}")
-        elif key in _FLAGS:
-            parts.append(f"{_FLAGS[key]} {value}")
+def command_for(match: dict, runs: list[Run], reference: dict, runs_dir: Path, label: str) -> str:
+    """The `c2f train-head` command that would fill a missing row; preceded by the `c2f extract` it
+    needs when a feature set it reads is not in the cache."""
+    settings = _settings_for(match, runs)
     name = "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
-    parts.append(f"--out {runs_dir / name}")
-    return " ".join(parts)
+    args = ["--method", match["method"], "--manifest", reference["manifest"], "--cache", reference["cache"]]
+    args += to_args(TrainConfig, settings) + ["--out", str(runs_dir / name)]
+    record = method_record(match["method"])
+    needed = [settings.get(r.option, _DEFAULTS[r.option]) for r in record.roles.values()]
+    absent = [s for s in needed if not (Path(reference["cache"]) / s / "index.json").exists()]
+    extract = ""
+    if absent:
+        extract = ("c2f extract --manifest " + reference["manifest"] + " --out " + reference["cache"] + " "
+                   + " ".join(f"--backbone {s}" for s in absent) + " ...; then ")
+    return extract + "c2f train-head " + " ".join(args)
 
 
 def build_table(table: Table, runs: list[Run], runs_dir: Path) -> tuple[pd.DataFrame | None, list[str], str | None]:
@@ -200,7 +175,7 @@ def build_table(table: Table, runs: list[Run], runs_dir: Path) -> tuple[pd.DataF
                 used.append(run)
         if absent:     # one line per run to make (a run can fill several columns)
             missing += dict.fromkeys(
-                f"{table.name} / {label}: " + command_for(m, reference["manifest"], reference["cache"], runs_dir,
+                f"{table.name} / {label}: " + command_for(m, runs, reference, runs_dir,
                                                           f"{label} {m.get('patch_size') or ''}") for m in absent)
         else:
             rows.append({"row": label} | cells)
@@ -251,61 +226,6 @@ def _markdown(frame: pd.DataFrame) -> str:
     rule = "|" + "---|" * len(frame.columns)
     body = ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
-
-
-def _score(metrics: dict) -> tuple[float, str]:
-    if metrics.get("mAP") is not None and np.isfinite(metrics["mAP"]):
-        return metrics["mAP"], "mAP"
-    return metrics["top1"], "top-1"
-
-
-def make_figures(runs: list[Run], out: Path) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    if runs:                                     # LiteEval Fig. 2 / AdaFocus Fig. 6 (offline)
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for method in sorted({r.settings["method"] for r in runs}):
-            points = [(r.metrics["gflops_mean"], _score(r.metrics)[0]) for r in runs if r.settings["method"] == method]
-            ax.scatter(*zip(*points), label=method)
-        ax.set_xscale("log")
-        ax.set(xlabel="GFLOPs per video", ylabel=_score(runs[0].metrics)[1], title="accuracy vs computation")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "accuracy_vs_gflops.png", dpi=120)
-        plt.close(fig)
-        written.append("accuracy_vs_gflops.png")
-    online = [(r, pd.read_csv(r.path / "online.csv")) for r in runs if (r.path / "online.csv").exists()]
-    if online:                                   # online recognition with a budget (LiteEval Fig. 2)
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for run, table in online:
-            for method, rows in table.groupby("method", sort=False):
-                ax.plot(rows.gflops_mean, rows.top1, marker="o", label=f"{run.path.name}: {method}")
-        ax.set(xlabel="GFLOPs per video", ylabel="top-1", title="online recognition with a budget of K")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "online.png", dpi=120)
-        plt.close(fig)
-        written.append("online.png")
-    main = select(runs, {"method": "liteeval"})
-    if main is not None:                         # LiteEval Fig. 4: fine-feature use per class
-        predictions = pd.read_csv(main.path / "predictions.csv")
-        predictions["class"] = predictions.label.astype(str).str.split("|").str[0]
-        classes = predictions["class"].value_counts().index[:12]
-        groups = [predictions.fine_count[predictions["class"] == c].to_numpy() for c in classes]
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        ax.boxplot(groups, tick_labels=list(classes))
-        ax.scatter(range(1, len(groups) + 1), [g.mean() for g in groups], color="gold", zorder=3, label="mean")
-        ax.set(ylabel="fine features read per video", title=f"fine-feature use per class ({main.path.name})")
-        ax.tick_params(axis="x", rotation=45)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "fine_usage_per_class.png", dpi=120)
-        plt.close(fig)
-        written.append("fine_usage_per_class.png")
-    return written
 
 
 def write_report(runs_dir: str | Path, out_dir: str | Path, count_paper_settings: bool = True) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import manifest as pipeline_manifest
-from pipeline.shards import FeatureIndex, VideoFeatures
+from pipeline.cache import FeatureIndex, VideoFeatures, shard_attrs
 
 
 @dataclass
@@ -23,9 +23,7 @@ class SyntheticCache:
 
 def _attrs(name: str, dim: int, gflops: float, fps: float, output: str = "pooled", grid: int = 0,
            patch_size: int = 0, input_size: int = 224) -> dict:
-    return {"schema_version": 1, "feature_set": name, "backbone": "synthetic", "input_size": input_size,
-            "grid": grid, "patch_size": patch_size, "weights": "synthetic", "fps": fps, "gflops_per_frame": gflops,
-            "feature_dim": dim, "output": output}
+    return shard_attrs(name, "synthetic", input_size, output, "synthetic", gflops, dim, {"fps": fps}, grid, patch_size)
 
 
 def write_sets(cache: Path, sets: dict[str, tuple[int, float] | dict], videos: dict[str, dict[str, np.ndarray]],
@@ -143,3 +141,21 @@ def adafocus_cache(root: Path, num_train: int = 300, num_val: int = 150, num_cla
                        focus_name: _attrs(focus_name, dim, patch_gflops, 1.0, "grid", grid, patch_size)},
                videos, stamps)
     return SyntheticCache(write_manifest(root / "manifest.csv", rows), cache, where)
+
+
+def write_synthetic_cache(kind: str, out: str | Path, train_videos: int, val_videos: int, seed: int = 0,
+                          overwrite: bool = False) -> tuple[SyntheticCache, str]:
+    """`c2f synthetic-cache`: a liteeval or adafocus cache with a known answer in `out`; returns it and
+    the names of its feature sets. A non-empty `out` is replaced only with `overwrite`."""
+    import shutil
+    folder = Path(out)
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{folder} is not empty; give --overwrite to replace it")
+        shutil.rmtree(folder)
+    if kind == "liteeval":
+        made = liteeval_cache(folder, num_train=train_videos, num_val=val_videos, evidence=5.0, seed=seed)
+        return made, "mobilenet_v2@112, resnet101@224"
+    made = adafocus_cache(folder, num_train=train_videos, num_val=val_videos, grid=5, marker=5.0, evidence=5.0,
+                          seed=seed)
+    return made, "mobilenet_v2@224-map, resnet50@224-grid5x128"

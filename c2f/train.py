@@ -1,44 +1,34 @@
 """`c2f train-head`: train one head on the cache's train split, evaluate it, write the run.
 
-One loop for every method: the head's stages (one for most; AdaFocus has three), each with
-its parameters and optimizer; batches of videos of similar length; the head's train_step
-(forward, its loss, a step; AdaFocus's stage II runs PPO there). After every epoch a
-checkpoint is written, so a run killed midway resumes from that (stage, epoch) when the same
-command is given again.
+One loop for every method, as torchvision's video_classification reference: the trainer owns
+the loop and the optimiser (`train_one_epoch(head, optimizer, ...)`), a head computes losses.
+The head's stages (one for most; AdaFocus has three) each have their parameters and optimiser;
+batches hold videos of similar length. After every epoch a checkpoint is written, so a run
+killed midway resumes from that (stage, epoch) when the same command is given again.
 """
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import logging
 import math
 import time
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from tqdm import tqdm
 
+from pipeline.cache import Cache
+from pipeline.files import atomic_write
 from pipeline.manifest import read_manifest
-from pipeline.shards import atomic_write_text
 
 from .config import TrainConfig
 from .data import Batch, CacheError, VideoSet, length_batches, load_videos
 from .evaluate import compute_metrics, run_head, write_run_files
-from .heads import METHOD_ROLES, METHOD_SHAPES, Head, HeadDims, build_head
+from .heads import Head, HeadDims, build_head
 from .heads.base import Stage
+from .runs import prepare_run_dir, write_config, write_skipped
 
 log = logging.getLogger(__name__)
-RUN_FILES = ("config.json", "metrics.json", "predictions.csv", "decisions.csv", "head.pt", "checkpoint.pt",
-             "skipped.csv", "online.csv")
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _summarise_skipped(videos: VideoSet, split: str) -> None:
@@ -49,17 +39,9 @@ def _summarise_skipped(videos: VideoSet, split: str) -> None:
                     shown, more)
 
 
-def feature_roles(cfg: TrainConfig) -> dict[str, str]:
-    """Role -> feature set, for the roles the method reads."""
-    if cfg.method not in METHOD_ROLES:
-        raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHOD_ROLES)}")
-    names = cfg.feature_sets()
-    return {role: names[role] for role in METHOD_ROLES[cfg.method]}
-
-
 def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
-    """The train and evaluation splits, with the feature sets the method reads."""
-    roles = feature_roles(cfg)
+    """The train and evaluation splits, with the feature sets the method reads (each index parsed once)."""
+    roles, cache = cfg.feature_sets(), Cache(cfg.cache)
     manifest = read_manifest(cfg.manifest, check_paths=False)
     classes = manifest.classes()
     splits = []
@@ -67,7 +49,7 @@ def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
         if splits and split == cfg.train_split:     # evaluating on the training split: load it once
             splits.append(splits[0])
             break
-        videos = load_videos(manifest, split, cfg.cache, roles, classes)
+        videos = load_videos(manifest, split, cache, roles, classes)
         _summarise_skipped(videos, split)
         if len(videos) == 0:
             raise CacheError(f"no {split} video of {cfg.manifest} has features in {cfg.cache} "
@@ -82,28 +64,21 @@ def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
     return train, evaluation, classes
 
 
-def _kind(info) -> str:
-    if info.attrs.get("grid"):
-        return "grid"
-    return {1: "pooled", 3: "map"}.get(len(info.frame_shape), "other")
-
-
 def check_shapes(cfg: TrainConfig, videos: VideoSet) -> None:
     """Each role's feature set has the kind the method reads; videos with fewer frames than
-    --frames are counted (they repeat frames).
+    --frames are counted when the method samples segments (they repeat frames).
 
     AdaFocus's glance map may come from a smaller input than its patch grid (the paper glances
     at low resolution): phase one resizes every set from the same centre-cropped square, so
     the map's cells and the grid's candidates cover the same part of the frame whatever the
     sizes, and the timestamps check pairs the same frames."""
-    wanted = METHOD_SHAPES.get(cfg.method, {})
+    record = cfg.record
     for role, info in videos.sets.items():
-        kind, need = _kind(info), wanted.get(role, "pooled")
-        if kind != need:
-            option = {"pooled": f"--{role}", "map": "--glance", "grid": "--focus"}[need]
-            raise CacheError(f"{cfg.method} needs a {need} feature set for {option}; {info.name} is a {kind} "
-                             f"set (per-frame shape {info.frame_shape})")
-    if cfg.method in METHOD_SHAPES:
+        need = record.roles[role]
+        if info.kind != need.kind:
+            raise CacheError(f"{cfg.method} needs a {need.kind} feature set for --{need.option}; {info.name} is a "
+                             f"{info.kind} set (per-frame shape {info.frame_shape})")
+    if record.role_of_kind("grid"):
         short = int((videos.lengths < cfg.frames).sum())
         if short:
             log.warning("%d videos have fewer cached frames than --frames %d: their segments repeat frames "
@@ -111,56 +86,8 @@ def check_shapes(cfg: TrainConfig, videos: VideoSet) -> None:
 
 
 def head_dims(videos: VideoSet, classes: list[str]) -> HeadDims:
-    return dims_from_shapes({role: info.frame_shape for role, info in videos.sets.items()},
-                            {role: info.attrs for role, info in videos.sets.items()}, len(classes))
-
-
-def dims_from_shapes(shapes: dict, attrs: dict, num_classes: int) -> HeadDims:
-    fine, coarse = tuple(shapes["fine"]), tuple(shapes.get("coarse", ()))
-    grid = bool(attrs["fine"].get("grid"))
-    area = (attrs["fine"]["patch_size"] / attrs["fine"]["input_size"]) ** 2 if grid and attrs["fine"].get("input_size") else 1.0
-    return HeadDims(num_classes, fine[-1], coarse[0] if coarse else None, coarse, fine[0] if grid else 0, area)
-
-
-def prepare_run_dir(cfg: TrainConfig) -> bool:
-    """Create RUN; refuse an existing one unless --overwrite. True when an unfinished run of the
-    same settings can resume from its checkpoint."""
-    run = Path(cfg.out)
-    if run.exists() and any(run.iterdir()):
-        same = False
-        if (run / "config.json").exists():
-            saved = json.loads((run / "config.json").read_text(encoding="utf-8"))["settings"]
-            asked = json.loads(json.dumps(cfg.to_dict()))          # as config.json holds it (tuples as lists)
-            same = {k: v for k, v in saved.items() if k not in ("overwrite", "progress")} == \
-                   {k: v for k, v in asked.items() if k not in ("overwrite", "progress")}
-        if cfg.overwrite:
-            for name in RUN_FILES:
-                (run / name).unlink(missing_ok=True)
-        elif same and (run / "checkpoint.pt").exists() and not (run / "metrics.json").exists():
-            return True
-        else:
-            raise FileExistsError(f"{run} already holds a run; give --overwrite to replace it, or another --out")
-    run.mkdir(parents=True, exist_ok=True)
-    return False
-
-
-def write_config(cfg: TrainConfig, train: VideoSet, classes: list[str], head: Head) -> None:
-    payload = {"settings": cfg.to_dict(),
-               "feature_sets": {role: {"name": info.name, "attrs": info.attrs, "frame_shape": list(info.frame_shape)}
-                                for role, info in train.sets.items()},
-               "manifest_sha256": sha256_of(cfg.manifest), "classes": classes,
-               "head_costs_gmacs": head.costs, "parameters": sum(p.numel() for p in head.parameters())}
-    atomic_write_text(Path(cfg.out) / "config.json", json.dumps(payload, indent=1))
-
-
-def write_skipped(run: Path, splits: dict[str, VideoSet]) -> None:
-    """RUN/skipped.csv: every manifest video left out, and why (the log shows only the first few)."""
-    rows = [(vid, split, why) for split, videos in splits.items() for vid, why in videos.skipped.items()]
-    if rows:
-        with open(run / "skipped.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["video_id", "split", "reason"])
-            writer.writerows(rows)
+    return HeadDims.of({role: info.frame_shape for role, info in videos.sets.items()},
+                       {role: info.attrs for role, info in videos.sets.items()}, len(classes))
 
 
 def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
@@ -172,56 +99,78 @@ def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
     return torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=cfg.weight_decay), None
 
 
+def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, bar) -> dict[str, float]:
+    """One pass over the batches: an optimiser step after each loss the head gives; returns the
+    epoch's mean of what the head logs (each batch's last logs, weighted by its videos)."""
+    totals, seen = {}, 0
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    for batch in batches:
+        for loss, logs in head.losses(batch):
+            if not torch.isfinite(loss.detach()):
+                raise FloatingPointError(f"the loss became {float(loss.detach())}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(parameters, grad_clip)
+            optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        seen += len(batch)
+        for k, v in logs.items():
+            totals[k] = totals.get(k, 0.0) + v * len(batch)
+        bar.update()
+    return {k: v / max(1, seen) for k, v in totals.items()}
+
+
+def _checkpoint(run: Path, number: int, epoch: int, finished: bool, head: Head, optimizer, schedule,
+                generator: torch.Generator) -> None:
+    state = {"stage": number + 1 if finished else number, "epoch": 0 if finished else epoch + 1,
+             "head": head.state_dict(), "optimizer": optimizer.state_dict(),
+             "schedule": schedule.state_dict() if schedule is not None else {},
+             "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+    atomic_write(run / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
+
+
+def _freeze_outside(head: Head, stage: Stage) -> None:
+    """Only the stage's parameters get gradients."""
+    trained = {id(p) for p in stage.parameters}
+    for p in head.parameters():
+        p.requires_grad_(id(p) in trained)
+
+
 def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch.Generator,
                  checkpoint: dict | None = None) -> None:
     """Every stage of the head (one for most), each epoch checkpointed: a rerun resumes where it stopped."""
-    run = Path(cfg.out)
     stages = head.training_stages(*cfg.stage_schedule())
     batches_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = sum(s.epochs for s in stages) * batches_per_epoch
     start_stage, start_epoch = (checkpoint["stage"], checkpoint["epoch"]) if checkpoint else (0, 0)
     done = (sum(s.epochs for s in stages[:start_stage]) + start_epoch) * batches_per_epoch
-    bar = tqdm(total=total, initial=done, unit="batch", desc=f"train {cfg.method}", disable=not cfg.progress)
-    for number, stage in enumerate(stages):
-        if number < start_stage:
-            continue
+    bar = tqdm(total=sum(s.epochs for s in stages) * batches_per_epoch, initial=done, unit="batch",
+               desc=f"train {cfg.method}", disable=not cfg.progress)
+    for number, stage in enumerate(stages[start_stage:], start=start_stage):
         head.set_stage(stage.name)
-        trained = {id(p) for p in stage.parameters}
-        for p in head.parameters():         # frozen outside the stage: no gradients computed for them
-            p.requires_grad_(id(p) in trained)
+        _freeze_outside(head, stage)
         optimizer, schedule = make_optimizer(stage, cfg, batches_per_epoch)
-        first_epoch = 0
-        if checkpoint and number == start_stage:
+        first_epoch = start_epoch if checkpoint and number == start_stage else 0
+        if first_epoch:         # resumed inside this stage (a finished stage's optimiser is not the next one's)
             optimizer.load_state_dict(checkpoint["optimizer"])
             if schedule is not None:
                 schedule.load_state_dict(checkpoint["schedule"])
-            first_epoch = start_epoch
         label = f"train {cfg.method}" + (f" stage {stage.name}" if len(stages) > 1 else "")
         for epoch in range(first_epoch, stage.epochs):
             head.train()
             head.set_progress(epoch / max(1, stage.epochs - 1))
             bar.set_description(f"{label} epoch {epoch + 1}/{stage.epochs}")
-            totals, seen = {}, 0
-            for index in length_batches(train.lengths, cfg.batch_size, shuffle=True, generator=generator):
-                logs = head.train_step(Batch(train, index, cfg.device), optimizer, cfg.grad_clip)
-                if schedule is not None:
-                    schedule.step()
-                seen += len(index)
-                for k, v in logs.items():
-                    totals[k] = totals.get(k, 0.0) + v * len(index)
-                bar.update()
-            bar.set_postfix({k: f"{v / seen:.3f}" for k, v in totals.items()})
-            log.info("%s epoch %d: %s", label, epoch + 1, {k: round(v / seen, 4) for k, v in totals.items()})
-            if epoch + 1 == stage.epochs:
+            batches = (Batch(train, index, cfg.device) for index in
+                       length_batches(train.lengths, cfg.batch_size, shuffle=True, generator=generator))
+            logs = train_one_epoch(head, optimizer, schedule, batches, cfg.grad_clip, bar)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+            log.info("%s epoch %d: %s", label, epoch + 1, {k: round(v, 4) for k, v in logs.items()})
+            finished = epoch + 1 == stage.epochs
+            if finished:
                 head.after_stage(stage.name, (Batch(train, index, cfg.device) for index in
                                               length_batches(train.lengths, cfg.batch_size, shuffle=False)))
-            finished = epoch + 1 == stage.epochs
-            state = {"stage": number + 1 if finished else number, "epoch": 0 if finished else epoch + 1,
-                     "head": head.state_dict(), "optimizer": optimizer.state_dict(),
-                     "schedule": schedule.state_dict() if schedule is not None else {},
-                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
-            torch.save(state, run / "checkpoint.pt.tmp")
-            (run / "checkpoint.pt.tmp").replace(run / "checkpoint.pt")
+            _checkpoint(Path(cfg.out), number, epoch, finished, head, optimizer, schedule, generator)
     for p in head.parameters():
         p.requires_grad_(True)
     bar.close()
@@ -242,10 +191,10 @@ def train_head(cfg: TrainConfig) -> dict:
         generator.set_state(checkpoint["generator"])
         torch.set_rng_state(checkpoint["torch_rng"])     # Gumbel noise and sampled actions continue as they would have
         log.warning("resuming %s at stage %d, epoch %d", cfg.out, checkpoint["stage"] + 1, checkpoint["epoch"] + 1)
-    write_config(cfg, train, classes, head)
-    write_skipped(Path(cfg.out), {cfg.train_split: train, cfg.eval_split: evaluation})
+    write_config(cfg, train.sets, classes, head)
+    write_skipped(Path(cfg.out), {cfg.train_split: train.skipped, cfg.eval_split: evaluation.skipped})
     train_stages(head, train, cfg, generator, checkpoint)
-    torch.save(head.state_dict(), Path(cfg.out) / "head.pt")
+    atomic_write(Path(cfg.out) / "head.pt", lambda tmp: torch.save(head.state_dict(), tmp))
     eval_started = time.time()
     result = run_head(head, evaluation, batch_size=max(cfg.batch_size, 256), device=cfg.device,
                       progress=cfg.progress)
@@ -257,18 +206,3 @@ def train_head(cfg: TrainConfig) -> dict:
     write_run_files(Path(cfg.out), result, metrics, classes)
     (Path(cfg.out) / "checkpoint.pt").unlink(missing_ok=True)
     return metrics
-
-
-def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig, Head, list[str]]:
-    """A trained head from its run directory (weights loaded with weights_only=True)."""
-    run = Path(run_dir)
-    if not (run / "head.pt").exists() or not (run / "config.json").exists():
-        raise FileNotFoundError(f"{run} is not a finished run (needs config.json and head.pt)")
-    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    cfg = TrainConfig.from_dict(saved["settings"])
-    shapes = {role: s["frame_shape"] for role, s in saved["feature_sets"].items()}
-    attrs = {role: s["attrs"] for role, s in saved["feature_sets"].items()}
-    head = build_head(cfg, dims_from_shapes(shapes, attrs, len(saved["classes"])))
-    head.load_state_dict(torch.load(run / "head.pt", weights_only=True, map_location=device))
-    return cfg, head.to(device), saved["classes"]
-

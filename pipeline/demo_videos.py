@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .manifest import write_manifest
+from .options import option, validate
 
 CLASSES = ("flat", "horizontal", "vertical", "checker", "dots")
 FRAME_SIDE = 224
@@ -39,15 +40,18 @@ TEXTURE_AMPLITUDE = 65
 
 @dataclass
 class DemoVideoConfig:
-    out: str
-    train_videos: int = 150
-    val_videos: int = 100
-    num_frames: int = 24           # at `fps`: 3 s
-    fps: int = 8
-    object_side: int = 56          # px at 224: most of it fits in a 96 px patch
-    object_frames: tuple[int, int] = (7, 11)   # the square is on screen for this many frames
-    seed: int = 0
-    progress: bool = True
+    out: str = option(help="Folder: videos/*.mp4, manifest.csv, classes.txt.")
+    train_videos: int = option(150, minimum=1)
+    val_videos: int = option(100, minimum=0)
+    num_frames: int = option(24, cli=False)           # at `fps`: 3 s
+    fps: int = option(8, cli=False)
+    object_side: int = option(56, cli=False)          # px at 224: most of it fits in a 96 px patch
+    object_frames: tuple[int, int] = option((7, 11), cli=False)   # the square is on screen for this many frames
+    seed: int = option(0)
+    progress: bool = option(True, "Show a progress bar.")
+
+    def __post_init__(self):
+        validate(self)
 
 
 def texture(name: str, side: int, amplitude: float) -> np.ndarray:

@@ -4,7 +4,7 @@ Where no pretrained weights fit the data (the embedded demo; a new domain), the 
 backbones of phase one can first be fine-tuned as frame classifiers: every sampled frame of
 a training video takes the video's labels (frames without the evidence make noisy labels,
 as they do in practice). The frames are decoded and prepared exactly as `c2f extract`
-prepares them (pipeline.decode, extract.frames_for), so the weights see at extraction what
+prepares them (pipeline.decode, FeatureSet.prepare), so the weights see at extraction what
 they saw in training.
 
 The output is a state dict of the full network without its classification head; pass it to
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,28 +29,34 @@ from tqdm import tqdm
 
 from . import backbones as bb
 from .decode import Sampling, decode_samples
-from .extract import frames_for
+from .files import atomic_write, atomic_write_text
 from .manifest import read_manifest
+from .options import option, validate
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FinetuneConfig:
-    manifest: str
-    backbone: str                 # a pooled feature set, e.g. resnet18@224
-    out: str                      # the weights file to write
-    num_frames: int = 8           # frames per video: the centres of equal segments
-    epochs: int = 3
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 32
-    init: str = "random"          # where training starts: imagenet | random | PATH
-    pooling: str = "frame"        # frame: each frame learns its video's label; max: multiple-instance
-    split: str = "train"
-    eval_split: str | None = "val"   # frame and video accuracy on this split at the end (None: skip)
-    seed: int = 0
-    progress: bool = True
+    manifest: str = option(help="Manifest CSV.")
+    backbone: str = option(help="The plain backbone, e.g. resnet18@224 (its weights also serve its -map and -grid sets).")
+    out: str = option(help="Weights file to write (.pt).")
+    num_frames: int = option(8, "Frames per video (segment centres).", minimum=1)
+    epochs: int = option(3, minimum=1)
+    lr: float = option(1e-3, "AdamW, cosine schedule.", above=0)
+    weight_decay: float = option(1e-4, minimum=0)
+    batch_size: int = option(32, minimum=1)
+    init: str = option("random", "Start from: imagenet | random | PATH.")
+    pooling: str = option("frame", "frame: every frame learns its video's labels; max: the class-wise maximum over "
+                                   "a video's frames does (multiple-instance learning, for labels shown on a few "
+                                   "frames only).", choices=("frame", "max"))
+    split: str = option("train", "The split to train on.")
+    eval_split: str = option("val", "Frame and video accuracy on this split at the end; 'none' to skip.")
+    seed: int = option(0)
+    progress: bool = option(True, "Show progress bars.")
+
+    def __post_init__(self):
+        validate(self)
 
 
 @dataclass
@@ -95,7 +100,7 @@ def pooled_logits(model: "FrameClassifier", images: torch.Tensor, units: list[ra
     Max pooling is multiple-instance learning: a video's label must show on one of its frames,
     so the frames without the evidence are not pushed towards a label they do not show."""
     rows = torch.tensor([i for unit in units for i in unit])
-    logits = model(frames_for(images[rows], fs))
+    logits = model(fs.prepare(images[rows]))
     pooled, start = [], 0
     for unit in units:
         pooled.append(logits[start:start + len(unit)].max(0).values)
@@ -108,9 +113,7 @@ class FrameClassifier(nn.Module):
 
     def __init__(self, fs: bb.FeatureSet, init: str, num_classes: int):
         super().__init__()
-        self.full = fs.backbone.build_full("imagenet" if init == "imagenet" else None)
-        if init not in ("imagenet", "random"):
-            bb._load_checkpoint(self.full, Path(init), fs.backbone.classifier_prefixes)
+        self.full = bb.build_full(fs.backbone, init)
         self.features = bb.FeatureNet(fs.backbone.trunk_of(self.full), pooled=True)   # shares full's modules
         self.head = nn.Linear(fs.backbone.feature_dim, num_classes)
 
@@ -127,7 +130,7 @@ def held_out_accuracy(model: FrameClassifier, frames: Frames, fs, batch_size: in
     """Frame accuracy (a frame's arg-max is one of its video's labels) and video accuracy (the
     class-wise maximum over the video's frames, as max pooling trains it)."""
     model.eval()
-    logits = torch.cat([model(frames_for(frames.images[start:start + batch_size], fs))
+    logits = torch.cat([model(fs.prepare(frames.images[start:start + batch_size]))
                         for start in range(0, len(frames.images), batch_size)])
     frame_hits = video_hits = 0
     for target, span in zip(frames.targets, frames.spans):
@@ -142,16 +145,72 @@ def _resumable(cfg: FinetuneConfig) -> dict:
     return {k: v for k, v in asdict(cfg).items() if k != "progress"}
 
 
-def finetune(cfg: FinetuneConfig) -> dict:
-    """Train, write cfg.out and cfg.out + '.json'; returns the record written to the json."""
+def _feature_set(cfg: FinetuneConfig) -> bb.FeatureSet:
     fs = bb.parse_spec(cfg.backbone)
     if fs.output == "clip":
         raise ValueError(f"{fs.name} is a video model; finetune-backbone trains image backbones")
     if fs.output != "pooled":
         raise ValueError(f"fine-tune the plain backbone ({fs.backbone.name}@{fs.input_size}); its weights serve "
                          f"its -map and -grid sets too")
-    if cfg.init not in ("imagenet", "random") and not Path(cfg.init).is_file():
-        raise bb.WeightsError(f"weights file not found: {cfg.init}")
+    bb.check_weights(cfg.init)
+    return fs
+
+
+class _Training:
+    """The model, AdamW with a cosine schedule over all steps, and the history: resumed from
+    OUT.partial when it holds the same settings, checkpointed there after every epoch."""
+
+    def __init__(self, cfg: FinetuneConfig, fs: bb.FeatureSet, num_classes: int, total_steps: int):
+        self.cfg, self.partial = cfg, Path(cfg.out + ".partial")
+        torch.manual_seed(cfg.seed)
+        self.model = FrameClassifier(fs, cfg.init, num_classes)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+        self.history, self.first_epoch = [], 0
+        if self.partial.exists():
+            state = torch.load(self.partial, map_location="cpu", weights_only=True)
+            if state["config"] == _resumable(cfg):
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.schedule.load_state_dict(state["schedule"])
+                torch.set_rng_state(state["rng"])
+                self.history, self.first_epoch = json.loads(state["history"]), state["epoch"]
+                log.info("resuming %s after epoch %d", cfg.out, self.first_epoch)
+            else:
+                log.warning("%s was written with other settings: starting over", self.partial)
+
+    def checkpoint(self, epoch: int) -> None:
+        state = {"config": _resumable(self.cfg), "model": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                 "rng": torch.get_rng_state(), "epoch": epoch, "history": json.dumps(self.history)}
+        atomic_write(self.partial, lambda tmp: torch.save(state, tmp))
+
+
+def _train_epoch(training: _Training, frames: "Frames", units, targets, per_batch: int, fs, label: str) -> dict:
+    model, optimizer = training.model, training.optimizer
+    model.train()
+    order = torch.randperm(len(units)).tolist()
+    loss_sum, hits = 0.0, 0
+    bar = tqdm(range(0, len(units), per_batch), desc=label, unit="batch", disable=not training.cfg.progress,
+               dynamic_ncols=True)
+    for start in bar:
+        picked = order[start:start + per_batch]
+        logits = pooled_logits(model, frames.images, [units[i] for i in picked], fs)
+        loss = F.cross_entropy(logits, targets[picked])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        training.schedule.step()
+        loss_sum += loss.item() * len(picked)
+        hits += int((targets[picked].gather(1, logits.argmax(1)[:, None]) > 0).sum())
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return {"loss": loss_sum / len(units), "train_accuracy": hits / len(units)}
+
+
+def finetune(cfg: FinetuneConfig) -> dict:
+    """Train, write cfg.out and cfg.out + '.json'; returns the record written to the json."""
+    fs = _feature_set(cfg)
     manifest = read_manifest(cfg.manifest)
     classes = manifest.classes()
     class_index = {name: i for i, name in enumerate(classes)}
@@ -162,65 +221,24 @@ def finetune(cfg: FinetuneConfig) -> dict:
     train = _decode_frames(train_entries, fs, cfg.num_frames, class_index, cfg.progress, cfg.split)
     units, targets = train.units(cfg.pooling)
     per_batch = max(1, cfg.batch_size // (cfg.num_frames if cfg.pooling == "max" else 1))   # ~batch_size frames
-
-    torch.manual_seed(cfg.seed)
-    model = FrameClassifier(fs, cfg.init, len(classes))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total_steps = cfg.epochs * math.ceil(len(units) / per_batch)
-    schedule = torch.optim.lr_scheduler.LambdaLR(   # cosine over all steps
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
-    history, first_epoch = [], 0
-    out, partial = Path(cfg.out), Path(cfg.out + ".partial")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if partial.exists():
-        state = torch.load(partial, map_location="cpu", weights_only=True)
-        if state["config"] == _resumable(cfg):
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            torch.set_rng_state(state["rng"])
-            history, first_epoch = json.loads(state["history"]), state["epoch"]
-            log.info("resuming %s after epoch %d", out, first_epoch)
-        else:
-            log.warning("%s was written with other settings: starting over", partial)
-
-    for epoch in range(first_epoch, cfg.epochs):
-        model.train()
-        order = torch.randperm(len(units)).tolist()
-        loss_sum, hits = 0.0, 0
-        bar = tqdm(range(0, len(units), per_batch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not cfg.progress, dynamic_ncols=True)
-        for start in bar:
-            picked = order[start:start + per_batch]
-            logits = pooled_logits(model, train.images, [units[i] for i in picked], fs)
-            loss = F.cross_entropy(logits, targets[picked])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            loss_sum += loss.item() * len(picked)
-            hits += int((targets[picked].gather(1, logits.argmax(1)[:, None]) > 0).sum())
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / len(units), "train_accuracy": hits / len(units)})
-        log.info("epoch %d: loss %.4f, accuracy %.3f (%s)", epoch + 1, history[-1]["loss"],
-                 history[-1]["train_accuracy"], "videos" if cfg.pooling == "max" else "frames")
-        tmp = partial.with_name(partial.name + ".tmp")
-        torch.save({"config": _resumable(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1,
-                    "history": json.dumps(history)}, tmp)
-        os.replace(tmp, partial)
-
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+    training = _Training(cfg, fs, len(classes), cfg.epochs * math.ceil(len(units) / per_batch))
+    for epoch in range(training.first_epoch, cfg.epochs):
+        logs = _train_epoch(training, train, units, targets, per_batch, fs, f"epoch {epoch + 1}/{cfg.epochs}")
+        training.history.append({"epoch": epoch + 1, **logs})
+        log.info("epoch %d: loss %.4f, accuracy %.3f (%s)", epoch + 1, logs["loss"], logs["train_accuracy"],
+                 "videos" if cfg.pooling == "max" else "frames")
+        training.checkpoint(epoch + 1)
     record = {"config": asdict(cfg), "feature_set": fs.name, "classes": classes, "train_frames": len(train.images),
-              "train_videos_skipped": train.failed, "history": history}
-    eval_entries = manifest.split(cfg.eval_split) if cfg.eval_split else []
+              "train_videos_skipped": train.failed, "history": training.history}
+    eval_entries = manifest.split(cfg.eval_split) if cfg.eval_split != "none" else []
     if eval_entries:
         held_out = _decode_frames(eval_entries, fs, cfg.num_frames, class_index, cfg.progress, cfg.eval_split)
-        for key, value in held_out_accuracy(model, held_out, fs, cfg.batch_size).items():
+        for key, value in held_out_accuracy(training.model, held_out, fs, cfg.batch_size).items():
             record[f"{cfg.eval_split}_{key}"] = value
     record["seconds"] = time.perf_counter() - started
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(model.backbone_state(fs.backbone.classifier_prefixes), tmp)
-    os.replace(tmp, out)
-    Path(cfg.out + ".json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    partial.unlink(missing_ok=True)
+    weights = training.model.backbone_state(fs.backbone.classifier_prefixes)
+    atomic_write(cfg.out, lambda tmp: torch.save(weights, tmp))
+    atomic_write_text(cfg.out + ".json", json.dumps(record, indent=1))
+    training.partial.unlink(missing_ok=True)
     return record

@@ -84,7 +84,7 @@ def shared_videos() -> list[Path]:
 @contextmanager
 def cache_lock_held_elsewhere(folder: Path):
     """Another process holds the cache lock of `folder` until the block ends."""
-    holder = subprocess.Popen([sys.executable, "-c", "import time; from pipeline.shards import CacheLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from pipeline.cache import CacheLock\n"
                                f"with CacheLock({str(folder)!r}):\n print('held', flush=True); time.sleep(60)"],
                               cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:

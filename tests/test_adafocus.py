@@ -15,7 +15,8 @@ from c2f.evaluate import run_head
 from c2f.heads import HeadDims
 from c2f.heads.adafocus import AdaFocusHead
 from c2f.synthetic import adafocus_cache
-from c2f.train import load_run, train_head
+from c2f.runs import load_run
+from c2f.train import train_head
 from cli import main
 from pipeline.backbones import gflops_per_frame, parse_spec
 from pipeline.manifest import read_manifest

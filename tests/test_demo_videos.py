@@ -14,7 +14,7 @@ from pipeline.manifest import read_manifest
 
 
 def resize_112(image: np.ndarray) -> torch.Tensor:
-    """Phase one's resize from the 224 px square (extract.frames_for)."""
+    """Phase one's resize from the 224 px square (FeatureSet.prepare)."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     return F.interpolate(x, size=112, mode="bilinear", antialias=True, align_corners=False)
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO, cache_lock_held_elsewhere, make_audio_only, make_video, write_manifest
 from pipeline.extract import ExtractConfig, extract
-from pipeline.shards import read_feature_set
+from pipeline.cache import read_feature_set
 
 
 def run(manifest, out, backbones, **kw):

@@ -11,12 +11,14 @@ import torch
 from c2f.config import TrainConfig
 from c2f.data import Batch, length_batches, load_videos, uniform_positions
 from c2f.evaluate import mean_ap, run_head
-from c2f.heads import METHOD_SHAPES, METHODS, HeadDims, build_head
+from c2f.heads import HeadDims, build_head
+from c2f.methods import methods
 from c2f.heads.liteeval import LiteEvalHead
 from c2f.heads.rnn import Cell
 from c2f.online import evaluate_online
 from c2f.synthetic import liteeval_cache
-from c2f.train import load_run, train_head
+from c2f.runs import load_run
+from c2f.train import train_head
 from pipeline.manifest import read_manifest
 
 ROLES = {"coarse": "mobilenet_v2@112", "fine": "resnet101@224"}
@@ -114,7 +116,7 @@ def test_map_skips_classes_without_positives():
     assert value == pytest.approx((ap_a + ap_b) / 2)
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m not in METHOD_SHAPES])
+@pytest.mark.parametrize("method", [name for name, m in methods().items() if not m.role_of_kind("grid")])
 def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, method):
     run = tmp_path / method
     metrics = train_head(small_config(small_cache, run, method))
@@ -139,7 +141,7 @@ def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, met
     # the head reloads from its weights alone and predicts the same
     _, head, classes = load_run(run)
     videos = load_videos(read_manifest(small_cache.manifest, check_paths=False), "val", small_cache.cache,
-                         {r: ROLES[r] for r in head.roles})
+                         {r: ROLES[r] for r in methods()[method].roles})
     again = run_head(head, videos)
     assert [classes[k] for k in again.scores.argmax(1)] == predictions.pred.tolist()
 
@@ -197,4 +199,4 @@ def test_resume_after_interruption_gives_the_same_head(small_cache, tmp_path, mo
 def test_head_rebuilds_from_config_dims():
     cfg = TrainConfig(method="lstm_cf", manifest="m", cache="c", out="o", fine_hidden=16)
     head = build_head(cfg, HeadDims(4, 12, 8))
-    assert head.cell.input_size == 20 and head.roles == ("coarse", "fine")
+    assert head.cell.input_size == 20 and tuple(cfg.record.roles) == ("coarse", "fine")

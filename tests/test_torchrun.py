@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cache_lock_held_elsewhere, make_video, write_manifest
-from pipeline.shards import read_feature_set
+from pipeline.cache import read_feature_set
 
 BIN = Path(sys.executable).parent
 SETS = ["mobilenet_v2@112", "resnet50@224-grid2x96"]

@@ -105,9 +105,9 @@ def test_existing_run_needs_overwrite(tmp_path):
 
 def test_a_map_is_not_a_pooled_feature(tmp_path):
     from c2f.synthetic import _attrs
-    from pipeline.shards import FeatureIndex, VideoFeatures
+    from pipeline.cache import FeatureIndex, VideoFeatures
     manifest = make_cache(tmp_path, basic_videos())
-    index = FeatureIndex.open(tmp_path / "cache" / "mobilenet_v2@224-map", _attrs("mobilenet_v2@224-map", 2, 0.3, 1))
+    index = FeatureIndex.open(tmp_path / "cache" / "mobilenet_v2@224-map", _attrs("mobilenet_v2@224-map", 2, 0.3, 1, "map"))
     index.write_shard(0, [VideoFeatures(f"v{i}", np.arange(3 + i % 4, dtype=np.float32),
                                         np.zeros((3 + i % 4, 2, 7, 7), np.float16)) for i in range(12)])
     index.save()

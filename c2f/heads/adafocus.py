@@ -7,8 +7,8 @@ feature is read from the grid. A GRU classifier reads [pooled glance, patch feat
 read a patch at all; a skipped frame feeds zeros and costs no patch.
 
 Training (NOTES.md), with the CNNs frozen as the cache implies: stage I trains the
-classifier on random patches; stage II trains the policies with PPO (clip 0.2, discount
-0.7, entropy 0.01, value loss 0.5) with the classifier frozen; stage III fine-tunes the
+classifier on random patches; stage II trains the policies with PPO (ppo.py) with the
+classifier frozen; stage III fine-tunes the
 classifier with the learned policy. Fixed policies (random, central, gaussian) skip the
 patch policy's stage II.
 """
@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, Categorical
 
 from ..data import Batch, segment_positions
+from ..methods import Method, Role, register
+from . import ppo
 from .base import Head, HeadDims, HeadOutput, Stage, soft_targets
 from .rnn import Cell
 
 POLICIES = ("learned", "random", "central", "gaussian")
 REWARDS = ("adafocus", "confidence", "increments")
-PPO_CLIP, DISCOUNT, ENTROPY_BONUS, VALUE_WEIGHT = 0.2, 0.7, 0.01, 0.5
 REDUCED_CHANNELS = 32
 GAUSSIAN_STD = 0.25          # of the grid's width, per axis: "a Gaussian centred on the frame"
 
@@ -62,7 +63,6 @@ class GlancePolicy(nn.Module):
 
 
 class AdaFocusHead(Head):
-    roles = ("coarse", "fine")          # coarse: the glance map; fine: the patch grid
     video_loss = False                   # Eq. 5: cross-entropy averaged over every step
 
     def __init__(self, dims: HeadDims, frames: int = 16, policy: str = "learned", reward: str = "adafocus",
@@ -175,7 +175,7 @@ class AdaFocusHead(Head):
                 probes[name] = (policy.step_probe, (torch.zeros(1, C, H, W), policy.cell.initial_state(1)))
         return probes
 
-    # ------------------------------------------------------------------ stage II: PPO
+    # ------------------------------------------------------------------ stage II: rewards, then PPO (ppo.py)
 
     def _confidence(self, state: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Probability the classifier gives the video's labels from a hidden state: [B]."""
@@ -224,59 +224,27 @@ class AdaFocusHead(Head):
             previous = self._confidence(state, batch.targets)
         return patches, keep, patch_rewards, keep_rewards
 
-    @staticmethod
-    def _discounted(rewards: torch.Tensor) -> torch.Tensor:
-        returns, running = torch.zeros_like(rewards), torch.zeros(rewards.shape[0])
-        for t in reversed(range(rewards.shape[1])):
-            running = rewards[:, t] + DISCOUNT * running
-            returns[:, t] = running
-        return returns
-
-    @staticmethod
-    def _evaluate_policy(policy: GlancePolicy, glance, actions, bernoulli: bool):
-        """The policy's distribution over the rollout's frames, the actions' log-probs, the values."""
-        logits, values = policy(glance)
-        dist = Bernoulli(logits=logits[..., 0]) if bernoulli else Categorical(logits=logits)
-        return dist, dist.log_prob(actions.float() if bernoulli else actions), values
-
-    def _ppo_loss(self, policy: GlancePolicy, glance, actions, old_log_prob, returns, advantages, bernoulli):
-        dist, log_prob, values = self._evaluate_policy(policy, glance, actions, bernoulli)
-        ratio = (log_prob - old_log_prob).exp()
-        surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - PPO_CLIP, 1 + PPO_CLIP) * advantages)
-        return (-surrogate.mean() + VALUE_WEIGHT * ((returns - values) ** 2).mean()
-                - ENTROPY_BONUS * dist.entropy().mean())
-
-    def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float) -> dict[str, float]:
+    def losses(self, batch: Batch):
+        """Stages I and III: the classifier's loss. Stage II: a rollout, then `ppo_epochs` PPO losses on it."""
         if self.stage != "II":
-            return super().train_step(batch, optimizer, grad_clip)
+            yield from super().losses(batch)
+            return
         positions = segment_positions(batch.lengths, self.frames, random=True)
         glance = batch.read_frames("coarse", positions)
         patches, keep, patch_rewards, keep_rewards = self._rollout(batch, positions, glance)
-        jobs = []       # (policy, actions, returns, bernoulli)
+        rollouts = []
         if self.patch_policy is not None:
             # Eq. 7 is computed on every frame, kept or not (the rollout runs the classifier with the
             # chosen patch anyway), so a keep policy that skips much early on does not starve this one
-            jobs.append((self.patch_policy, patches, self._discounted(patch_rewards), False))
+            rollouts.append(ppo.Rollout.of(self.patch_policy, glance, patches, patch_rewards, bernoulli=False))
         if self.keep_policy is not None:
-            jobs.append((self.keep_policy, keep, self._discounted(keep_rewards), True))
-        with torch.no_grad():
-            prepared = []
-            for policy, actions, returns, bernoulli in jobs:
-                _, old_log_prob, values = self._evaluate_policy(policy, glance, actions, bernoulli)
-                advantages = returns - values
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-                prepared.append((policy, glance, actions, old_log_prob, returns, advantages, bernoulli))
-        for _ in range(self.ppo_epochs):
-            loss = sum(self._ppo_loss(*job) for job in prepared)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
-            optimizer.step()
-        logs = {"ppo": float(loss.detach()), "patch_reward": float(patch_rewards.mean())}
+            rollouts.append(ppo.Rollout.of(self.keep_policy, glance, keep, keep_rewards, bernoulli=True))
+        logs = {"patch_reward": float(patch_rewards.mean())}
         if self.keep_policy is not None:
             logs["keep_rate"] = float(keep.float().mean())
-        return logs
+        for _ in range(self.ppo_epochs):
+            loss = sum(rollout.loss() for rollout in rollouts)
+            yield loss, logs | {"ppo": float(loss.detach())}
 
     # ------------------------------------------------------------------ AdaFocus+: the keep threshold
 
@@ -294,3 +262,16 @@ class AdaFocusHead(Head):
         probabilities = torch.cat(probabilities)
         self.keep_threshold.fill_(float(torch.quantile(probabilities, 1 - self.keep_ratio)))
         self.train()
+
+
+def _build(plus: bool):
+    return lambda dims, cfg: AdaFocusHead(dims, cfg.frames, cfg.policy, cfg.reward, cfg.reuse, plus, cfg.keep_ratio,
+                                          cfg.eta, cfg.adafocus_hidden, cfg.ppo_epochs)
+
+
+# coarse: the glance map, read for every frame; fine: the patch grid, one candidate read per frame
+_ROLES = {"coarse": Role("glance", "map"), "fine": Role("focus", "grid")}
+register(Method("adafocus", _build(False), _ROLES, frames=16, budgeted=True, stages=("I", "II", "III"),
+                summary="AdaFocus: a policy picks one patch per frame for the expensive CNN"))
+register(Method("adafocus_plus", _build(True), _ROLES, frames=16, budgeted=True, stages=("I", "II", "III"),
+                summary="AdaFocus+: also decides whether a frame gets a patch at all"))

@@ -7,11 +7,12 @@ returns a `HeadOutput`. Its own per-step costs are counted from its modules.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from pipeline.backbones.flops import count_gmacs
 
 from ..data import Batch
 
@@ -24,6 +25,15 @@ class HeadDims:
     coarse_shape: tuple[int, ...] = ()          # per-frame shape of the coarse set ((C, H, W) for a map)
     candidates: int = 0                         # G*G for a patch grid, else 0
     patch_area_fraction: float = 1.0            # (P / input size)^2: AdaFocus+'s cost term
+
+    @classmethod
+    def of(cls, shapes: dict[str, tuple], attrs: dict[str, dict], num_classes: int) -> "HeadDims":
+        """From each role's per-frame shape and shard attributes (the cache's, or a run's config.json)."""
+        fine, coarse = tuple(shapes["fine"]), tuple(shapes.get("coarse", ()))
+        grid = bool(attrs["fine"].get("grid"))
+        fine_attrs = attrs["fine"]
+        area = (fine_attrs["patch_size"] / fine_attrs["input_size"]) ** 2 if grid and fine_attrs.get("input_size") else 1.0
+        return cls(num_classes, fine[-1], coarse[0] if coarse else None, coarse, fine[0] if grid else 0, area)
 
 
 @dataclass
@@ -50,14 +60,6 @@ def soft_targets(targets: torch.Tensor) -> torch.Tensor:
     return targets / targets.sum(-1, keepdim=True).clamp(min=1)
 
 
-def count_gmacs(fn, *args) -> float:
-    """Multiply-accumulates (10^9) of fn(*args), counted by FlopCounterMode (2 FLOPs per MAC)."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        fn(*args)
-    return counter.get_total_flops() / 2 / 1e9
-
-
 def reinforce_loss(action_log_prob: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
     """REINFORCE with the batch's mean reward as the baseline (lower variance, no extra network)."""
     advantage = reward - reward.mean()
@@ -65,8 +67,8 @@ def reinforce_loss(action_log_prob: torch.Tensor, reward: torch.Tensor) -> torch
 
 
 class Head(nn.Module):
-    """Base class. Subclasses set `roles` (the feature roles they read) and implement forward."""
-    roles: tuple[str, ...] = ("fine",)
+    """Base class. Subclasses implement forward and cost_probes; the feature roles a method reads
+    are in its registered record (c2f.methods)."""
     video_loss = True       # cross-entropy on the video-level logits (UNIFORM trains per frame instead)
 
     def __init__(self, dims: HeadDims):
@@ -108,17 +110,10 @@ class Head(nn.Module):
     def after_stage(self, name: str, batches) -> None:
         """Called when a stage ends, with an iterable of training batches (AdaFocus+ solves its threshold)."""
 
-    def train_step(self, batch: Batch, optimizer: torch.optim.Optimizer, grad_clip: float) -> dict[str, float]:
-        """One optimisation step on a batch; returns what to log."""
-        loss, logs = self.training_loss(self(batch), batch.targets)
-        if not torch.isfinite(loss.detach()):
-            raise FloatingPointError(f"the loss became {float(loss.detach())}; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
-        optimizer.step()
-        return logs
+    def losses(self, batch: Batch) -> Iterator[tuple[torch.Tensor, dict[str, float]]]:
+        """The losses of one training batch, each with what to log. The trainer takes an optimiser
+        step after each (PPO yields one per update on the same rollout); most heads yield one."""
+        yield self.training_loss(self(batch), batch.targets)
 
     def training_loss(self, out: HeadOutput, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy on the video's labels (multi-label: their normalised multi-hot) + the head's extras;

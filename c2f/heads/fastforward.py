@@ -10,6 +10,7 @@ import torch.nn as nn
 from torch.distributions import Categorical
 
 from ..data import Batch
+from ..methods import Method, Role, register
 from .base import Head, HeadDims, HeadOutput
 from .rnn import Cell
 
@@ -62,3 +63,8 @@ class FastForwardHead(Head):
         hidden = torch.zeros(1, self.cell.hidden_size)
         return {"step": (self.cell, (torch.zeros(1, self.dims.fine_dim), self.cell.initial_state(1))),
                 "policy": (self.policy, (hidden,)), "classifier": (self.classifier, (hidden,))}
+
+
+register(Method("fastforward", lambda dims, cfg: FastForwardHead(dims, cfg.fine_hidden, cfg.rnn, cfg.step_penalty),
+                {"fine": Role("fine")}, frames=25, budgeted=True,
+                summary="FASTFORWARD: an agent choosing how far to jump, or to stop (REINFORCE)"))

@@ -13,6 +13,7 @@ import torch.nn as nn
 from torch.distributions import Normal
 
 from ..data import Batch
+from ..methods import Method, Role, register
 from .base import Head, HeadDims, HeadOutput
 from .rnn import Cell
 
@@ -59,3 +60,8 @@ class FrameGlimpseHead(Head):
         hidden = torch.zeros(1, self.cell.hidden_size)
         return {"step": (self.cell, (torch.zeros(1, self.dims.fine_dim + 1), self.cell.initial_state(1))),
                 "locator": (self.locator, (hidden,)), "classifier": (self.classifier, (hidden,))}
+
+
+register(Method("frameglimpse", lambda dims, cfg: FrameGlimpseHead(dims, cfg.glimpses, cfg.fine_hidden, cfg.rnn),
+                {"fine": Role("fine")}, frames=25, budgeted=True,
+                summary="FRAMEGLIMPSE: an agent choosing where to look next (REINFORCE)"))

@@ -16,13 +16,12 @@ import torch.nn.functional as F
 from torch.distributions import Categorical
 
 from ..data import Batch
+from ..methods import Method, Role, register
 from .base import Head, HeadDims, HeadOutput
 from .rnn import Cell
 
 
 class LiteEvalHead(Head):
-    roles = ("coarse", "fine")
-
     def __init__(self, dims: HeadDims, rnn: str = "lstm", coarse_hidden: int = 64, fine_hidden: int = 512,
                  sync: bool = True, gamma: float = 0.05, lam: float = 2.0, tau_start: float = 5.0,
                  tau_end: float = 0.5, gate_training: str = "gumbel"):
@@ -130,3 +129,15 @@ class LiteEvalHead(Head):
                 "gate": (self.gate, (torch.zeros(1, Dc + self.fine_cell.hidden_size),)),
                 "fine_step": (self.fine_cell, (torch.zeros(1, Dc + Df), self.fine_cell.initial_state(1))),
                 "classifier": (self.classifier, (torch.zeros(1, self.fine_cell.hidden_size),))}
+
+
+def _build(gate_training: str):
+    return lambda dims, cfg: LiteEvalHead(dims, cfg.rnn, cfg.coarse_hidden, cfg.fine_hidden, cfg.sync, cfg.gamma,
+                                          cfg.lam, cfg.tau_start, cfg.tau_end, gate_training)
+
+
+_ROLES = {"coarse": Role("coarse"), "fine": Role("fine")}
+register(Method("liteeval", _build("gumbel"), _ROLES, frames=25, budgeted=True,
+                summary="LiteEval: a gate reads the fine feature where needed (Gumbel-softmax)"))
+register(Method("liteeval_rl", _build("reinforce"), _ROLES, frames=25, budgeted=True,
+                summary="LiteEval with the gate trained by REINFORCE"))

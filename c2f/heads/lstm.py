@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from ..data import Batch, uniform_positions
+from ..methods import Method, Role, register
 from .base import Head, HeadDims, HeadOutput
 from .rnn import Cell
 
@@ -15,7 +16,6 @@ class LSTMHead(Head):
                  rnn: str = "lstm"):
         super().__init__(dims)
         self.frames, self.combine = frames, combine
-        self.roles = ("coarse", "fine") if combine else ("fine",)
         self.input_dim = dims.fine_dim + (dims.coarse_dim if combine else 0)
         self.cell = Cell(rnn, self.input_dim, hidden)
         self.classifier = nn.Linear(hidden, dims.num_classes)
@@ -36,3 +36,12 @@ class LSTMHead(Head):
     def cost_probes(self):
         return {"step": (self.cell, (torch.zeros(1, self.input_dim), self.cell.initial_state(1))),
                 "classifier": (self.classifier, (torch.zeros(1, self.cell.hidden_size),))}
+
+
+register(Method("lstm", lambda dims, cfg: LSTMHead(dims, cfg.frames, combine=False, hidden=cfg.fine_hidden, rnn=cfg.rnn),
+                {"fine": Role("fine")}, frames=25, budgeted=False,
+                summary="an RNN over the fine features of evenly spaced frames"))
+register(Method("lstm_cf", lambda dims, cfg: LSTMHead(dims, cfg.frames, combine=True, hidden=cfg.fine_hidden,
+                                                      rnn=cfg.rnn),
+                {"coarse": Role("coarse"), "fine": Role("fine")}, frames=25, budgeted=False,
+                summary="LSTM+CF: an RNN over [coarse, fine] features"))

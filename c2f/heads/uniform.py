@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import Batch, uniform_positions
+from ..methods import Method, Role, register
 from .base import Head, HeadDims, HeadOutput, soft_targets
 
 
@@ -17,7 +18,6 @@ class UniformHead(Head):
     def __init__(self, dims: HeadDims, frames: int = 25, combine: bool = False):
         super().__init__(dims)
         self.frames, self.combine = frames, combine
-        self.roles = ("coarse", "fine") if combine else ("fine",)
         self.fine_classifier = nn.Linear(dims.fine_dim, dims.num_classes)
         self.coarse_classifier = nn.Linear(dims.coarse_dim, dims.num_classes) if combine else None
 
@@ -46,3 +46,11 @@ class UniformHead(Head):
         if self.combine:
             probes["coarse_classifier"] = (self.coarse_classifier, (torch.zeros(1, self.dims.coarse_dim),))
         return probes
+
+
+register(Method("uniform", lambda dims, cfg: UniformHead(dims, cfg.frames, combine=False),
+                {"fine": Role("fine")}, frames=25, budgeted=False,
+                summary="a linear classifier per frame on evenly spaced frames; the mean softmax"))
+register(Method("uniform_cf", lambda dims, cfg: UniformHead(dims, cfg.frames, combine=True),
+                {"coarse": Role("coarse"), "fine": Role("fine")}, frames=25, budgeted=False,
+                summary="UNIFORM+CF: coarse and fine classifiers per frame, scores averaged"))

@@ -1,0 +1,154 @@
+"""Every option written once: a dataclass field carries its default, help, choices and bounds.
+
+    batch_size: int = option(32, "Frames per backbone call.", minimum=1)
+
+`validate(config)` (called from the dataclass's __post_init__) checks choices and bounds and
+raises ValueError naming the command-line flag; `click_options(Config)` turns the fields into
+click options, so the command line only parses; `to_args(Config, values)` writes settings back
+as flags (the report's commands for missing runs).
+
+Flags: `field_name` -> `--field-name`; a bool defaulting to True -> `--no-field-name`; a list ->
+a repeatable option (its flag may be given, e.g. `backbones` -> `--backbone`); a tuple -> one
+comma-separated value.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import click
+
+_MISSING = dataclasses.MISSING
+
+
+def option(default: Any = _MISSING, help: str = "", *, choices: Callable[[], list] | list | tuple | None = None,
+           minimum: float | None = None, above: float | None = None, maximum: float | None = None,
+           flag: str | None = None, cli: bool = True, kind: type | None = None, repeat: bool = False,
+           what: str | None = None) -> Any:
+    """A dataclass field with what the command line and validation need.
+
+    choices: the allowed values (or a function giving them, evaluated when asked);
+    minimum / maximum: inclusive bounds, `above`: exclusive lower bound (also for each item of a
+    tuple); flag: the command-line name when not derived from the field's; cli: False keeps the
+    field off the command line; kind: the type of one value where the annotation says little;
+    repeat: a list given by repeating the flag (implied by a list default; without a default, required);
+    what: the subject of a validation message where it reads better than the flag ("learning rates")."""
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "above": above, "maximum": maximum,
+                "flag": flag, "cli": cli, "kind": kind, "repeat": repeat or isinstance(default, list), "what": what}
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    if field.metadata.get("flag"):
+        return field.metadata["flag"]
+    name = field.name.replace("_", "-")
+    return f"--no-{name}" if field.default is True else f"--{name}"
+
+
+def choices_of(field: dataclasses.Field) -> list | None:
+    choices = field.metadata.get("choices")
+    return list(choices()) if callable(choices) else (list(choices) if choices is not None else None)
+
+
+def _check_value(field: dataclasses.Field, value) -> str | None:
+    """What is wrong with one value of the field, or None."""
+    meta = field.metadata
+    choices = choices_of(field)
+    if choices is not None and value not in choices:
+        return f"must be one of {', '.join(map(str, choices))} (not {value!r})"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be a finite number (not {value})"
+        if meta.get("minimum") is not None and value < meta["minimum"]:
+            return f"must be >= {meta['minimum']} (not {value})"
+        if meta.get("above") is not None and not value > meta["above"]:
+            return f"must be > {meta['above']} (not {value})"
+        if meta.get("maximum") is not None and value > meta["maximum"]:
+            return f"must be <= {meta['maximum']} (not {value})"
+    return None
+
+
+def validate(config) -> None:
+    """Check every field's choices and bounds; ValueError names the flag."""
+    for field in dataclasses.fields(config):
+        if not field.metadata:
+            continue
+        value = getattr(config, field.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for item in values:
+            if item is None:
+                continue
+            problem = _check_value(field, item)
+            if problem:
+                flag = flag_name(field).replace('--no-', '--')
+                what = field.metadata.get("what")
+                raise ValueError(f"{what} {problem} ({flag})" if what else f"{flag} {problem}")
+
+
+def _tuple_parser(kind: type, length: int):
+    def parse(ctx, param, value):
+        if value is None or isinstance(value, tuple):
+            return value
+        try:
+            parts = tuple(kind(v) for v in str(value).split(","))
+        except ValueError:
+            parts = ()
+        if len(parts) != length:
+            words = {2: "two", 3: "three", 4: "four"}
+            raise click.BadParameter(f"{words.get(length, length)} comma-separated values")
+        return parts
+    return parse
+
+
+def _click_option(field: dataclasses.Field):
+    meta, default = field.metadata, field.default
+    flag, help_text = flag_name(field), meta.get("help", "")
+    required = default is _MISSING and field.default_factory is _MISSING
+    if isinstance(default, bool):
+        return click.option(flag, field.name, is_flag=True, flag_value=not default, default=default, help=help_text)
+    if meta.get("repeat"):                              # a list: repeat the option
+        items = field.default_factory() if field.default_factory is not _MISSING else []
+        return click.option(flag, field.name, multiple=True, required=required, default=tuple(items) or None,
+                            show_default=bool(items), type=meta.get("kind") or str, help=help_text,
+                            callback=lambda ctx, param, value: list(value) if value is not None else value)
+    if isinstance(default, tuple):
+        return click.option(flag, field.name, default=",".join(map(str, default)), show_default=True,
+                            callback=_tuple_parser(meta.get("kind") or type(default[0]), len(default)), help=help_text)
+    choices = choices_of(field)
+    kind = click.Choice([str(c) for c in choices]) if choices and all(isinstance(c, str) for c in choices) else (
+        meta.get("kind") or (type(default) if default not in (None, _MISSING) else str))
+    return click.option(flag, field.name, required=required, default=None if required else default,
+                        show_default=default not in (None, _MISSING), type=kind, help=help_text)
+
+
+def click_options(config_class, skip: tuple[str, ...] = ()):
+    """A decorator adding one click option per field of the dataclass (except `skip` and cli=False)."""
+    def decorate(command):
+        for field in reversed(dataclasses.fields(config_class)):
+            if field.name in skip or not field.metadata.get("cli", True) or not field.metadata:
+                continue
+            command = _click_option(field)(command)
+        return command
+    return decorate
+
+
+def to_args(config_class, values: dict) -> list[str]:
+    """Settings as command-line arguments, e.g. {'gamma': 0.1, 'sync': False} -> ['--gamma', '0.1', '--no-sync']."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    args = []
+    for name, value in values.items():
+        field = fields[name]
+        if isinstance(field.default, bool):
+            if value != field.default:
+                args.append(flag_name(field))
+        elif isinstance(value, (list, tuple)) and field.metadata.get("repeat"):
+            for item in value:
+                args += [flag_name(field), str(item)]
+        elif isinstance(value, (list, tuple)):
+            args += [flag_name(field), ",".join(map(str, value))]
+        else:
+            args += [flag_name(field), str(value)]
+    return args
