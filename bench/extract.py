@@ -31,18 +31,18 @@ sys.path.insert(0, str(REPO))
 
 from pipeline import backbones as bb                                          # noqa: E402
 from pipeline.decode import Sampling                                          # noqa: E402
-from pipeline.extract import DecodedVideos, ExtractConfig, FeatureRunner, extract, resolve_device  # noqa: E402
-from pipeline.manifest import read_manifest                                   # noqa: E402
+from pipeline.extract import ExtractConfig, extract, resolve_device           # noqa: E402
+from pipeline.frames import DecodedVideos                                     # noqa: E402
+from pipeline.manifest import read_manifest, write_manifest                   # noqa: E402
+from pipeline.runner import FeatureRunner                                     # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}   # dense, by device name
 
 
-def write_manifest(folder: Path, videos: list[Path], repeat: int) -> Path:
-    lines = ["video_id,path,labels,split"]
-    lines += [f"{v.stem}-{r},{v},demo,train" for r in range(repeat) for v in videos]
-    path = folder / "manifest.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def repeated_manifest(folder: Path, videos: list[Path], repeat: int) -> Path:
+    rows = [{"video_id": f"{v.stem}-{r}", "path": str(v), "labels": "demo", "split": "train"}
+            for r in range(repeat) for v in videos]
+    return write_manifest(rows, folder / "manifest.csv")
 
 
 def decode_only(entries, sampling, canvas, clip_frames, batch, workers) -> tuple[int, float]:
@@ -92,7 +92,7 @@ def main() -> None:
     specs = [bb.parse_spec(b) for b in backbones]
     sampling = Sampling(fps=args.fps)
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = write_manifest(Path(tmp), videos, args.repeat)
+        manifest = repeated_manifest(Path(tmp), videos, args.repeat)
         entries = read_manifest(manifest).entries
         canvas = max(fs.input_size for fs in specs)
         clip_frames = bb.CLIP_WINDOW // bb.CLIP_STRIDE if any(fs.output == "clip" for fs in specs) else 0

@@ -66,9 +66,9 @@ def make_audio_only(path: Path) -> Path:
 
 
 def write_manifest(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
-    lines = ["video_id,path,labels,split"] + [",".join(r) for r in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    """rows: (video_id, path, labels, split), written by the project's own (quoting) writer."""
+    from pipeline.manifest import write_manifest as write_rows
+    return write_rows([dict(zip(("video_id", "path", "labels", "split"), row)) for row in rows], path)
 
 
 @pytest.fixture(scope="session")
