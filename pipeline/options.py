@@ -111,17 +111,19 @@ def _click_option(field: dataclasses.Field):
         return click.option(flag, field.name, is_flag=True, flag_value=not default, default=default, help=help_text)
     if meta.get("repeat"):                              # a list: repeat the option
         items = field.default_factory() if field.default_factory is not _MISSING else []
-        return click.option(flag, field.name, multiple=True, required=required, default=tuple(items) or None,
-                            show_default=bool(items), type=meta.get("kind") or str, help=help_text,
-                            callback=lambda ctx, param, value: list(value) if value is not None else value)
+        defaults = {"default": tuple(items), "show_default": True} if items else {}
+        return click.option(flag, field.name, multiple=True, required=required, type=meta.get("kind") or str,
+                            help=help_text, callback=lambda ctx, param, value: list(value), **defaults)
     if isinstance(default, tuple):
         return click.option(flag, field.name, default=",".join(map(str, default)), show_default=True,
                             callback=_tuple_parser(meta.get("kind") or type(default[0]), len(default)), help=help_text)
     choices = choices_of(field)
     kind = click.Choice([str(c) for c in choices]) if choices and all(isinstance(c, str) for c in choices) else (
         meta.get("kind") or (type(default) if default not in (None, _MISSING) else str))
-    return click.option(flag, field.name, required=required, default=None if required else default,
-                        show_default=default not in (None, _MISSING), type=kind, help=help_text)
+    if required:            # no default at all: click (8.2+) treats an explicit None as a given value
+        return click.option(flag, field.name, required=True, type=kind, help=help_text)
+    return click.option(flag, field.name, default=default, show_default=default is not None, type=kind,
+                        help=help_text)
 
 
 def click_options(config_class, skip: tuple[str, ...] = ()):
