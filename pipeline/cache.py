@@ -32,6 +32,14 @@ from .files import atomic_write, atomic_write_text, locked
 
 SCHEMA_VERSION = 1
 KINDS = ("pooled", "map", "grid", "clip")
+# attributes caches written before they existed lack; what those caches did
+LEGACY_ATTRS = {"preprocess": "full", "seek": "exact"}
+UNRECORDED_BEFORE = ("canvas",)       # not known for an older cache: not compared on resume
+
+
+def attr(attrs: dict, key: str):
+    """A shard attribute, with its legacy meaning where an older cache lacks it."""
+    return attrs.get(key, LEGACY_ATTRS.get(key))
 
 
 class CacheError(ValueError):
@@ -154,12 +162,14 @@ class FeatureIndex:
         if not (folder / "index.json").exists():
             return cls(folder, attrs)
         found = cls.load(folder)
-        differing = {k: (found.attrs.get(k), v) for k, v in attrs.items() if found.attrs.get(k) != v}
+        differing = {k: (attr(found.attrs, k), v) for k, v in attrs.items()
+                     if attr(found.attrs, k) != v and not (k in UNRECORDED_BEFORE and k not in found.attrs)}
         if differing:
             changes = ", ".join(f"{k}: cache has {old!r}, asked {new!r}" for k, (old, new) in differing.items())
             raise ValueError(f"{folder} was extracted with other settings ({changes}); use another --out")
-        # only shards whose file exists count: a shard renamed into place whose index update was
-        # lost is redone, never half-trusted
+        # new shards take the cache's own attributes (an older cache's, without the newer keys, stay
+        # alike across its shards); only shards whose file exists count: a shard renamed into place
+        # whose index update was lost is redone, never half-trusted
         found.shards = [s for s in found.shards if (folder / s["file"]).exists()]
         return found
 

@@ -7,9 +7,11 @@ timestamp is >= the target is taken (the last frame if none).
 Timestamps come from each frame's pts, so variable frame rate is handled, and are seconds
 from the stream's first frame.
 
-Each picked frame is scaled by swscale so that its short side is `canvas` px, centre-cropped
-to canvas x canvas, and rotated as its display matrix says. Every feature set sees this same
-square: smaller inputs are resized from it, patches are cut from it.
+Each picked frame is converted to RGB, resized as torchvision's evaluation transforms resize
+(short side to `canvas` px, antialiased bilinear, torchvision's own kernel), centre-cropped to
+canvas x canvas, and rotated as its display matrix says. Every feature set takes its own central
+crop of this same square (backbones.registry: DESIGN.md's "Preprocessing"), resized to its input;
+patches are cut from that.
 
 The decoder streams: it yields samples as it goes and holds at most one snippet window.
 Whether it decodes linearly or seeks to each target is chosen per video from the packet
@@ -26,6 +28,8 @@ from typing import Iterator
 
 import av
 import numpy as np
+import torch
+from torchvision.transforms.v2.functional import resize
 
 # A stream holding fewer frames than its header declares, or whose decoding stops before
 # this fraction of it, is truncated (the last frame or two of some encodes never decode:
@@ -126,55 +130,96 @@ def _pick(times: list[float], target: float) -> int:
     return min(bisect.bisect_left(times, target - 1e-6), len(times) - 1)
 
 
+# Beyond this aspect ratio the frame's central square is cut before resizing (a 8192 x 2 frame
+# would otherwise be resized to 256 x 1,048,576 for the sake of its central 256 x 256).
+MAX_ASPECT_BEFORE_CROP = 4
+
+
 def _to_square(frame: av.VideoFrame, canvas: int) -> np.ndarray:
-    """Short side -> canvas by swscale, centre crop, then the display rotation."""
-    w, h = frame.width, frame.height
-    scale = canvas / min(w, h)
-    new_w, new_h = max(canvas, round(w * scale)), max(canvas, round(h * scale))
-    rgb = frame.reformat(width=new_w, height=new_h, format="rgb24", interpolation="BILINEAR").to_ndarray()
-    top, left = (new_h - canvas) // 2, (new_w - canvas) // 2
-    square = rgb[top:top + canvas, left:left + canvas]
+    """The frame as torchvision's evaluation transform resizes it (RGB, then the short side to
+    `canvas` with its antialiased bilinear kernel), its central canvas x canvas square (offsets
+    rounded as torchvision's center_crop), then the display rotation."""
+    rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+    h, w = rgb.shape[1:]
+    if max(h, w) > MAX_ASPECT_BEFORE_CROP * min(h, w):
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        rgb = rgb[:, top:top + side, left:left + side]
+    resized = resize(rgb, [canvas], antialias=True)
+    h, w = resized.shape[1:]
+    top, left = int(round((h - canvas) / 2)), int(round((w - canvas) / 2))
+    square = resized[:, top:top + canvas, left:left + canvas].permute(1, 2, 0).numpy()
     quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
     if quarter_turns:   # display matrix angle is counter-clockwise, as np.rot90
         square = np.rot90(square, quarter_turns)
     return np.ascontiguousarray(square)
 
 
+SEEK_MODES = ("exact", "nonref", "keyframe")
+
+
+def _wanted(index: PacketIndex, targets: list[float], seek: str) -> list[float]:
+    """The frame times to take: exact, the first frame at or after each target; keyframe, the
+    nearest keyframe; nonref, the targets themselves (the nearest decoded frame is chosen while
+    decoding, since which frames are references shows only then)."""
+    if seek == "keyframe":
+        keys = index.keyframes
+        nearest = [min(keys[max(0, i - 1):i + 1], key=lambda k: abs(k - t))
+                   for t, i in ((t, bisect.bisect_left(keys, t)) for t in targets)]
+        return nearest
+    if seek == "nonref":
+        return list(targets)
+    return [index.times[_pick(index.times, t)] for t in targets]
+
+
 def decode_samples(path, sampling: Sampling, canvas: int, clip_frames: int = 0, clip_stride: int = 1,
-                   force_linear: bool = False) -> Iterator[Sample]:
+                   force_linear: bool = False, seek: str = "exact") -> Iterator[Sample]:
     """Yield the sampled frames of one video in time order.
 
     clip_frames > 0 also gives each sample a snippet of `clip_frames` frames taken every
     `clip_stride` frames around it (edges repeat the first/last frame); snippets need a
-    linear decode.
+    linear, exact decode. seek (SEEK_MODES): exact decodes every frame up to each target;
+    nonref lets the decoder skip non-reference frames and takes the nearest decoded frame;
+    keyframe decodes keyframes only and takes the nearest keyframe. A sample's timestamp is the
+    time of the frame actually taken.
     """
+    if seek not in SEEK_MODES:
+        raise ValueError(f"seek must be one of {SEEK_MODES}, not {seek!r}")
+    if clip_frames and seek != "exact":
+        raise ValueError("snippets (SlowFast) need every frame: use --seek exact")
     container = _open(path)
     try:
         index = index_packets(container, container.streams.video[0])
     finally:
         container.close()
-    targets = sampling.targets(index.duration)
-    wanted = [index.times[_pick(index.times, t)] for t in targets]
+    wanted = _wanted(index, sampling.targets(index.duration), seek)
     container = _open(path)      # a fresh demuxer: rewinding after the index pass is not portable
     try:
         stream = container.streams.video[0]
-        if clip_frames or force_linear or _linear_is_cheaper(index, wanted):
-            yield from _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride)
+        if seek != "exact":
+            stream.codec_context.skip_frame = "NONKEY" if seek == "keyframe" else "NONREF"
+        decoded_times = index.keyframes if seek == "keyframe" else index.times
+        if clip_frames or force_linear or _linear_is_cheaper(index, wanted, decoded_times):
+            if seek == "nonref":
+                yield from _linear_nearest(container, stream, index, wanted, canvas)
+            else:
+                yield from _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride)
         else:
-            yield from _seeking(container, stream, index, wanted, canvas)
+            yield from _seeking(container, stream, index, wanted, canvas, nearest=seek == "nonref")
     except av.error.FFmpegError as err:
         raise DecodeError(f"decode error ({err.strerror or err.__class__.__name__})") from None
     finally:
         container.close()
 
 
-def _linear_is_cheaper(index: PacketIndex, wanted: list[float]) -> bool:
-    """Frames decoded going straight through vs seeking to each wanted frame's keyframe."""
-    linear_cost = bisect.bisect_left(index.times, wanted[-1] - 1e-6) + 1
+def _linear_is_cheaper(index: PacketIndex, wanted: list[float], decoded: list[float]) -> bool:
+    """Frames decoded going straight through vs seeking to each wanted frame's keyframe; `decoded`
+    are the times of the frames the decoder decodes (every frame, or the keyframes alone)."""
+    linear_cost = bisect.bisect_left(decoded, max(wanted) - 1e-6) + 1
     seek_cost = 0
     for time in sorted(set(wanted)):
         key = index.keyframes[max(0, bisect.bisect_right(index.keyframes, time + 1e-6) - 1)]
-        seek_cost += bisect.bisect_left(index.times, time - 1e-6) - bisect.bisect_left(index.times, key - 1e-6)
+        seek_cost += bisect.bisect_left(decoded, time - 1e-6) - bisect.bisect_left(decoded, key - 1e-6)
         seek_cost += 1 + SEEK_OVERHEAD_FRAMES
     return linear_cost <= seek_cost
 
@@ -237,16 +282,49 @@ def _with_clip(item, window, last_position, clip_frames, clip_stride, half) -> S
     return Sample(time, square, np.stack(rows))
 
 
-def _seeking(container, stream, index, wanted, canvas):
+def _linear_nearest(container, stream, index, targets, canvas):
+    """nonref: for each target the decoded frame nearest to it (non-reference frames are skipped by
+    the decoder, so the frame at the target may not exist)."""
+    previous, squares, k, time = None, {}, 0, 0.0
+
+    def square(item):
+        if item[0] not in squares:
+            squares.clear()               # targets come in order: an earlier frame is never chosen again
+            squares[item[0]] = _to_square(item[1], canvas)
+        return squares[item[0]]
+
+    for time, frame in _frames(container, stream, index):
+        while k < len(targets) and time >= targets[k] - 1e-6:
+            chosen = previous if previous and targets[k] - previous[0] < time - targets[k] else (time, frame)
+            yield Sample(chosen[0], square(chosen))
+            k += 1
+        if k == len(targets):
+            return
+        previous = (time, frame)
+    if previous is None:
+        raise DecodeError("no frame could be decoded")
+    if time < COMPLETE_ENOUGH * index.times[-1]:
+        raise DecodeError(f"stream ended at {time:.2f}s of {index.times[-1]:.2f}s (truncated?)")
+    for _ in range(k, len(targets)):
+        yield Sample(previous[0], square(previous))
+
+
+def _seeking(container, stream, index, wanted, canvas, nearest: bool = False):
+    """Seek to each target's keyframe and decode up to it; `nearest` (nonref) takes the nearer of
+    the frames just before and at or after the target."""
     tb = stream.time_base
     for target in sorted(set(wanted)):
         container.seek(int(round((target + float(index.start)) / tb)), stream=stream, backward=True, any_frame=False)
-        square = None
+        chosen, previous = None, None
         for time, frame in _frames(container, stream, index):
             if time >= target - 1e-6:
-                square = _to_square(frame, canvas)
+                near_previous = nearest and previous is not None and target - previous[0] < time - target
+                chosen = previous if near_previous else (time, frame)
                 break
-        if square is None:
+            previous = (time, frame)
+        chosen = chosen or (previous if nearest else None)
+        if chosen is None:
             raise DecodeError(f"could not decode the frame at {target:.3f}s")
+        square = _to_square(chosen[1], canvas)
         for _ in range(wanted.count(target)):
-            yield Sample(time, square)
+            yield Sample(chosen[0], square)

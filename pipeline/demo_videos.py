@@ -1,13 +1,15 @@
 """The embedded demo dataset: synthetic H.264 videos where the class needs fine detail.
 
-Each 224x224 video shows a dark, dull, slowly turning colour gradient (frames are redundant)
+Each 256x256 video shows a dark, dull, slowly turning colour gradient (frames are redundant)
 and, on a run of a few consecutive frames only, a bright yellow square that glides across
 the frame. The class is the square's texture, drawn with 1-pixel periods:
 
     flat, horizontal lines, vertical lines, checkerboard, dots
 
 Every texture has the same mean, and each is a sum of components at the Nyquist frequency of
-the 224 px frame. Resizing to 112 px (bilinear, antialiased, as phase one does) filters
+the 224 px frame that phase one sees: its ImageNet preprocessing keeps the central 224 px of the
+256 px short side, pixel for pixel (everything happens inside that crop; the 16 px border is
+background). Resizing to 112 px (bilinear, antialiased, as phase one does) filters
 exactly those components out, so at 112 px all five classes look the same: the square is
 visible (a coarse feature can tell *when* to look) but unreadable (only a 224 px feature
 can tell *what* it is). The square is smaller than an AdaFocus patch, so one well-placed
@@ -29,7 +31,9 @@ from .manifest import write_manifest
 from .options import option, validate
 
 CLASSES = ("flat", "horizontal", "vertical", "checker", "dots")
-FRAME_SIDE = 224
+FRAME_SIDE = 256       # the video: the ImageNet evaluation transform's short side (256 for a 224 crop)
+CROP_SIDE = 224        # what phase one keeps of it: the central 224 px
+MARGIN = (FRAME_SIDE - CROP_SIDE) // 2
 TAPER = 6       # px over which the texture fades in at the square's border
 # A bright yellow square, easy to see at any size; the texture moves all three channels
 # together (luma only, which H.264 keeps at full resolution) and never clips, so its mean is
@@ -93,7 +97,7 @@ def _background(rng: np.random.Generator, num_frames: int) -> np.ndarray:
 @dataclass
 class SquarePath:
     """When and where the square is: on frames first .. first + length - 1, gliding from `start`
-    to `end` (top-left corners, px at 224)."""
+    to `end` (top-left corners, px in the central 224 px crop that phase one sees)."""
     first: int
     length: int
     start: tuple[int, int]
@@ -103,7 +107,7 @@ class SquarePath:
     def draw(cls, rng: np.random.Generator, cfg: DemoVideoConfig) -> "SquarePath":
         length = int(rng.integers(cfg.object_frames[0], cfg.object_frames[1] + 1))
         first = int(rng.integers(0, cfg.num_frames - length + 1))
-        start, end = rng.integers(0, FRAME_SIDE - cfg.object_side, size=(2, 2))
+        start, end = rng.integers(0, CROP_SIDE - cfg.object_side, size=(2, 2))
         return cls(first, length, tuple(map(int, start)), tuple(map(int, end)))
 
     def frames(self) -> range:
@@ -133,7 +137,7 @@ def render_video(rng: np.random.Generator, label: str, path: SquarePath, cfg: De
     side = cfg.object_side
     square = np.array(SQUARE_COLOUR) + texture(label, side, TEXTURE_AMPLITUDE)[..., None]
     for t in path.frames():
-        y, x = path.corner(t)
+        y, x = (MARGIN + c for c in path.corner(t))
         frames[t, y:y + side, x:x + side] = square
     return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
 

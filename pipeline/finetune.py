@@ -52,6 +52,8 @@ class FinetuneConfig:
                                    "frames only).", choices=("frame", "max"))
     split: str = option("train", "The split to train on.")
     eval_split: str = option("val", "Frame and video accuracy on this split at the end; 'none' to skip.")
+    preprocess: str = option("eval", "Frames prepared as `c2f extract --preprocess` will prepare them.",
+                             choices=bb.PREPROCESS)
     seed: int = option(0)
     progress: bool = option(True, "Show progress bars.")
 
@@ -75,12 +77,13 @@ class Frames:
 
 
 def _decode_frames(entries, fs: bb.FeatureSet, num_frames: int, class_index: dict, progress: bool,
-                   desc: str) -> Frames:
+                   desc: str, preprocess: str) -> Frames:
     """Every sampled frame of the videos, as phase one would decode them; bad videos are skipped."""
     images, spans, targets, failed = [], [], [], 0
     for entry in tqdm(entries, desc=desc, unit="video", disable=not progress, dynamic_ncols=True):
         try:
-            frames = [s.image for s in decode_samples(entry.path, Sampling(num_frames=num_frames), fs.input_size)]
+            frames = [s.image for s in decode_samples(entry.path, Sampling(num_frames=num_frames),
+                                                      fs.resize_size(preprocess))]
         except Exception as err:  # noqa: BLE001 - one bad file must never stop the run
             log.warning("%s: skipped, %s", entry.video_id, str(err).splitlines()[0] if str(err) else type(err).__name__)
             failed += 1
@@ -95,12 +98,12 @@ def _decode_frames(entries, fs: bb.FeatureSet, num_frames: int, class_index: dic
     return Frames(torch.from_numpy(np.stack(images)), spans, torch.from_numpy(np.stack(targets)), failed)
 
 
-def pooled_logits(model: "FrameClassifier", images: torch.Tensor, units: list[range], fs) -> torch.Tensor:
+def pooled_logits(model: "FrameClassifier", images: torch.Tensor, units: list[range]) -> torch.Tensor:
     """[len(units), C]: per unit, the class-wise maximum over its frames (one frame: its logits).
     Max pooling is multiple-instance learning: a video's label must show on one of its frames,
     so the frames without the evidence are not pushed towards a label they do not show."""
     rows = torch.tensor([i for unit in units for i in unit])
-    logits = model(fs.prepare(images[rows]))
+    logits = model(model.prepare(images[rows]))
     pooled, start = [], 0
     for unit in units:
         pooled.append(logits[start:start + len(unit)].max(0).values)
@@ -111,11 +114,17 @@ def pooled_logits(model: "FrameClassifier", images: torch.Tensor, units: list[ra
 class FrameClassifier(nn.Module):
     """The backbone's trunk, pooled, and a new linear head over the manifest's classes."""
 
-    def __init__(self, fs: bb.FeatureSet, init: str, num_classes: int):
+    def __init__(self, fs: bb.FeatureSet, init: str, num_classes: int, preprocess: str = "eval"):
         super().__init__()
+        self.fs, self.preprocess = fs, preprocess
         self.full = bb.build_full(fs.backbone, init)
         self.features = bb.FeatureNet(fs.backbone.trunk_of(self.full), pooled=True)   # shares full's modules
         self.head = nn.Linear(fs.backbone.feature_dim, num_classes)
+
+    def prepare(self, squares: torch.Tensor) -> torch.Tensor:
+        """Decoded squares -> the inputs, exactly as phase one prepares them (channels_last, as the
+        network: 1.3-1.8x faster on the CPU too)."""
+        return self.fs.prepare(squares, self.preprocess).contiguous(memory_format=torch.channels_last)
 
     def forward(self, x):
         return self.head(self.features(x))
@@ -126,11 +135,11 @@ class FrameClassifier(nn.Module):
 
 
 @torch.no_grad()
-def held_out_accuracy(model: FrameClassifier, frames: Frames, fs, batch_size: int) -> dict:
+def held_out_accuracy(model: FrameClassifier, frames: Frames, batch_size: int) -> dict:
     """Frame accuracy (a frame's arg-max is one of its video's labels) and video accuracy (the
     class-wise maximum over the video's frames, as max pooling trains it)."""
     model.eval()
-    logits = torch.cat([model(fs.prepare(frames.images[start:start + batch_size]))
+    logits = torch.cat([model(model.prepare(frames.images[start:start + batch_size]))
                         for start in range(0, len(frames.images), batch_size)])
     frame_hits = video_hits = 0
     for target, span in zip(frames.targets, frames.spans):
@@ -163,7 +172,7 @@ class _Training:
     def __init__(self, cfg: FinetuneConfig, fs: bb.FeatureSet, num_classes: int, total_steps: int):
         self.cfg, self.partial = cfg, Path(cfg.out + ".partial")
         torch.manual_seed(cfg.seed)
-        self.model = FrameClassifier(fs, cfg.init, num_classes)
+        self.model = FrameClassifier(fs, cfg.init, num_classes, cfg.preprocess).to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
@@ -187,7 +196,7 @@ class _Training:
         atomic_write(self.partial, lambda tmp: torch.save(state, tmp))
 
 
-def _train_epoch(training: _Training, frames: "Frames", units, targets, per_batch: int, fs, label: str) -> dict:
+def _train_epoch(training: _Training, frames: "Frames", units, targets, per_batch: int, label: str) -> dict:
     model, optimizer = training.model, training.optimizer
     model.train()
     order = torch.randperm(len(units)).tolist()
@@ -196,7 +205,7 @@ def _train_epoch(training: _Training, frames: "Frames", units, targets, per_batc
                dynamic_ncols=True)
     for start in bar:
         picked = order[start:start + per_batch]
-        logits = pooled_logits(model, frames.images, [units[i] for i in picked], fs)
+        logits = pooled_logits(model, frames.images, [units[i] for i in picked])
         loss = F.cross_entropy(logits, targets[picked])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -218,13 +227,13 @@ def finetune(cfg: FinetuneConfig) -> dict:
     if not train_entries:
         raise ValueError(f"the manifest has no {cfg.split!r} videos")
     started = time.perf_counter()
-    train = _decode_frames(train_entries, fs, cfg.num_frames, class_index, cfg.progress, cfg.split)
+    train = _decode_frames(train_entries, fs, cfg.num_frames, class_index, cfg.progress, cfg.split, cfg.preprocess)
     units, targets = train.units(cfg.pooling)
     per_batch = max(1, cfg.batch_size // (cfg.num_frames if cfg.pooling == "max" else 1))   # ~batch_size frames
     Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     training = _Training(cfg, fs, len(classes), cfg.epochs * math.ceil(len(units) / per_batch))
     for epoch in range(training.first_epoch, cfg.epochs):
-        logs = _train_epoch(training, train, units, targets, per_batch, fs, f"epoch {epoch + 1}/{cfg.epochs}")
+        logs = _train_epoch(training, train, units, targets, per_batch, f"epoch {epoch + 1}/{cfg.epochs}")
         training.history.append({"epoch": epoch + 1, **logs})
         log.info("epoch %d: loss %.4f, accuracy %.3f (%s)", epoch + 1, logs["loss"], logs["train_accuracy"],
                  "videos" if cfg.pooling == "max" else "frames")
@@ -233,8 +242,9 @@ def finetune(cfg: FinetuneConfig) -> dict:
               "train_videos_skipped": train.failed, "history": training.history}
     eval_entries = manifest.split(cfg.eval_split) if cfg.eval_split != "none" else []
     if eval_entries:
-        held_out = _decode_frames(eval_entries, fs, cfg.num_frames, class_index, cfg.progress, cfg.eval_split)
-        for key, value in held_out_accuracy(training.model, held_out, fs, cfg.batch_size).items():
+        held_out = _decode_frames(eval_entries, fs, cfg.num_frames, class_index, cfg.progress, cfg.eval_split,
+                                  cfg.preprocess)
+        for key, value in held_out_accuracy(training.model, held_out, cfg.batch_size).items():
             record[f"{cfg.eval_split}_{key}"] = value
     record["seconds"] = time.perf_counter() - started
     weights = training.model.backbone_state(fs.backbone.classifier_prefixes)

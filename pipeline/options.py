@@ -7,8 +7,8 @@ raises ValueError naming the command-line flag; `click_options(Config)` turns th
 click options, so the command line only parses; `to_args(Config, values)` writes settings back
 as flags (the report's commands for missing runs).
 
-Flags: `field_name` -> `--field-name`; a bool defaulting to True -> `--no-field-name`; a list ->
-a repeatable option (its flag may be given, e.g. `backbones` -> `--backbone`); a tuple -> one
+Flags: `field_name` -> `--field-name`; a bool -> `--field-name/--no-field-name`; a list -> a
+repeatable option (its flag may be given, e.g. `backbones` -> `--backbone`); a tuple -> one
 comma-separated value.
 """
 from __future__ import annotations
@@ -108,7 +108,8 @@ def _click_option(field: dataclasses.Field):
     flag, help_text = flag_name(field), meta.get("help", "")
     required = default is _MISSING and field.default_factory is _MISSING
     if isinstance(default, bool):
-        return click.option(flag, field.name, is_flag=True, flag_value=not default, default=default, help=help_text)
+        name = field.name.replace("_", "-")
+        return click.option(f"--{name}/--no-{name}", field.name, default=default, show_default=True, help=help_text)
     if meta.get("repeat"):                              # a list: repeat the option
         items = field.default_factory() if field.default_factory is not _MISSING else []
         defaults = {"default": tuple(items), "show_default": True} if items else {}

@@ -19,12 +19,12 @@ class FeatureRunner:
     batch of decoded squares, `run` one set's on prepared inputs."""
 
     def __init__(self, specs: list[bb.FeatureSet], weights: dict[str, str], device: torch.device, batch_size: int,
-                 precision: str = "fp32", channels_last: bool = False):
+                 precision: str = "fp32", channels_last: bool = False, preprocess: str = "eval"):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.specs, self.device, self.batch_size = specs, device, batch_size
-        self.precision, self.channels_last = precision, channels_last
-        self.canvas = max(fs.input_size for fs in specs)
+        self.precision, self.channels_last, self.preprocess = precision, channels_last, preprocess
+        self.canvas = bb.canvas_for(specs, preprocess)
         self.clip_frames = bb.CLIP_WINDOW // bb.CLIP_STRIDE if any(fs.output == "clip" for fs in specs) else 0
         self.modules, self.gflops = {}, {}
         for fs in specs:
@@ -64,11 +64,12 @@ class FeatureRunner:
         out = {}
         for fs in self.specs:
             if fs.output == "clip":
-                feats = self.run(fs, fs.prepare_clips(clips.to(self.device, non_blocking=True)))
+                feats = self.run(fs, fs.prepare_clips(clips.to(self.device, non_blocking=True), self.preprocess))
             elif fs.output == "grid":
                 # one gather cuts every candidate: [n * G * G, 3, P, P], row-major
-                feats = self.run(fs, fs.cut_patches(fs.prepare(images))).view(len(images), fs.grid ** 2, -1)
+                x = fs.cut_patches(fs.prepare(images, self.preprocess))
+                feats = self.run(fs, x).view(len(images), fs.grid ** 2, -1)
             else:
-                feats = self.run(fs, fs.prepare(images))
+                feats = self.run(fs, fs.prepare(images, self.preprocess))
             out[fs.name] = feats.to(torch.float16).cpu().numpy()
         return out

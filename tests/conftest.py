@@ -28,8 +28,9 @@ def frame_image(index: int, width: int, height: int) -> np.ndarray:
 
 def make_video(path: Path, num_frames: int = 30, fps: int = 10, width: int = 96, height: int = 64,
                codec: str = "libx264", rotate: int | None = None, pts_seconds: list[float] | None = None,
-               gop: int = 10, faststart: bool = False) -> Path:
-    """Write an H.264 mp4 with PyAV. `pts_seconds` makes a variable-frame-rate video."""
+               gop: int = 10, faststart: bool = False, fixed_gop: bool = False) -> Path:
+    """Write an H.264 mp4 with PyAV. `pts_seconds` makes a variable-frame-rate video; `fixed_gop`: a
+    keyframe every `gop` frames and nowhere else (no scene-cut keyframes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as container:
@@ -37,6 +38,8 @@ def make_video(path: Path, num_frames: int = 30, fps: int = 10, width: int = 96,
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = gop
         stream.codec_context.options = {"bf": "0"} if codec == "libx264" else {}
+        if fixed_gop:
+            stream.codec_context.options |= {"x264-params": f"scenecut=0:keyint={gop}:min-keyint={gop}"}
         if rotate is not None:
             stream.metadata["rotate"] = str(rotate)
         time_base = Fraction(1, 1000)

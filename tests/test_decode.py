@@ -101,3 +101,55 @@ def test_bad_inputs_raise_one_line_decode_errors(tmp_path, kind):
     with pytest.raises(DecodeError) as err:
         list(decode_samples(path, Sampling(fps=1), 32))
     assert "\n" not in str(err.value) and str(err.value)
+
+
+def test_keyframe_mode_takes_the_nearest_keyframe(tmp_path):
+    video = make_video(tmp_path / "k.mp4", num_frames=60, fps=10, gop=20, fixed_gop=True)   # keys at 0, 2, 4 s
+    exact = list(decode_samples(video, Sampling(num_frames=6), 32))
+    keys = list(decode_samples(video, Sampling(num_frames=6), 32, seek="keyframe"))
+    assert [s.timestamp for s in exact] == pytest.approx([0.5, 1.5, 2.5, 3.5, 4.5, 5.5])
+    assert [s.timestamp for s in keys] == pytest.approx([0.0, 2.0, 2.0, 4.0, 4.0, 4.0])
+    assert [brightness_index(s.image) for s in keys] == [0, 20, 20, 40 % 30, 40 % 30, 40 % 30]
+    linear = list(decode_samples(video, Sampling(num_frames=6), 32, seek="keyframe", force_linear=True))
+    assert [s.timestamp for s in linear] == [s.timestamp for s in keys]
+
+
+def test_nonref_mode_takes_the_nearest_decoded_frame(tmp_path):
+    """With B-frames the decoder may skip some frames: each sample is a real frame near its target."""
+    import av
+    path = tmp_path / "b.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.codec_context.options = {"bf": "3", "b-pyramid": "none"}    # non-reference B-frames
+        from conftest import frame_image
+        for i in range(40):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame_image(i, 64, 64), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    samples = list(decode_samples(path, Sampling(fps=2), 32, seek="nonref"))
+    assert len(samples) == 8
+    for k, sample in enumerate(samples):
+        assert abs(sample.timestamp - k / 2) <= 0.2 + 1e-6                    # within two frames of its target
+        assert brightness_index(sample.image) == round(sample.timestamp * 10) % 30   # the frame of that time
+
+
+def test_snippets_refuse_inexact_seeking(tmp_path):
+    video = make_video(tmp_path / "a.mp4", num_frames=20)
+    with pytest.raises(ValueError, match="--seek exact"):
+        list(decode_samples(video, Sampling(fps=1), 32, clip_frames=4, seek="nonref"))
+
+
+def test_frames_are_resized_as_torchvisions_evaluation_transform(tmp_path):
+    """The decoded square is the central crop of torchvision's antialiased short-side resize."""
+    import av
+    from torchvision.transforms.v2.functional import center_crop, resize
+    import torch
+    video = make_video(tmp_path / "wide.mp4", num_frames=3, fps=10, width=160, height=96)
+    sample = next(decode_samples(video, Sampling(num_frames=1), 64))
+    with av.open(str(video)) as container:
+        frame = list(container.decode(container.streams.video[0]))[2]      # the first at or after 0.15 s
+    rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+    expected = center_crop(resize(rgb, [64], antialias=True), [64, 64]).permute(1, 2, 0).numpy()
+    assert np.array_equal(sample.image, expected)

@@ -204,3 +204,23 @@ def test_features_do_not_depend_on_the_other_videos_in_the_batch(tmp_path):
     together = read_feature_set(tmp_path / "all" / "mobilenet_v2@112")["v2"].features
     alone = read_feature_set(tmp_path / "one" / "mobilenet_v2@112")["v2"].features
     assert np.array_equal(together, alone)
+
+
+def test_bf16_autocast_and_channels_last_run_on_the_cpu(tmp_path):
+    """The GPU path's arithmetic (bf16 autocast, channels_last) runs here too: float16 features within
+    a stated tolerance of fp32's (README: cosine >= 0.95 per frame with these random weights, whose
+    calibrated BN statistics are fragile; tests/test_real_weights.py holds ImageNet weights to 0.975)."""
+    video = make_video(tmp_path / "a.mp4", num_frames=30, fps=10, width=128, height=96)
+    manifest = write_manifest(tmp_path / "m.csv", [("a", str(video), "x", "train")])
+    sets = ["mobilenet_v2@112", "resnet18@224-grid2x96"]
+    run(manifest, tmp_path / "fp32", sets, num_frames=3, fps=None, precision="fp32", channels_last=False)
+    run(manifest, tmp_path / "bf16", sets, num_frames=3, fps=None, precision="bf16", channels_last=True)
+    for name in sets:
+        exact, rough = (read_feature_set(tmp_path / run_name / name)["a"].features for run_name in ("fp32", "bf16"))
+        assert rough.dtype == np.float16 and rough.shape == exact.shape and not np.array_equal(rough, exact)
+        a, b = exact.reshape(-1, exact.shape[-1]).astype(float), rough.reshape(-1, rough.shape[-1]).astype(float)
+        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cosine.min() >= 0.95, (name, cosine.min())
+        index = json.loads((tmp_path / "bf16" / name / "index.json").read_text())
+        assert {k: index["attrs"][k] for k in ("preprocess", "seek", "canvas")} == \
+            {"preprocess": "eval", "seek": "exact", "canvas": 256}

@@ -48,6 +48,9 @@ class Backbone:
     build_full: Callable[[str | None], nn.Module]   # weights: None | "imagenet" -> full classifier
     trunk_of: Callable[[nn.Module], nn.Module]      # full model -> module returning the feature map
     classifier_prefixes: tuple[str, ...]             # state-dict keys of the classification head
+    # the weights' evaluation transform: resize the short side to input x resize_ratio, centre crop
+    # the input (ImageNet: 256 for 224, torchvision's weights.transforms(); Kinetics: 256 for 256)
+    resize_ratio: float = 256 / 224
 
 
 REGISTRY: dict[str, Backbone] = {}
@@ -97,10 +100,18 @@ register(Backbone("mobilenet_v2", "image", 224, 1280, 1280, IMAGENET_MEAN, IMAGE
 register(Backbone("dpn107", "image", 224, 2688, 2688, (124 / 255, 117 / 255, 104 / 255), (0.2348,) * 3,
                   timm_builder("dpn107"), _TimmTrunk, ("classifier.",)))
 register(Backbone("slowfast_r50", "clip", 256, 2304, 0, KINETICS_MEAN, KINETICS_STD,
-                  slowfast_builder, _SlowFastPooled, ("blocks.6.proj.",)))
+                  slowfast_builder, _SlowFastPooled, ("blocks.6.proj.",), resize_ratio=1.0))
 
 
 # ------------------------------------------------------------------ feature sets
+
+PREPROCESS = ("eval", "full")
+
+
+def canvas_for(sets, preprocess: str) -> int:
+    """The side of the one decoded square that serves every set: the largest resize (nothing is upscaled)."""
+    return max(fs.resize_size(preprocess) for fs in sets)
+
 
 SPEC_RE = re.compile(r"^(?P<name>[a-z0-9_]+)(?:@(?P<size>\d+))?(?:-(?P<out>map|grid(?P<grid>\d+)x(?P<patch>\d+)))?$")
 
@@ -141,6 +152,29 @@ class FeatureSet:
         return torch.zeros(batch, 3, side, side)
 
     # -------------------------------------------------------------- preprocessing
+    # One decode serves every set of a run: each frame's short side is scaled to the canvas and its
+    # central square kept (pipeline.decode); each set then takes its central crop of that square
+    # and resizes it to its input size. `eval` crops as the weights' evaluation transform does
+    # (DESIGN.md "Preprocessing"); `full` keeps the whole square (c2f before 2026-11: no attribute).
+
+    def resize_size(self, preprocess: str) -> int:
+        """The short side the set's evaluation transform resizes to (its input size for `full`)."""
+        if preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {PREPROCESS}, not {preprocess!r}")
+        return round(self.input_size * self.backbone.resize_ratio) if preprocess == "eval" else self.input_size
+
+    def _crop(self, x: torch.Tensor, preprocess: str) -> torch.Tensor:
+        """The set's central crop of squares [..., Q, Q] (Q: the canvas), resized to its input size."""
+        side = x.shape[-1]
+        crop = round(side * self.input_size / self.resize_size(preprocess))
+        if crop != side:
+            top = int(round((side - crop) / 2))
+            x = x[..., top:top + crop, top:top + crop]
+        if crop != self.input_size:
+            shape = x.shape
+            x = F.interpolate(x.reshape(-1, *shape[-3:]), size=self.input_size, mode="bilinear", antialias=True,
+                              align_corners=False).reshape(*shape[:-2], self.input_size, self.input_size)
+        return x
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """[n, 3, ...] in [0, 1] -> the backbone's normalised input."""
@@ -149,23 +183,15 @@ class FeatureSet:
         std = torch.tensor(self.backbone.std, device=x.device, dtype=x.dtype).view(shape)
         return (x - mean) / std
 
-    def prepare(self, squares: torch.Tensor) -> torch.Tensor:
-        """Decoded squares [n, S, S, 3] uint8 -> the set's normalised input [n, 3, size, size].
-        Smaller inputs are resized from the square (antialiased), so every set sees the same view."""
-        x = squares.permute(0, 3, 1, 2).float().div_(255)
-        if self.input_size != x.shape[-1]:
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", antialias=True, align_corners=False)
+    def prepare(self, squares: torch.Tensor, preprocess: str = "eval") -> torch.Tensor:
+        """Decoded squares [n, Q, Q, 3] uint8 -> the set's normalised input [n, 3, size, size]."""
+        x = self._crop(squares.permute(0, 3, 1, 2).float().div_(255), preprocess)
         return self.normalise(x)
 
-    def prepare_clips(self, clips: torch.Tensor) -> torch.Tensor:
-        """Decoded snippets [n, T, S, S, 3] uint8 -> [n, 3, T, size, size], normalised."""
-        x = clips.permute(0, 4, 1, 2, 3).float().div_(255)
-        if self.input_size != x.shape[-1]:
-            n, c, t, side = *x.shape[:3], x.shape[-1]
-            x = F.interpolate(x.transpose(1, 2).reshape(n * t, c, side, side), size=self.input_size,
-                              mode="bilinear", antialias=True, align_corners=False)
-            x = x.reshape(n, t, c, self.input_size, self.input_size).transpose(1, 2)
-        return self.normalise(x)
+    def prepare_clips(self, clips: torch.Tensor, preprocess: str = "eval") -> torch.Tensor:
+        """Decoded snippets [n, T, Q, Q, 3] uint8 -> [n, 3, T, size, size], normalised."""
+        x = self._crop(clips.permute(0, 1, 4, 2, 3).float().div_(255), preprocess)    # [n, T, 3, size, size]
+        return self.normalise(x.transpose(1, 2))
 
     def cut_patches(self, x: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """Prepared frames [n, 3, S, S] -> their grid's patches: every candidate, row-major

