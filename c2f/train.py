@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from pipeline.cache import Cache
+from pipeline.cache import Cache, attr
 from pipeline.files import atomic_write
 from pipeline.manifest import read_manifest
 
@@ -56,6 +56,7 @@ def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
                              f"({len(videos.skipped)} skipped, {len(manifest.split(split))} in the manifest)")
         check_shapes(cfg, videos)
         splits.append(videos)
+    warn_mixed_decoding(splits[0])
     train, evaluation = splits
     unseen = [c for c, n in zip(classes, train.targets.sum(0).tolist()) if n == 0]
     if unseen:
@@ -83,6 +84,16 @@ def check_shapes(cfg: TrainConfig, videos: VideoSet) -> None:
         if short:
             log.warning("%d videos have fewer cached frames than --frames %d: their segments repeat frames "
                         "(a frame or patch read twice is charged once)", short, cfg.frames)
+
+
+def warn_mixed_decoding(videos: VideoSet) -> None:
+    """Sets of one run decoded differently (seek mode, preprocessing, canvas) still pair by
+    timestamps, but their features describe differently prepared frames: say so."""
+    for key in ("seek", "preprocess", "canvas"):
+        values = {role: attr(info.attrs, key) for role, info in videos.sets.items()}
+        if len(set(map(str, values.values()))) > 1:
+            log.warning("the feature sets of this run were decoded differently (%s: %s)", key,
+                        ", ".join(f"{videos.sets[r].name} {v}" for r, v in values.items()))
 
 
 def head_dims(videos: VideoSet, classes: list[str]) -> HeadDims:

@@ -47,11 +47,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def default_workers(device: str) -> int:
-    """Decoding processes: on a GPU half the cores (the backbones are cheap there, decoding is the
-    wall); on the CPU an eighth, 0 on 2 cores: decode in the main process, since the backbones
-    need every core and a preempted compute thread stalls its sibling at every barrier."""
-    cores = os.cpu_count() or 2
-    return max(1, cores // 2) if resolve_device(device).type == "cuda" else cores // 8
+    """Decoding processes: on a GPU every core but the main process's (the backbones are cheap
+    there, decoding is the wall: bench/decode.py); on the CPU an eighth, 0 on 2 cores: decode in
+    the main process, since the backbones need every core and a preempted compute thread stalls
+    its sibling at every barrier."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(1, cores - 1) if resolve_device(device).type == "cuda" else cores // 8
 
 
 @dataclass
@@ -65,8 +66,8 @@ class ExtractConfig:
     num_frames: int | None = option(None, "Sample N evenly spaced frames instead.", minimum=1, kind=int)
     weights: list[str] = option(["imagenet"], "imagenet | random | PATH, for all sets, or SET=VALUE for one set.")
     batch_size: int = option(32, "Frames per backbone call (the last is padded).", minimum=1)
-    workers: int | None = option(None, "Decoding processes (default: GPU half the cores; CPU an eighth, 0 on 2 "
-                                       "cores: decode in the main process, since the backbones need every core).",
+    workers: int | None = option(None, "Decoding processes (default: GPU every core but one; CPU an eighth, 0 on "
+                                       "2 cores: decode in the main process, since the backbones need every core).",
                                  minimum=0, kind=int)
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     shard_videos: int = option(64, "Videos per shard.", minimum=1)

@@ -125,3 +125,18 @@ def test_evaluate_online_on_a_run_without_budgets(tmp_path):
     assert train(tmp_path, manifest, method="lstm").exit_code == 0
     result = CliRunner().invoke(main, ["evaluate-online", "--run", str(tmp_path / "run"), "--budget", "2"])
     one_line_error(result, "lstm run")
+
+
+def test_sets_decoded_differently_are_warned_about(tmp_path, caplog):
+    from c2f.synthetic import _attrs
+    videos = basic_videos()
+    rng = np.random.default_rng(0)
+    features = {v: {COARSE: rng.normal(size=(n, 4)).astype(np.float16), FINE: rng.normal(size=(n, 6)).astype(np.float16)}
+                for v, (_, _, n) in videos.items()}
+    stamps = {v: np.arange(n, dtype=np.float32) for v, (_, _, n) in videos.items()}
+    write_sets(tmp_path / "cache", {COARSE: _attrs(COARSE, 4, 0.08, 1.0) | {"seek": "keyframe"},
+                                    FINE: _attrs(FINE, 6, 7.8, 1.0)}, features, stamps)
+    manifest = write_manifest(tmp_path / "manifest.csv", [(v, label, split) for v, (label, split, _) in videos.items()])
+    with caplog.at_level("WARNING"):
+        assert train(tmp_path, manifest).exit_code == 0
+    assert "decoded differently (seek: mobilenet_v2@112 keyframe, resnet101@224 exact)" in caplog.text
