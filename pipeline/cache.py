@@ -34,7 +34,7 @@ SCHEMA_VERSION = 1
 KINDS = ("pooled", "map", "grid", "clip")
 # attributes caches written before they existed lack; what those caches did
 LEGACY_ATTRS = {"preprocess": "full", "seek": "exact"}
-UNRECORDED_BEFORE = ("canvas",)       # not known for an older cache: not compared on resume
+UNRECORDED_BEFORE = ("canvas", "precision", "channels_last")       # unknown for an older cache: not compared
 
 
 def attr(attrs: dict, key: str):
@@ -378,8 +378,8 @@ class CacheLock:
     and a rerun right after a crash is not refused.
     """
 
-    def __init__(self, folder: Path, name: str = ".lock"):
-        self.path = Path(folder) / name
+    def __init__(self, folder: Path, name: str = ".lock", what: str = "extraction"):
+        self.path, self.what = Path(folder) / name, what
         self.handle = None
 
     def __enter__(self):
@@ -389,7 +389,7 @@ class CacheLock:
             fcntl.lockf(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.handle.close()
-            raise RuntimeError(f"{self.path.parent} is in use by another extraction (lock {self.path}); "
+            raise RuntimeError(f"{self.path.parent} is in use by another {self.what} (lock {self.path}); "
                                "wait for it to finish or use another --out") from None
         return self
 

@@ -251,7 +251,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     summary = ExtractSummary(rank=ranks.rank, world=ranks.world)
     try:
         with ExitStack() as stack:
-            _lock_for_the_whole_run(stack, out, ranks)
+            lock_for_the_whole_run(stack, out, ranks)
             runner = FeatureRunner(specs, weights, device, cfg.batch_size, *cfg.numerics(device), cfg.preprocess)
             indices = {fs.name: FeatureIndex.open(out / fs.name, _attrs(fs, weights[fs.name], cfg, runner),
                                                   remove_stale=ranks.rank == 0) for fs in specs}
@@ -275,7 +275,8 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
 def _attrs(fs: bb.FeatureSet, weights: str, cfg: ExtractConfig, runner: FeatureRunner) -> dict:
     return shard_attrs(fs.name, fs.backbone.name, fs.input_size, fs.output, bb.weights_tag(weights),
                        runner.gflops[fs.name], fs.feature_dim, cfg.sampling.attrs(), fs.grid, fs.patch_size,
-                       preprocess=cfg.preprocess, canvas=runner.canvas, seek=cfg.seek)
+                       preprocess=cfg.preprocess, canvas=runner.canvas, seek=cfg.seek, precision=runner.precision,
+                       channels_last=int(runner.channels_last))
 
 
 def _pending(entries: list[VideoEntry], indices: dict[str, FeatureIndex], retry_failed: bool,
@@ -310,13 +311,14 @@ def _judge_completeness(indices: dict[str, FeatureIndex], entries: list[VideoEnt
         index.save()
 
 
-def _lock_for_the_whole_run(stack: ExitStack, out: Path, ranks: Ranks) -> None:
-    """Rank 0 holds the cache lock for the run; if it cannot, every rank refuses together."""
+def lock_for_the_whole_run(stack: ExitStack, out: Path, ranks: Ranks, what: str = "extraction") -> None:
+    """Rank 0 holds the folder's lock for the run; if it cannot, every rank refuses together
+    (extraction locks its cache, prediction its output folder)."""
     refusal = None
     if ranks.rank == 0:
         try:
-            stack.enter_context(CacheLock(out))
+            stack.enter_context(CacheLock(out, what=what))
         except RuntimeError as err:
             refusal = err
     if not ranks.all_true(refusal is None):
-        raise refusal or RuntimeError(f"{out} is in use by another extraction (rank 0 could not lock it)")
+        raise refusal or RuntimeError(f"{out} is in use by another {what} (rank 0 could not lock it)")

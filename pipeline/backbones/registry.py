@@ -163,7 +163,7 @@ class FeatureSet:
             raise ValueError(f"preprocess must be one of {PREPROCESS}, not {preprocess!r}")
         return round(self.input_size * self.backbone.resize_ratio) if preprocess == "eval" else self.input_size
 
-    def _crop(self, x: torch.Tensor, preprocess: str) -> torch.Tensor:
+    def crop(self, x: torch.Tensor, preprocess: str) -> torch.Tensor:
         """The set's central crop of squares [..., Q, Q] (Q: the canvas), resized to its input size."""
         side = x.shape[-1]
         crop = round(side * self.input_size / self.resize_size(preprocess))
@@ -185,12 +185,12 @@ class FeatureSet:
 
     def prepare(self, squares: torch.Tensor, preprocess: str = "eval") -> torch.Tensor:
         """Decoded squares [n, Q, Q, 3] uint8 -> the set's normalised input [n, 3, size, size]."""
-        x = self._crop(squares.permute(0, 3, 1, 2).float().div_(255), preprocess)
+        x = self.crop(squares.permute(0, 3, 1, 2).float().div_(255), preprocess)
         return self.normalise(x)
 
     def prepare_clips(self, clips: torch.Tensor, preprocess: str = "eval") -> torch.Tensor:
         """Decoded snippets [n, T, Q, Q, 3] uint8 -> [n, 3, T, size, size], normalised."""
-        x = self._crop(clips.permute(0, 1, 4, 2, 3).float().div_(255), preprocess)    # [n, T, 3, size, size]
+        x = self.crop(clips.permute(0, 1, 4, 2, 3).float().div_(255), preprocess)    # [n, T, 3, size, size]
         return self.normalise(x.transpose(1, 2))
 
     def cut_patches(self, x: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
