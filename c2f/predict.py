@@ -31,7 +31,7 @@ from pipeline.runner import FeatureRunner
 
 from .data import VideoSet
 from .evaluate import EvalResult, run_head
-from .runs import load_run, read_config
+from .runs import load_run, read_config, require_finished
 
 
 class PredictError(ValueError):
@@ -133,8 +133,9 @@ def resolve_weights(recorded: dict[str, str], given: list[str], allow_other: boo
     """Each set's weights, and notes on those that differ from what the cache recorded.
 
     `given` as for `c2f extract`: SET=VALUE for one set, or bare values: a bare PATH serves every
-    set that recorded its sha256; imagenet / random serve the sets that recorded nothing else
-    usable. A set recorded with imagenet or random needs nothing given."""
+    set that recorded its sha256 (else, as another file, the sets that recorded a file);
+    imagenet / random serve the sets that recorded nothing else usable. A set recorded with
+    imagenet or random needs nothing given."""
     explicit, bare = {}, []
     for item in given:
         name, sep, value = item.rpartition("=")
@@ -152,8 +153,10 @@ def resolve_weights(recorded: dict[str, str], given: list[str], allow_other: boo
     for name, tag in recorded.items():
         by_hash = [value for value, digest in hashes.items() if digest == tag]
         words = [value for value in bare if value in ("imagenet", "random")]
+        files = list(hashes) if tag not in ("imagenet", "random") else []
         value = explicit.get(name) or (by_hash[0] if by_hash else None) or \
-            (tag if tag in ("imagenet", "random") else None) or (words[0] if words else None)
+            (tag if tag in ("imagenet", "random") else None) or (files[0] if files else None) or \
+            (words[0] if words else None)
         if value is None:
             raise PredictError(f"{name} was extracted with the weights whose sha256 is {tag[:16]}...: "
                                f"pass that file with --weights {name}=PATH")
@@ -181,6 +184,7 @@ class Predictor:
     def from_run(cls, run: str | Path, weights: list[str] = (), device: str = "auto", allow_other_weights: bool = False,
                  budget: int | None = None, batch_size: int = 32) -> "Predictor":
         run = Path(run)
+        require_finished(run)
         saved = read_config(run)
         if "feature_sets" not in saved or not all("attrs" in s for s in saved["feature_sets"].values()):
             raise PredictError(f"{run}/config.json has no feature-set attributes (a run from an older c2f): "

@@ -40,7 +40,8 @@ ERROR_COLUMNS = ["video_id", "path", "reason"]
 
 @dataclass
 class PredictConfig:
-    run: str = option(help="A finished `c2f train-head` run directory.")
+    # --run-dir for torchrun, whose own argument parser mistakes --run for its --run-path
+    run: str = option(help="A finished `c2f train-head` run directory.", aliases=("--run-dir",))
     out: str = option(help="Output folder: predictions.csv, decisions.csv, summary.json, errors.csv.")
     videos: list[str] = option([], "Video files (the command's arguments).", cli=False)
     manifest: str | None = option(None, "A manifest CSV instead of video files.")
@@ -163,6 +164,11 @@ class Outputs:
             path.unlink()
         return sorted(predictions.values(), key=key)
 
+    def remove_parts(self) -> None:
+        for path in self.parts.glob("*"):
+            path.unlink()
+        self.parts.rmdir()
+
 
 def _write_all(path: Path, header: list[str], rows) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -259,8 +265,7 @@ def _merge(outputs: Outputs, predictor: Predictor, cfg: PredictConfig, entries: 
             seconds[key] += value
     rows = outputs.merge([e[0] for e in entries])
     errors = len(_read_rows(outputs.out / "errors.csv"))
-    for path in outputs.parts.glob("summary-*.json"):
-        path.unlink()
     summary = _summary(predictor, cfg, rows, errors, seconds)
     atomic_write_text(previous, json.dumps(summary, indent=1))
+    outputs.remove_parts()
     return summary

@@ -77,11 +77,15 @@ def write_skipped(run: Path, skipped: dict[str, dict[str, str]]) -> None:
     atomic_write(Path(run) / "skipped.csv", write)
 
 
+def require_finished(run: Path) -> None:
+    if not (run / "head.pt").exists() or not (run / "config.json").exists():
+        raise FileNotFoundError(f"{run} is not a finished run (needs config.json and head.pt)")
+
+
 def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig, Head, list[str]]:
     """A trained head from its run directory (weights loaded with weights_only=True)."""
     run = Path(run_dir)
-    if not (run / "head.pt").exists() or not (run / "config.json").exists():
-        raise FileNotFoundError(f"{run} is not a finished run (needs config.json and head.pt)")
+    require_finished(run)
     saved = read_config(run)
     cfg = TrainConfig.from_dict(saved["settings"])
     shapes = {role: s["frame_shape"] for role, s in saved["feature_sets"].items()}

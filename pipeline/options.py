@@ -25,7 +25,7 @@ _MISSING = dataclasses.MISSING
 def option(default: Any = _MISSING, help: str = "", *, choices: Callable[[], list] | list | tuple | None = None,
            minimum: float | None = None, above: float | None = None, maximum: float | None = None,
            flag: str | None = None, cli: bool = True, kind: type | None = None, repeat: bool = False,
-           what: str | None = None) -> Any:
+           what: str | None = None, aliases: tuple[str, ...] = ()) -> Any:
     """A dataclass field with what the command line and validation need.
 
     choices: the allowed values (or a function giving them, evaluated when asked);
@@ -33,9 +33,11 @@ def option(default: Any = _MISSING, help: str = "", *, choices: Callable[[], lis
     tuple); flag: the command-line name when not derived from the field's; cli: False keeps the
     field off the command line; kind: the type of one value where the annotation says little;
     repeat: a list given by repeating the flag (implied by a list default; without a default, required);
-    what: the subject of a validation message where it reads better than the flag ("learning rates")."""
+    what: the subject of a validation message where it reads better than the flag ("learning rates");
+    aliases: further spellings of the flag."""
     metadata = {"help": help, "choices": choices, "minimum": minimum, "above": above, "maximum": maximum,
-                "flag": flag, "cli": cli, "kind": kind, "repeat": repeat or isinstance(default, list), "what": what}
+                "flag": flag, "cli": cli, "kind": kind, "repeat": repeat or isinstance(default, list), "what": what,
+                "aliases": aliases}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -105,7 +107,7 @@ def _tuple_parser(kind: type, length: int):
 
 def _click_option(field: dataclasses.Field):
     meta, default = field.metadata, field.default
-    flag, help_text = flag_name(field), meta.get("help", "")
+    flag, help_text = (flag_name(field), *meta.get("aliases", ())), meta.get("help", "")
     required = default is _MISSING and field.default_factory is _MISSING
     if isinstance(default, bool):
         name = field.name.replace("_", "-")
@@ -113,17 +115,17 @@ def _click_option(field: dataclasses.Field):
     if meta.get("repeat"):                              # a list: repeat the option
         items = field.default_factory() if field.default_factory is not _MISSING else []
         defaults = {"default": tuple(items), "show_default": True} if items else {}
-        return click.option(flag, field.name, multiple=True, required=required, type=meta.get("kind") or str,
+        return click.option(*flag, field.name, multiple=True, required=required, type=meta.get("kind") or str,
                             help=help_text, callback=lambda ctx, param, value: list(value), **defaults)
     if isinstance(default, tuple):
-        return click.option(flag, field.name, default=",".join(map(str, default)), show_default=True,
+        return click.option(*flag, field.name, default=",".join(map(str, default)), show_default=True,
                             callback=_tuple_parser(meta.get("kind") or type(default[0]), len(default)), help=help_text)
     choices = choices_of(field)
     kind = click.Choice([str(c) for c in choices]) if choices and all(isinstance(c, str) for c in choices) else (
         meta.get("kind") or (type(default) if default not in (None, _MISSING) else str))
     if required:            # no default at all: click (8.2+) treats an explicit None as a given value
-        return click.option(flag, field.name, required=True, type=kind, help=help_text)
-    return click.option(flag, field.name, default=default, show_default=default is not None, type=kind,
+        return click.option(*flag, field.name, required=True, type=kind, help=help_text)
+    return click.option(*flag, field.name, default=default, show_default=default is not None, type=kind,
                         help=help_text)
 
 

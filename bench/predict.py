@@ -1,0 +1,99 @@
+"""Real savings: `c2f predict` with the demo's uniform, liteeval and adafocus runs on the same
+decoded videos, in one process: seconds a video by stage, the ratio to UNIFORM, and the GFLOPs
+executed against what `c2f report` charges for the same run and videos.
+
+    python bench/predict.py [--demo demo_out] [--data data_manifests/demo] [--videos 100] [--batch-size 16]
+    python bench/predict.py --smoke        # a tiny pipeline of its own, random weights (seconds)
+
+Decoding is paid by every method alike and is reported apart; the compute seconds are the CNNs'
+and the head's. Each method first runs one untimed batch (model and kernel warm-up).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from c2f.predict import Predictor, Timer                 # noqa: E402
+from pipeline.manifest import read_manifest              # noqa: E402
+
+METHODS = ("uniform", "liteeval", "adafocus")
+
+
+def smoke_demo(root: Path) -> tuple[Path, Path]:
+    """A demo of a few videos with random weights: the same commands as `c2f demo`, smaller."""
+    from click.testing import CliRunner
+
+    from c2f.demo import DemoSizes, demo_steps
+    from cli import main
+    sizes = DemoSizes(train_videos=6, val_videos=4, frames=4, finetune_epochs=1, head_epochs=1,
+                      adafocus_stage_epochs="1,1,1", budgets=(1,), predict_videos=1)
+    for step in demo_steps(str(root / "data"), str(root / "out"), sizes):
+        if step[0] in ("report", "evaluate-online", "predict"):
+            continue
+        step = ["random" if a == "imagenet" else a for a in step]        # no weights needed for a smoke run
+        result = CliRunner().invoke(main, step)
+        assert result.exit_code == 0, (step, result.output)
+    return root / "out", root / "data"
+
+
+def measure(predictor: Predictor, decoded: list, batch_size: int) -> tuple[dict, np.ndarray, list[str]]:
+    """Seconds by stage (one warm-up batch untimed), GFLOPs executed per video, predicted classes."""
+    predictor.run_batch(decoded[:batch_size], Timer())
+    timer, gflops, preds = Timer(), [], []
+    started = time.perf_counter()
+    for start in range(0, len(decoded), batch_size):
+        batch = predictor.run_batch(decoded[start:start + batch_size], timer)
+        gflops += list(batch.executed_gflops)
+        preds += [predictor.classes[int(k)] for k in batch.result.scores.argmax(1)]
+    timer.seconds["compute"] = time.perf_counter() - started
+    return timer.seconds, np.array(gflops), preds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", default=str(REPO / "demo_out"))
+    parser.add_argument("--data", default=str(REPO / "data_manifests" / "demo"))
+    parser.add_argument("--videos", type=int, default=100, help="val videos")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    demo, data = smoke_demo(Path(tmp.name)) if args.smoke else (Path(args.demo), Path(args.data))
+    weights = [str(demo / "resnet18_224_demo.pt")]
+    entries = read_manifest(data / "manifest.csv").split("val")[:args.videos]
+    predictors = {m: Predictor.from_run(demo / "runs" / m, weights, "cpu") for m in METHODS}
+    started = time.perf_counter()
+    decoded = [predictors["uniform"].decode(e.video_id, e.path) for e in entries]
+    decode_seconds = time.perf_counter() - started
+    print(f"{len(decoded)} val videos, {sum(len(d.timestamps) for d in decoded)} frames, {torch.get_num_threads()} "
+          f"threads; decoding (paid by every method): {decode_seconds / len(decoded) * 1000:.1f} ms a video")
+    labels = {e.video_id: e.labels[0] for e in entries}
+    rows = []
+    for method, predictor in predictors.items():
+        seconds, gflops, preds = measure(predictor, decoded, args.batch_size)
+        charged = pd.read_csv(demo / "runs" / method / "predictions.csv").set_index("video_id").gflops
+        charged = charged.loc[[d.video_id for d in decoded]].to_numpy()
+        rows.append({"method": method, "ms/video": 1000 * seconds["compute"] / len(decoded),
+                     "cheap CNN": 1000 * seconds["cheap_cnn"] / len(decoded),
+                     "expensive CNN": 1000 * seconds["expensive_cnn"] / len(decoded),
+                     "head": 1000 * seconds["head"] / len(decoded),
+                     "GFLOPs executed": gflops.mean(), "GFLOPs charged (report)": charged.mean(),
+                     "top-1": np.mean([p == labels[d.video_id] for p, d in zip(preds, decoded)])})
+    table = pd.DataFrame(rows).set_index("method")
+    table["x UNIFORM time"] = table["ms/video"] / table.loc["uniform", "ms/video"]
+    table["executed / charged - 1"] = table["GFLOPs executed"] / table["GFLOPs charged (report)"] - 1
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+if __name__ == "__main__":
+    main()
