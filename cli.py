@@ -15,6 +15,7 @@ from c2f.config import TrainConfig
 from c2f.predict_job import PredictConfig
 from pipeline.demo_videos import DemoVideoConfig
 from pipeline.extract import ExtractConfig
+from pipeline.files import DiskFullError
 from pipeline.finetune import FinetuneConfig
 from pipeline.options import click_options
 
@@ -40,14 +41,15 @@ def manifest() -> None:
 
 def _write_rows(rows, out):
     from pipeline.manifest import ManifestError, read_manifest, write_manifest
-    path = write_manifest(rows, out)
     try:
+        path = write_manifest(rows, out)
         checked = read_manifest(path)
-    except ManifestError as err:
+        classes = checked.classes()
+    except (ManifestError, OSError) as err:
         _fail(str(err))
     splits = {s: len(checked.split(s)) for s in ("train", "val", "test")}
     click.echo(f"wrote {path}: {len(checked.entries)} videos ({', '.join(f'{k} {v}' for k, v in splits.items())}), "
-               f"{len(checked.classes())} classes, {len(checked.warnings)} unreadable paths")
+               f"{len(classes)} classes, {len(checked.warnings)} unreadable paths")
 
 
 @manifest.command("activitynet")
@@ -114,11 +116,12 @@ def manifest_check(path):
     from pipeline.manifest import ManifestError, read_manifest
     try:
         checked = read_manifest(path)
+        classes = checked.classes()
     except ManifestError as err:
         _fail(str(err))
     for warning in checked.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{path}: {len(checked.entries)} videos, {len(checked.classes())} classes, ok")
+    click.echo(f"{path}: {len(checked.entries)} videos, {len(classes)} classes, ok")
 
 
 # ------------------------------------------------------------------ phase one
@@ -142,13 +145,53 @@ def extract(**options):
     cfg = _config(ExtractConfig, options)
     try:
         summary = run_extract(cfg)
-    except (ManifestError, WeightsError, ValueError, RuntimeError) as err:
+    except DiskFullError as err:           # a fault, not a usage error: exit status 1
+        click.echo(f"c2f: error: {err}", err=True)
+        sys.exit(1)
+    except (ManifestError, WeightsError, ValueError, RuntimeError, OSError) as err:
         _fail(str(err))
     click.echo(summary.line())
     if summary.failed:
         click.echo(f"failed videos are listed in {Path(cfg.out) / 'errors.csv'}")
-    if summary.done == 0 and summary.failed > 0:
+    if summary.done == 0 and summary.failed > 0 and summary.in_cache == 0:     # nothing extracted, ever
         sys.exit(1)
+
+
+@main.group()
+def cache() -> None:
+    """Check a feature cache, or rebuild its index.json files from the shards."""
+
+
+@cache.command("verify")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+def cache_verify(folder):
+    """Every shard of every set opens and agrees with index.json (ids, offsets, frame counts,
+    attributes). Exit status 1 when anything is wrong."""
+    from pipeline.cache import verify_cache
+    report = verify_cache(Path(folder))
+    for name, problems in report.items():
+        click.echo(f"{name}: " + ("ok" if not problems else f"{len(problems)} problems"))
+        for problem in problems:
+            click.echo(f"  {problem}")
+    if any(report.values()):
+        click.echo(f"repair: rerun the c2f extract command that made {folder} (it re-extracts broken or missing "
+                   f"shards), or c2f cache reindex {folder} for a damaged index.json")
+        sys.exit(1)
+
+
+@cache.command("reindex")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+def cache_reindex(folder):
+    """Rebuild each set's index.json from its shards (which carry every attribute); a damaged index
+    is kept aside as index.json.damaged, unreadable shards as *.broken."""
+    from pipeline.cache import CacheError, reindex_cache
+    try:
+        rebuilt = reindex_cache(Path(folder))
+    except (CacheError, RuntimeError, OSError) as err:
+        _fail(str(err))
+    for name, index in rebuilt.items():
+        click.echo(f"{name}: {len(index.shards)} shards, {len(index.done_videos())} videos, "
+                   f"{len(index.failed)} failed (from errors.csv)")
 
 
 @main.command("finetune-backbone")
@@ -164,7 +207,7 @@ def finetune_backbone(**options):
     cfg = _config(FinetuneConfig, options)
     try:
         record = finetune(cfg)
-    except (ManifestError, WeightsError, ValueError) as err:
+    except (ManifestError, WeightsError, ValueError, OSError) as err:
         _fail(str(err))
     last = record["history"][-1] if record["history"] else {}
     held_out = "".join(f", {cfg.eval_split} {kind} accuracy {record[f'{cfg.eval_split}_{kind}_accuracy']:.3f}"
@@ -245,7 +288,7 @@ def train_head(**options):
     cfg = _config(TrainConfig, options)
     try:
         metrics = run_train(cfg)
-    except (ManifestError, CacheError, FileExistsError, ValueError, FloatingPointError) as err:
+    except (ManifestError, CacheError, OSError, ValueError, FloatingPointError) as err:
         _fail(str(err))
     shown = {k: metrics[k] for k in ("top1", "mAP", "gflops_mean", "fine_mean")}
     click.echo(f"{cfg.method} on {metrics['num_videos']} {cfg.eval_split} videos: {json.dumps(shown)}; "
@@ -268,7 +311,7 @@ def evaluate_online_command(run_dir, budgets, uniform_run, batch_size, no_progre
 
     try:
         rows = evaluate_online(run_dir, sorted(set(budgets)), uniform_run, batch_size, progress=not no_progress)
-    except (ManifestError, CacheError, FileNotFoundError, ValueError) as err:
+    except (ManifestError, CacheError, OSError, ValueError) as err:
         _fail(str(err))
     click.echo(f"{'method':<14}{'K':>4}{'top1':>8}{'GFLOPs':>10}{'fine':>7}{'frames':>8}")
     for r in rows:
@@ -312,7 +355,7 @@ def predict(videos, **options):
     cfg = _config(PredictConfig, options | {"videos": list(videos)})
     try:
         summary = predict_videos(cfg)
-    except (PredictError, WeightsError, ManifestError, FileNotFoundError, ValueError, RuntimeError) as err:
+    except (PredictError, WeightsError, ManifestError, OSError, ValueError, RuntimeError) as err:
         _fail(str(err))
     if summary is None:          # a torchrun rank other than 0: rank 0 reports
         return
@@ -333,7 +376,7 @@ def report(runs_dir, out):
     from c2f.report import write_report
     try:
         summary = write_report(runs_dir, out)
-    except FileNotFoundError as err:
+    except OSError as err:
         _fail(str(err))
     for refusal in summary["refused"]:
         click.echo(f"warning: {refusal}", err=True)

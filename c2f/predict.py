@@ -179,6 +179,7 @@ class Predictor:
         self.sets, self.attrs, self.runner, self.budget, self.notes = sets, attrs, runner, budget, notes
         first = next(iter(attrs.values()))
         self.sampling, self.seek = _sampling(first), attr(first, "seek")
+        self.video_timeout: float | None = None        # seconds one video may take to decode
 
     @classmethod
     def from_run(cls, run: str | Path, weights: list[str] = (), device: str = "auto", allow_other_weights: bool = False,
@@ -216,7 +217,8 @@ class Predictor:
         """The video's sampled squares, as phase one decoded them for the cache."""
         started = time.perf_counter()
         try:
-            samples = list(decode_samples(path, self.sampling, self.runner.canvas, seek=self.seek))
+            samples = list(decode_samples(path, self.sampling, self.runner.canvas, seek=self.seek,
+                                          timeout=self.video_timeout))
         except Exception as err:  # noqa: BLE001 - one bad file must never stop the run
             reason = str(err).splitlines()[0] if str(err).strip() else err.__class__.__name__
             return Decoded(video_id, str(path), error=reason, seconds=time.perf_counter() - started)

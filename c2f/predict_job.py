@@ -54,6 +54,8 @@ class PredictConfig:
                                       "frames).", minimum=1, kind=int)
     batch_size: int = option(16, "Videos per batch (the CNNs run across them).", minimum=1)
     workers: int | None = option(None, "Decoding processes (default as for c2f extract).", minimum=0, kind=int)
+    video_timeout: float = option(1800.0, "Seconds one video may take to decode; past it the video goes to "
+                                          "errors.csv and the run goes on.", above=0)
     visualize: bool = option(False, "Write a PNG strip per video into OUT/strips.")
     progress: bool = option(True, "Show a progress bar.")
 
@@ -239,6 +241,7 @@ def predict_videos(cfg: PredictConfig) -> dict | None:
         with ExitStack() as stack:
             lock_for_the_whole_run(stack, out, ranks, what="prediction")
             predictor = Predictor.from_run(cfg.run, cfg.weights, str(device), cfg.allow_other_weights, cfg.budget)
+            predictor.video_timeout = cfg.video_timeout
             outputs = Outputs(out, ranks.rank, ["video_id", "t", "fine"] +
                               (["patch"] if any(fs.output == "grid" for fs in predictor.sets.values()) else []))
             if ranks.rank == 0:

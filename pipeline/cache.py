@@ -19,7 +19,10 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import logging
 import os
+import re
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,8 +31,9 @@ import h5py
 import numpy as np
 import torch
 
-from .files import atomic_write, atomic_write_text, locked
+from .files import DiskFullError, atomic_write, atomic_write_text, disk_full, locked, require_space
 
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 KINDS = ("pooled", "map", "grid", "clip")
 # attributes caches written before they existed lack; what those caches did
@@ -44,6 +48,14 @@ def attr(attrs: dict, key: str):
 
 class CacheError(ValueError):
     """A cache that cannot be used as asked; the message says what to do."""
+
+
+class IndexDamaged(CacheError):
+    """An index.json that cannot be read as DESIGN.md lays it out; the shards can rebuild it."""
+
+
+SHARD_NAME = re.compile(r"shard-(\d{4})-(\d{5})\.h5")
+REPAIR = "rerun the c2f extract command that made the cache: it re-extracts broken or missing shards"
 
 
 def shard_attrs(feature_set: str, backbone: str, input_size: int, output: str, weights: str, gflops: float,
@@ -81,21 +93,55 @@ class ShardLayout:
     timestamps: np.ndarray
     features_shape: tuple[int, ...]
     byte_offset: int | None         # of a contiguous float16 `features` dataset; None if chunked or another dtype
+    attrs: dict = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> "ShardLayout":
         with h5py.File(path, "r") as h5:
             dataset = h5["features"]
             contiguous = dataset.chunks is None and dataset.dtype == np.float16
+            attrs = {k: v.item() if hasattr(v, "item") else v for k, v in h5.attrs.items()}
             return cls(list(h5["video_ids"].asstr()[:]), h5["offsets"][:], h5["timestamps"][:],
-                       tuple(int(s) for s in dataset.shape), dataset.id.get_offset() if contiguous else None)
+                       tuple(int(s) for s in dataset.shape), dataset.id.get_offset() if contiguous else None, attrs)
 
     def features(self, path: Path):
         """The whole `features` dataset, as a memory map when it is contiguous (no copy)."""
         if self.byte_offset is not None:
+            if path.stat().st_size < self.byte_offset + 2 * int(np.prod(self.features_shape)):
+                raise OSError(f"{path} is shorter than its features (truncated)")
             return np.memmap(path, dtype=np.float16, mode="r", offset=self.byte_offset, shape=self.features_shape)
         with h5py.File(path, "r") as h5:
             return h5["features"][:].astype(np.float16)
+
+    def problem(self, listed: dict, attrs: dict) -> str | None:
+        """What disagrees with the index's entry for this shard and the set's attributes, or None."""
+        frames = listed["num_frames"]
+        if self.video_ids != list(listed["videos"]):
+            return "its video ids are not index.json's"
+        if len(self.offsets) != len(self.video_ids) + 1 or self.offsets[0] != 0 or (np.diff(self.offsets) < 0).any():
+            return "its offsets are not increasing from 0, one per video"
+        if not int(self.offsets[-1]) == len(self.timestamps) == self.features_shape[0] == frames:
+            return f"it holds {self.features_shape[0]} frames where index.json lists {frames}"
+        differing = sorted(k for k in set(attrs) | set(self.attrs) if str(attrs.get(k)) != str(self.attrs.get(k)))
+        return f"its attributes differ from the set's ({', '.join(differing)})" if differing else None
+
+
+def _shard_problem(folder: Path, listed: dict, attrs: dict) -> str | None:
+    """The cheap check of one listed shard: it exists, opens, and agrees with the index; or what is wrong."""
+    path = folder / listed["file"]
+    if not path.exists():
+        return "missing"
+    try:
+        layout = ShardLayout.read(path)
+        layout.features(path)
+    except Exception as err:  # noqa: BLE001 - whatever HDF5 says of a damaged file
+        return f"cannot be read ({_first_line(err)})"
+    return layout.problem(listed, attrs)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else err.__class__.__name__
 
 
 @dataclass
@@ -159,19 +205,76 @@ class FeatureIndex:
         if remove_stale:
             for stale in folder.glob("shard-*.h5.tmp"):
                 stale.unlink()
-        if not (folder / "index.json").exists():
+        if not (folder / "index.json").exists() and not any(folder.glob("shard-*.h5")):
             return cls(folder, attrs)
-        found = cls.load(folder)
+        try:
+            found = cls.load(folder)
+        except (IndexDamaged, FileNotFoundError) as err:
+            log.warning("%s; rebuilding it from the shards", err)
+            found = cls.rebuild(folder)
         differing = {k: (attr(found.attrs, k), v) for k, v in attrs.items()
                      if attr(found.attrs, k) != v and not (k in UNRECORDED_BEFORE and k not in found.attrs)}
         if differing:
             changes = ", ".join(f"{k}: cache has {old!r}, asked {new!r}" for k, (old, new) in differing.items())
             raise ValueError(f"{folder} was extracted with other settings ({changes}); use another --out")
         # new shards take the cache's own attributes (an older cache's, without the newer keys, stay
-        # alike across its shards); only shards whose file exists count: a shard renamed into place
-        # whose index update was lost is redone, never half-trusted
-        found.shards = [s for s in found.shards if (folder / s["file"]).exists()]
+        # alike across its shards); only shards that pass the cheap check count: a missing, truncated
+        # or mislisted shard is set aside and its videos are extracted again, never half-trusted
+        found.shards = [s for s in found.shards if found._keep(s)]
         return found
+
+    def _keep(self, listed: dict) -> bool:
+        problem = _shard_problem(self.folder, listed, self.attrs)
+        if problem is None:
+            return True
+        log.warning("%s: %s; its %d videos will be extracted again", self.folder / listed["file"], problem,
+                    len(listed["videos"]))
+        if (self.folder / listed["file"]).exists():
+            _set_aside(self.folder / listed["file"])
+        return False
+
+    @classmethod
+    def rebuild(cls, folder: Path) -> "FeatureIndex":
+        """index.json from the shards alone, which carry every attribute (DESIGN.md); a damaged index is
+        kept aside as index.json.damaged, unreadable shards as *.broken. The failed videos come back
+        from the cache's errors.csv; `complete` is left to the next extraction to judge."""
+        folder = Path(folder)
+        if (folder / "index.json").exists():
+            _set_aside(folder / "index.json", ".damaged")
+        shards, attrs = [], None
+        for path in sorted(folder.glob("shard-*.h5")):
+            match = SHARD_NAME.fullmatch(path.name)
+            if not match:
+                continue
+            try:
+                layout = ShardLayout.read(path)
+                layout.features(path)
+            except Exception as err:  # noqa: BLE001 - whatever HDF5 says of a damaged file
+                log.warning("%s cannot be read (%s): set aside", path, _first_line(err))
+                _set_aside(path)
+                continue
+            listed = {"file": path.name, "rank": int(match[1]), "number": int(match[2]), "videos": layout.video_ids,
+                      "num_frames": int(layout.offsets[-1]) if len(layout.offsets) else 0}
+            attrs = layout.attrs if attrs is None else attrs
+            problem = layout.problem(listed, attrs)
+            if problem:
+                log.warning("%s: %s: set aside", path, problem)
+                _set_aside(path)
+                continue
+            shards.append(listed)
+        if attrs is None:
+            raise CacheError(f"{folder}: no readable shard to rebuild index.json from; extract the set again")
+        index = cls(folder, attrs, shards, _failed_from_errors_csv(folder.parent, {v for s in shards for v in s["videos"]}))
+        index.save()
+        return index
+
+    def verify(self) -> list[str]:
+        """Every problem of the set: shards that are missing, unreadable or disagree with index.json
+        (ids, offsets, frame counts, attributes), and videos listed twice."""
+        problems = [f"{s['file']}: {p}" for s in self.shards if (p := _shard_problem(self.folder, s, self.attrs))]
+        listed = [v for s in self.shards for v in s["videos"]]
+        twice = sorted({v for v in listed if listed.count(v) > 1}) if len(set(listed)) < len(listed) else []
+        return problems + ([f"videos listed in more than one shard: {', '.join(twice[:5])}"] if twice else [])
 
     # -------------------------------------------------------------- writing
 
@@ -210,16 +313,33 @@ class FeatureIndex:
         offsets = np.zeros(len(videos) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(v.timestamps) for v in videos])
 
+        features = np.concatenate([v.features for v in videos]).astype(np.float16)
+        require_space(self.folder, features.nbytes + 16 * int(offsets[-1]) + 256 * len(videos), f"shard {name}")
+
         def write(tmp: Path) -> None:
-            with h5py.File(tmp, "w") as h5:
+            h5 = h5py.File(tmp, "w")
+            try:
                 h5.create_dataset("video_ids", data=[v.video_id for v in videos], dtype=h5py.string_dtype("utf-8"))
                 h5.create_dataset("offsets", data=offsets)
                 h5.create_dataset("timestamps", data=np.concatenate([v.timestamps for v in videos]).astype(np.float32))
-                h5.create_dataset("features", data=np.concatenate([v.features for v in videos]).astype(np.float16))
+                h5.create_dataset("features", data=features)
                 for key, value in self.attrs.items():
                     h5.attrs[key] = value
+                h5.flush()
+            finally:
+                h5.close()
+            # h5py can swallow an error on close: read the file back before it may take its name
+            layout = ShardLayout.read(tmp)
+            if layout.video_ids != [v.video_id for v in videos] or layout.features_shape != features.shape:
+                raise OSError(f"{tmp} did not read back as written")
 
-        atomic_write(self.folder / name, write)
+        try:
+            atomic_write(self.folder / name, write)
+        except OSError as err:
+            if disk_full(err):
+                raise DiskFullError(f"{self.folder}: the disk is full ({err.strerror or err}); nothing half-written "
+                                    "was kept: free some space and run the same command again: it resumes") from None
+            raise
         entry = {"file": name, "rank": rank, "number": number, "videos": [v.video_id for v in videos],
                  "num_frames": int(offsets[-1])}
         self.shards.append(entry)
@@ -234,12 +354,23 @@ class FeatureIndex:
         for shard in self.shards:
             if wanted.isdisjoint(shard["videos"]):
                 continue
-            layout = layouts[shard["file"]] = ShardLayout.read(self.folder / shard["file"])
+            layout = layouts[shard["file"]] = self._layout(shard["file"])
             for i, video_id in enumerate(layout.video_ids):
                 if video_id in wanted:
                     start, stop = int(layout.offsets[i]), int(layout.offsets[i + 1])
                     found[video_id] = Located(shard["file"], start, layout.timestamps[start:stop])
         return found, layouts
+
+    def _layout(self, name: str) -> ShardLayout:
+        """A listed shard's layout; a missing or damaged one is a CacheError naming it and the repair."""
+        path = self.folder / name
+        try:
+            layout = ShardLayout.read(path)
+            layout.features(path)
+        except Exception as err:  # noqa: BLE001 - whatever HDF5 says of a damaged file
+            why = "is missing" if not path.exists() else f"cannot be read ({_first_line(err)})"
+            raise CacheError(f"{path} {why}; {REPAIR} (c2f cache verify {self.folder.parent} lists them)") from None
+        return layout
 
     def read_all(self) -> dict[str, VideoFeatures]:
         """Every video of the set (for tests and small caches)."""
@@ -256,22 +387,41 @@ def read_feature_set(folder: str | Path) -> dict[str, VideoFeatures]:
 
 
 def _read_index_json(path: Path) -> dict:
-    """index.json's content, checked against DESIGN.md's layout; CacheError names the file."""
+    """index.json's content, checked against DESIGN.md's layout; the errors name the file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CacheError(f"{path} not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CacheError(f"{path} is damaged ({err.__class__.__name__}: {err})") from None
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        version = data.get("schema_version") if isinstance(data, dict) else None
-        raise CacheError(f"{path}: schema version {version!r}, this c2f reads {SCHEMA_VERSION}")
-    if not isinstance(data.get("attrs"), dict) or not isinstance(data.get("shards"), list) \
+        raise FileNotFoundError(f"{path} not found") from None
+    except (UnicodeDecodeError, ValueError) as err:
+        raise IndexDamaged(f"{path} is damaged ({err.__class__.__name__}: {_first_line(err)})") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if isinstance(version, int) and version != SCHEMA_VERSION:
+        raise CacheError(f"{path}: schema version {version}, this c2f reads {SCHEMA_VERSION}")
+    shards = data.get("shards") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION or not isinstance(data.get("attrs"), dict) or not isinstance(shards, list) \
+            or not isinstance(data.get("failed", {}), dict) \
             or not all(isinstance(s, dict) and {"file", "rank", "number", "videos", "num_frames"} <= set(s)
-                       for s in data["shards"]):
-        raise CacheError(f"{path} does not follow DESIGN.md's index.json layout (attrs, shards with file, rank, "
-                         "number, videos, num_frames)")
+                       and SHARD_NAME.fullmatch(str(s["file"])) for s in shards):
+        raise IndexDamaged(f"{path} does not follow DESIGN.md's index.json layout (schema_version 1, attrs, shards "
+                           "with file, rank, number, videos, num_frames)")
     return data
+
+
+def _set_aside(path: Path, suffix: str = ".broken") -> None:
+    """Keep a damaged file for a look, out of the way of readers and writers."""
+    aside = path.with_name(path.name + suffix)
+    if aside.exists():
+        aside = path.with_name(f"{path.name}{suffix}-{int(time.time())}")
+    os.replace(path, aside)
+
+
+def _failed_from_errors_csv(cache: Path, done: set[str]) -> dict[str, str]:
+    errors = cache / "errors.csv"
+    if not errors.exists():
+        return {}
+    with open(errors, newline="", encoding="utf-8", errors="replace") as handle:
+        return {row[0]: row[2] for row in csv.reader(handle) if len(row) == 3 and row[0] not in done
+                and row != ["video_id", "path", "reason"]}
 
 
 class Cache:
@@ -287,7 +437,10 @@ class Cache:
                 present = sorted(p.parent.name for p in self.folder.glob("*/index.json"))
                 raise CacheError(f"{self.folder} has no feature set {name!r} (present: {', '.join(present) or 'none'}); "
                                  f"extract it with: c2f extract --backbone {name} --out {self.folder} ...")
-            index = FeatureIndex.load(self.folder / name)
+            try:
+                index = FeatureIndex.load(self.folder / name)
+            except IndexDamaged as err:
+                raise CacheError(f"{err}; rebuild it from its shards with: c2f cache reindex {self.folder}") from None
             if not index.shards:
                 raise CacheError(f"{index.folder} holds no complete shard yet")
             self._sets[name] = index
@@ -411,3 +564,29 @@ def append_errors(cache: Path, rows: list[tuple[str, str, str]]) -> None:
         writer.writerows(rows)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+# ------------------------------------------------------------------ `c2f cache verify | reindex`
+
+def feature_set_folders(cache: Path) -> list[Path]:
+    """The feature sets of a cache: folders holding an index.json or shards."""
+    return sorted(p for p in Path(cache).iterdir() if p.is_dir() and
+                  ((p / "index.json").exists() or any(p.glob("shard-*.h5"))))
+
+
+def verify_cache(cache: Path) -> dict[str, list[str]]:
+    """Set name -> its problems (empty when sound): index.json readable and as DESIGN.md lays it out,
+    every shard opening and agreeing with it (ids, offsets, frame counts, attributes)."""
+    report = {}
+    for folder in feature_set_folders(cache):
+        try:
+            report[folder.name] = FeatureIndex.load(folder).verify()
+        except (CacheError, FileNotFoundError) as err:
+            report[folder.name] = [f"{err}; c2f cache reindex {cache} rebuilds it from the shards"]
+    return report
+
+
+def reindex_cache(cache: Path) -> dict[str, FeatureIndex]:
+    """Rebuild every set's index.json from its shards (the old one kept aside), under the cache lock."""
+    with CacheLock(Path(cache), what="c2f run"):
+        return {folder.name: FeatureIndex.rebuild(folder) for folder in feature_set_folders(cache)}

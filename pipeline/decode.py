@@ -20,16 +20,22 @@ index (a demux pass that reads no pixels): the cheaper in frames decoded wins.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
+import os
+import stat
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
+from time import monotonic
 from typing import Iterator
 
 import av
 import numpy as np
 import torch
 from torchvision.transforms.v2.functional import resize
+
+log = logging.getLogger(__name__)
 
 # A stream holding fewer frames than its header declares, or whose decoding stops before
 # this fraction of it, is truncated (the last frame or two of some encodes never decode:
@@ -78,6 +84,7 @@ class PacketIndex:
     times: list[float]        # presentation times of all frames, sorted, seconds from the first
     keyframes: list[float]    # presentation times of keyframes, sorted
     start: Fraction           # stream time of the first frame (in seconds)
+    rate: float | None = None   # set when the stream carries no usable timestamps: times are frame order / rate
 
     @property
     def duration(self) -> float:
@@ -88,40 +95,93 @@ class PacketIndex:
         return self.times[-1] + step
 
 
+class Deadline:
+    """A video's time limit (--video-timeout), checked at every packet and frame."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.end = None if seconds is None else monotonic() + seconds
+
+    def check(self) -> None:
+        if self.end is not None and monotonic() > self.end:
+            raise DecodeError(f"took longer than the video time limit ({self.seconds:g} s, --video-timeout)")
+
+
+_FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
 def _open(path) -> av.container.InputContainer:
+    """The container, refused up front unless `path` is a regular file: reading a FIFO or a device
+    could block forever."""
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise DecodeError("file not found") from None
+    except OSError as err:
+        raise DecodeError(f"cannot be read ({err.strerror or err.__class__.__name__})") from None
+    if not stat.S_ISREG(mode):
+        raise DecodeError(f"not a regular file: {_FILE_KINDS.get(stat.S_IFMT(mode), 'a special file')}")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as err:
         raise DecodeError(f"not a readable video ({err.strerror or err.__class__.__name__})") from None
+    except OSError as err:
+        raise DecodeError(f"cannot be read ({err.strerror or err.__class__.__name__})") from None
     if not container.streams.video:
         container.close()
         raise DecodeError("no video stream")
     return container
 
 
-def index_packets(container, stream) -> PacketIndex:
-    """Demux (no decoding) to learn every frame's time and the keyframes."""
-    pts, keys = [], []
+def video_stream(container):
+    """The container's main video stream: not an attached picture (a cover), the largest picture
+    (a second stream is a thumbnail or a preview more often than not), FFmpeg's best on a tie."""
+    best = container.streams.best("video")
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    area = lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0)  # noqa: E731
+    return max(streams or container.streams.video, key=lambda s: (area(s), s is best))
+
+
+def _stream_rate(stream) -> float:
+    rate = stream.guessed_rate or stream.average_rate or stream.base_rate
+    return float(rate) if rate and float(rate) > 0 else 25.0
+
+
+def index_packets(container, stream, deadline: Deadline | None = None) -> PacketIndex:
+    """Demux (no decoding) to learn every frame's time and the keyframes. A stream without
+    timestamps (raw Annex-B H.264), or whose frames all carry the same one, is timed by frame order
+    at its rate (warned)."""
+    pts, keys, key_order, packets = [], [], [], 0
     try:
         for packet in container.demux(stream):
-            if packet.pts is None or packet.size == 0:
+            if deadline:
+                deadline.check()
+            if packet.size == 0:
                 continue
-            pts.append(packet.pts)
             if packet.is_keyframe:
-                keys.append(packet.pts)
+                key_order.append(packets)
+                if packet.pts is not None:
+                    keys.append(packet.pts)
+            if packet.pts is not None:
+                pts.append(packet.pts)
+            packets += 1
     except av.error.FFmpegError as err:
-        raise DecodeError(f"demux error after {len(pts)} packets ({err.strerror or err.__class__.__name__})") from None
-    if not pts:
+        raise DecodeError(f"demux error after {packets} packets ({err.strerror or err.__class__.__name__})") from None
+    if not packets:
         raise DecodeError("video stream has no frames")
     declared = stream.frames or 0
-    if declared and len(pts) < COMPLETE_ENOUGH * declared:
-        raise DecodeError(f"truncated: {len(pts)} of {declared} frames present")
+    if declared and packets < COMPLETE_ENOUGH * declared:
+        raise DecodeError(f"truncated: {packets} of {declared} frames present")
+    if len(pts) < packets or (len(pts) > 1 and min(pts) == max(pts)):
+        rate = _stream_rate(stream)
+        log.warning("%s: %s; timed by frame order at %g fps", container.name, "no timestamps" if len(pts) < packets
+                    else f"all {packets} frames carry the same timestamp", rate)
+        order = [i / rate for i in range(packets)]
+        return PacketIndex(order, [order[k] for k in key_order] or [0.0], Fraction(0), rate)
     pts.sort()
     keys.sort()
-    base = pts[0]
-    tb = stream.time_base
+    base, tb = pts[0], stream.time_base
     return PacketIndex([float((p - base) * tb) for p in pts], [float((k - base) * tb) for k in keys], base * tb)
 
 
@@ -172,8 +232,25 @@ def _wanted(index: PacketIndex, targets: list[float], seek: str) -> list[float]:
     return [index.times[_pick(index.times, t)] for t in targets]
 
 
+def _targets(sampling: Sampling, index: PacketIndex, path) -> list[float]:
+    """The sample times; bounded by the frames the stream holds: when its timestamps claim far more
+    time than its frames fill (a jump of an hour between two frames, a flipped 10^9 s), each frame
+    that a target falls on is sampled once instead of once per target (warned)."""
+    if sampling.num_frames is not None:
+        return sampling.targets(index.duration)
+    count = max(1, math.ceil(index.duration * sampling.fps - 1e-9))
+    if count <= 2 * len(index.times) + 16:
+        return sampling.targets(index.duration)
+    times = np.asarray(index.times)
+    reached = np.floor(times * sampling.fps + 1e-9)            # the last target at or before each frame
+    hit = np.concatenate([[True], reached[1:] > reached[:-1]])
+    log.warning("%s: its timestamps span %.0f s for %d frames (%d samples at %g fps); each frame a sample "
+                "time falls on is taken once (%d)", path, index.duration, len(times), count, sampling.fps, hit.sum())
+    return times[hit].tolist()
+
+
 def decode_samples(path, sampling: Sampling, canvas: int, clip_frames: int = 0, clip_stride: int = 1,
-                   force_linear: bool = False, seek: str = "exact") -> Iterator[Sample]:
+                   force_linear: bool = False, seek: str = "exact", timeout: float | None = None) -> Iterator[Sample]:
     """Yield the sampled frames of one video in time order.
 
     clip_frames > 0 also gives each sample a snippet of `clip_frames` frames taken every
@@ -181,31 +258,32 @@ def decode_samples(path, sampling: Sampling, canvas: int, clip_frames: int = 0, 
     linear, exact decode. seek (SEEK_MODES): exact decodes every frame up to each target;
     nonref lets the decoder skip non-reference frames and takes the nearest decoded frame;
     keyframe decodes keyframes only and takes the nearest keyframe. A sample's timestamp is the
-    time of the frame actually taken.
+    time of the frame actually taken. timeout: seconds for the whole video (DecodeError after).
     """
     if seek not in SEEK_MODES:
         raise ValueError(f"seek must be one of {SEEK_MODES}, not {seek!r}")
     if clip_frames and seek != "exact":
         raise ValueError("snippets (SlowFast) need every frame: use --seek exact")
+    deadline = Deadline(timeout)
     container = _open(path)
     try:
-        index = index_packets(container, container.streams.video[0])
+        index = index_packets(container, video_stream(container), deadline)
     finally:
         container.close()
-    wanted = _wanted(index, sampling.targets(index.duration), seek)
+    wanted = _wanted(index, _targets(sampling, index, path), seek)
     container = _open(path)      # a fresh demuxer: rewinding after the index pass is not portable
     try:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         if seek != "exact":
             stream.codec_context.skip_frame = "NONKEY" if seek == "keyframe" else "NONREF"
         decoded_times = index.keyframes if seek == "keyframe" else index.times
-        if clip_frames or force_linear or _linear_is_cheaper(index, wanted, decoded_times):
-            if seek == "nonref":
-                yield from _linear_nearest(container, stream, index, wanted, canvas)
-            else:
-                yield from _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride)
+        linear = clip_frames or force_linear or index.rate is not None or _linear_is_cheaper(index, wanted, decoded_times)
+        if linear and seek == "nonref":
+            yield from _linear_nearest(container, stream, index, wanted, canvas, deadline)
+        elif linear:
+            yield from _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride, deadline)
         else:
-            yield from _seeking(container, stream, index, wanted, canvas, nearest=seek == "nonref")
+            yield from _seeking(container, stream, index, wanted, canvas, seek == "nonref", deadline)
     except av.error.FFmpegError as err:
         raise DecodeError(f"decode error ({err.strerror or err.__class__.__name__})") from None
     finally:
@@ -224,21 +302,25 @@ def _linear_is_cheaper(index: PacketIndex, wanted: list[float], decoded: list[fl
     return linear_cost <= seek_cost
 
 
-def _frames(container, stream, index: PacketIndex):
-    """Decoded frames with their time in seconds from the first frame."""
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        yield float(frame.pts * stream.time_base - index.start), frame
+def _frames(container, stream, index: PacketIndex, deadline: Deadline | None = None):
+    """Decoded frames with their time in seconds from the first frame (by order at index.rate for
+    a stream without usable timestamps)."""
+    for position, frame in enumerate(container.decode(stream)):
+        if deadline:
+            deadline.check()
+        if index.rate is not None:
+            yield position / index.rate, frame
+        elif frame.pts is not None:
+            yield float(frame.pts * stream.time_base - index.start), frame
 
 
 
-def _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride):
+def _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride, deadline=None):
     half = (clip_frames * clip_stride) // 2
     window: deque[np.ndarray] = deque(maxlen=max(1, clip_frames * clip_stride))   # recent squares
     pending: deque[tuple[int, float, np.ndarray]] = deque()    # samples waiting for their snippet
     next_wanted, position, time, square = 0, -1, 0.0, None
-    for position, (time, frame) in enumerate(_frames(container, stream, index)):
+    for position, (time, frame) in enumerate(_frames(container, stream, index, deadline)):
         due = next_wanted < len(wanted) and time >= wanted[next_wanted] - 1e-6
         if due or clip_frames:
             square = _to_square(frame, canvas)
@@ -282,7 +364,7 @@ def _with_clip(item, window, last_position, clip_frames, clip_stride, half) -> S
     return Sample(time, square, np.stack(rows))
 
 
-def _linear_nearest(container, stream, index, targets, canvas):
+def _linear_nearest(container, stream, index, targets, canvas, deadline=None):
     """nonref: for each target the decoded frame nearest to it (non-reference frames are skipped by
     the decoder, so the frame at the target may not exist)."""
     previous, squares, k, time = None, {}, 0, 0.0
@@ -293,7 +375,7 @@ def _linear_nearest(container, stream, index, targets, canvas):
             squares[item[0]] = _to_square(item[1], canvas)
         return squares[item[0]]
 
-    for time, frame in _frames(container, stream, index):
+    for time, frame in _frames(container, stream, index, deadline):
         while k < len(targets) and time >= targets[k] - 1e-6:
             chosen = previous if previous and targets[k] - previous[0] < time - targets[k] else (time, frame)
             yield Sample(chosen[0], square(chosen))
@@ -309,14 +391,14 @@ def _linear_nearest(container, stream, index, targets, canvas):
         yield Sample(previous[0], square(previous))
 
 
-def _seeking(container, stream, index, wanted, canvas, nearest: bool = False):
+def _seeking(container, stream, index, wanted, canvas, nearest: bool = False, deadline=None):
     """Seek to each target's keyframe and decode up to it; `nearest` (nonref) takes the nearer of
     the frames just before and at or after the target."""
     tb = stream.time_base
     for target in sorted(set(wanted)):
         container.seek(int(round((target + float(index.start)) / tb)), stream=stream, backward=True, any_frame=False)
         chosen, previous = None, None
-        for time, frame in _frames(container, stream, index):
+        for time, frame in _frames(container, stream, index, deadline):
             if time >= target - 1e-6:
                 near_previous = nearest and previous is not None and target - previous[0] < time - target
                 chosen = previous if near_previous else (time, frame)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from . import backbones as bb
 from .cache import CacheLock, FeatureIndex, VideoFeatures, append_errors, shard_attrs
+from .files import disk_full
 from .decode import SEEK_MODES, Sampling
 from .frames import Chunk, DecodedVideos, FrameQueue
 from .manifest import VideoEntry, read_manifest
@@ -72,6 +73,8 @@ class ExtractConfig:
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     shard_videos: int = option(64, "Videos per shard.", minimum=1)
     retry_failed: bool = option(False, "Try again the videos listed as failed.")
+    video_timeout: float = option(1800.0, "Seconds one video may take to decode; past it the video goes to "
+                                          "errors.csv and the run goes on.", above=0)
     preprocess: str = option("eval", "eval: each set as its weights are evaluated (short side to input x 256/224, "
                                      "centre crop; SlowFast: Kinetics' 256/256); full: the whole short side "
                                      "(c2f before 2026-11).", choices=bb.PREPROCESS)
@@ -111,6 +114,7 @@ class ExtractSummary:
     world: int = 1
     done: int = 0           # extracted in this run
     skipped: int = 0        # already in the cache (or failed before, without --retry-failed)
+    in_cache: int = 0       # of those, extracted by an earlier run
     failed: int = 0         # failed in this run, see errors.csv
     frames: int = 0
     seconds: float = 0.0
@@ -224,13 +228,12 @@ class Extraction:
 
     def flush(self) -> None:
         """Write the finished videos: a shard per feature set, failures to errors.csv, the indices."""
+        for name, index in self.indices.items():
+            todo = [v for v in self.finished if v.error is None and v.entry.video_id not in self.done[name]]
+            if todo:
+                self._write(index, name, todo)
         good = [v for v in self.finished if v.error is None]
         bad = [v for v in self.finished if v.error is not None]
-        for name, index in self.indices.items():
-            todo = [v for v in good if v.entry.video_id not in self.done[name]]
-            if todo:
-                index.write_shard(self.rank, [VideoFeatures(v.entry.video_id, np.concatenate(v.timestamps),
-                                                            np.concatenate(v.features[name])) for v in todo])
         append_errors(Path(self.cfg.out), [(v.entry.video_id, str(v.entry.path), v.error) for v in bad])
         for index in self.indices.values():
             index.failed.update({v.entry.video_id: v.error for v in bad})
@@ -238,6 +241,39 @@ class Extraction:
                 index.failed.pop(v.entry.video_id, None)
             index.save()
         self.finished = []
+
+    def _write(self, index: FeatureIndex, name: str, videos: list[_Video]) -> None:
+        """One shard of the videos; if it cannot be written (for another reason than a full disk, which
+        stops the run), one shard per video, so that a video that cannot be written costs only itself."""
+        def features(v: _Video) -> VideoFeatures:
+            return VideoFeatures(v.entry.video_id, np.concatenate(v.timestamps), np.concatenate(v.features[name]))
+        try:
+            index.write_shard(self.rank, [features(v) for v in videos])
+            return
+        except Exception as err:  # noqa: BLE001 - isolate the video at fault, below
+            if disk_full(err):
+                raise
+            if len(videos) == 1:
+                self._unwritable(videos[0], err)
+                return
+            log.warning("%s: a shard of %d videos could not be written (%s); writing them one by one", name,
+                        len(videos), _first_line(err))
+        for video in videos:
+            try:
+                index.write_shard(self.rank, [features(video)])
+            except Exception as err:  # noqa: BLE001 - this one video's fault; it goes to errors.csv
+                if disk_full(err):
+                    raise
+                self._unwritable(video, err)
+
+    def _unwritable(self, video: _Video, err: BaseException) -> None:
+        video.error = f"could not be written ({_first_line(err)})"
+        self.summary.done, self.summary.failed = self.summary.done - 1, self.summary.failed + 1
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else err.__class__.__name__
 
 
 def extract(cfg: ExtractConfig) -> ExtractSummary:
@@ -286,9 +322,10 @@ def _pending(entries: list[VideoEntry], indices: dict[str, FeatureIndex], retry_
     failed_before = set().union(*(index.failed for index in indices.values()))
     pending = []
     for entry in entries:
-        if all(entry.video_id in ids for ids in done.values()) or \
-                (entry.video_id in failed_before and not retry_failed):
+        extracted = all(entry.video_id in ids for ids in done.values())
+        if extracted or (entry.video_id in failed_before and not retry_failed):
             summary.skipped += 1
+            summary.in_cache += extracted
         else:
             pending.append(entry)
     for index in indices.values():
@@ -298,7 +335,8 @@ def _pending(entries: list[VideoEntry], indices: dict[str, FeatureIndex], retry_
 
 def _decoded(entries: list[VideoEntry], cfg: ExtractConfig, runner: FeatureRunner) -> DataLoader:
     """Chunks of decoded samples, from worker processes when cfg.workers > 0 (overlapping compute)."""
-    dataset = DecodedVideos(entries, cfg.sampling, runner.canvas, runner.clip_frames, cfg.batch_size, cfg.seek)
+    dataset = DecodedVideos(entries, cfg.sampling, runner.canvas, runner.clip_frames, cfg.batch_size, cfg.seek,
+                            cfg.video_timeout)
     return DataLoader(dataset, batch_size=None, num_workers=cfg.workers, pin_memory=runner.device.type == "cuda",
                       prefetch_factor=4 if cfg.workers else None)
 

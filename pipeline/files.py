@@ -2,12 +2,34 @@
 (a reader never sees half a file), hashing, and a POSIX lock that ranks take turns on."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+RESERVE_BYTES = 8 << 20        # kept free: HDF5 and the index need room beyond the data itself
+
+
+class DiskFullError(RuntimeError):
+    """No room to write: the message says where and how much; nothing half-written was kept."""
+
+
+def require_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse, before writing, what would not fit (HDF5 fails badly on a full disk)."""
+    free = shutil.disk_usage(folder).free
+    if free < needed + RESERVE_BYTES:
+        raise DiskFullError(f"{folder}: not enough free disk space for {what} (needs {(needed + RESERVE_BYTES) / 2**20:.1f} "
+                            f"MiB, {free / 2**20:.1f} MiB free); free some space and run the same command again: it resumes")
+
+
+def disk_full(err: BaseException) -> bool:
+    return isinstance(err, DiskFullError) or (isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS)
 
 
 def fsync_folder(folder: Path) -> None:

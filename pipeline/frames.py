@@ -46,9 +46,9 @@ class DecodedVideos(IterableDataset):
     """Worker w decodes videos w, w + W, w + 2W, ... and streams their samples in chunks."""
 
     def __init__(self, entries: list[VideoEntry], sampling: Sampling, canvas: int, clip_frames: int,
-                 chunk_frames: int, seek: str = "exact"):
+                 chunk_frames: int, seek: str = "exact", timeout: float | None = None):
         self.entries, self.sampling, self.canvas = entries, sampling, canvas
-        self.clip_frames, self.chunk_frames, self.seek = clip_frames, chunk_frames, seek
+        self.clip_frames, self.chunk_frames, self.seek, self.timeout = clip_frames, chunk_frames, seek, timeout
 
     def __iter__(self):
         info = get_worker_info()
@@ -61,7 +61,7 @@ class DecodedVideos(IterableDataset):
         samples = []
         try:
             for sample in decode_samples(entry.path, self.sampling, self.canvas, clip_frames=self.clip_frames,
-                                         clip_stride=CLIP_STRIDE, seek=self.seek):
+                                         clip_stride=CLIP_STRIDE, seek=self.seek, timeout=self.timeout):
                 samples.append(sample)
                 if len(samples) == self.chunk_frames:
                     yield self._chunk(position, samples, last=False)
