@@ -1,6 +1,7 @@
 """Phase-one speed against its ceilings, on the same videos in one run.
 
     python bench/extract.py [--backbone mobilenet_v2@112 --backbone resnet101@224] [--repeat 4] [--fps 1]
+    python bench/extract.py --smoke      # one clip, mobilenet_v2@112: seconds
 
 - decode-only: frames/s of the decoding workers alone (DataLoader over DecodedVideos);
 - compute-only: frames/s of each backbone, and of all of them together, on frames already in
@@ -83,9 +84,12 @@ def main() -> None:
     parser.add_argument("--compute-frames", type=int, default=None,
                         help="frames for the compute-only runs (default: as many as decoded)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="bf16 dense peak, for MFU on a GPU")
+    parser.add_argument("--smoke", action="store_true", help="one clip, one small backbone, once")
     args = parser.parse_args()
-    backbones = args.backbone or ["mobilenet_v2@112", "resnet101@224"]
-    videos = sorted(Path(args.videos).glob("*.mp4"))
+    backbones = args.backbone or (["mobilenet_v2@112"] if args.smoke else ["mobilenet_v2@112", "resnet101@224"])
+    videos = sorted(Path(args.videos).glob("*.mp4"))[:1 if args.smoke else None]
+    if args.smoke:
+        args.repeat, args.workers = 1, 0
     if not videos:
         sys.exit(f"no mp4 files in {args.videos}")
     device = resolve_device(args.device)

@@ -2,6 +2,7 @@
 that the cache equals one clean run (issue 6: 8 kills; tests/test_extract.py does fewer).
 
     python bench/kill_resume.py [--kills 8] [--videos 24] [--seed 0]
+    python bench/kill_resume.py --smoke          # 1 kill, 4 videos
 """
 from __future__ import annotations
 
@@ -39,7 +40,10 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=8)
     parser.add_argument("--videos", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="1 kill, 4 videos")
     args = parser.parse_args()
+    if args.smoke:
+        args.kills, args.videos = 1, 4
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

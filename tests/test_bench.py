@@ -1,0 +1,20 @@
+"""Every bench/ script runs (its --smoke mode: seconds, not a measurement), so the README's numbers come
+from code that works."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, SHARED_VIDEOS
+
+SCRIPTS = sorted(p.name for p in (REPO / "bench").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bench_script_smoke(script, tmp_path):
+    if script in ("extract.py",) and not SHARED_VIDEOS.is_dir():
+        pytest.skip(f"{script} measures on {SHARED_VIDEOS}, absent here")
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), "--smoke"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
