@@ -35,7 +35,7 @@ def smoke_demo(root: Path) -> tuple[Path, Path]:
 
     from c2f.demo import DemoSizes, demo_steps
     from cli import main
-    sizes = DemoSizes(train_videos=6, val_videos=4, frames=4, finetune_epochs=1, head_epochs=1,
+    sizes = DemoSizes(train_videos=6, val_videos=4, frames=4, finetune_epochs=1,
                       adafocus_stage_epochs="1,1,1", budgets=(1,), predict_videos=1)
     for step in demo_steps(str(root / "data"), str(root / "out"), sizes):
         if step[0] in ("report", "evaluate-online", "predict"):

@@ -1,77 +1,109 @@
-"""Phase-two speed: train and evaluate one head on a synthetic cache of the papers' shape.
+"""Phase-two speed: each training stage and the evaluation of a head, on synthetic caches of the
+papers' shapes, in videos per second.
 
-    python bench/train_head.py [--videos 5000] [--frames 100] [--method liteeval] [--epochs 1]
+    python bench/train_head.py [--videos 5000] [--frames 100] [--adafocus-videos 256] [--smoke]
 
-The cache (coarse 1280-d, fine 2048-d, float16, as MobileNetV2 / ResNet-101 give) is
-written once under --root and reused. Prints the seconds and videos/s of loading, of
-training (per epoch) and of evaluation (sparse: fine features read only where used),
-and the peak resident memory.
+LiteEval: coarse 1280-d and fine 2048-d float16 features (MobileNetV2 / ResNet-101), hidden 64 / 512,
+batch 128, 200 classes: loading, one training epoch, the sparse evaluation. AdaFocus at the paper's
+sizes: a 1280 x 7 x 7 glance map and a 7 x 7 grid of 2048-d patch features, 16 frames, GRU 1024,
+200 classes: one epoch of each stage (I classifier, II policy, III classifier) and the evaluation.
+The caches are written once under --root and reused; prints the peak resident memory.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import resource
 import sys
 import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from c2f.config import TrainConfig                      # noqa: E402
-from c2f.evaluate import run_head                       # noqa: E402
-from c2f.synthetic import liteeval_cache                 # noqa: E402
-from c2f.train import head_dims, load_data, train_epochs  # noqa: E402
-from c2f.heads import build_head                        # noqa: E402
+from c2f.config import TrainConfig                                         # noqa: E402
+from c2f.data import Batch, length_batches                                  # noqa: E402
+from c2f.evaluate import run_head                                           # noqa: E402
+from c2f.heads import build_head                                            # noqa: E402
+from c2f.synthetic import adafocus_cache, liteeval_cache                     # noqa: E402
+from c2f.train import head_dims, load_data, make_optimizer, train_one_epoch  # noqa: E402
+
+
+def stage_speeds(cfg: TrainConfig) -> dict[str, float]:
+    """Videos per second of one epoch of every training stage, and of the evaluation."""
+    t = time.time()
+    train, evaluation, classes = load_data(cfg)
+    speeds = {"load": len(train) / (time.time() - t)}
+    head = build_head(cfg, head_dims(train, classes))
+    stages = head.training_stages([1, 1, 1][:len(cfg.record.stages)], cfg.stage_schedule()[1])
+    for stage in stages:
+        head.set_stage(stage.name)
+        trained = {id(p) for p in stage.parameters}
+        for p in head.parameters():
+            p.requires_grad_(id(p) in trained)
+        optimizer, schedule = make_optimizer(stage, cfg, math.ceil(len(train) / cfg.batch_size), automatic=False)
+        batches = (Batch(train, index) for index in length_batches(train.lengths, cfg.batch_size, shuffle=True,
+                                                                     generator=torch.Generator().manual_seed(0)))
+        t = time.time()
+        with tqdm(disable=True) as bar:
+            train_one_epoch(head, optimizer, schedule, batches, cfg.grad_clip, bar)
+        speeds[f"train {stage.name}"] = len(train) / (time.time() - t)
+    t = time.time()
+    run_head(head, evaluation, batch_size=256)
+    speeds["evaluate"] = len(evaluation) / (time.time() - t)
+    return speeds
+
+
+def liteeval(root: Path, videos: int, frames: int) -> None:
+    folder = root / f"liteeval_{videos}x{frames}"
+    if not (folder / "manifest.csv").exists():
+        liteeval_cache(folder, num_train=videos, num_val=0, num_classes=200, frames=(frames, frames),
+                       informative=(5, 10), coarse=("mobilenet_v2@112", 1280, 0.0822),
+                       fine=("resnet101@224", 2048, 7.8014))
+    cfg = TrainConfig("liteeval", str(folder / "manifest.csv"), str(folder / "cache"), str(folder / "run"),
+                      eval_split="train", coarse_hidden=64, fine_hidden=512, batch_size=128, frames=frames,
+                      progress=False)
+    report(f"LiteEval, {videos} videos x {frames} frames, hidden 64/512, batch 128", stage_speeds(cfg))
+
+
+def adafocus(root: Path, videos: int, grid: int, channels: int, dim: int, hidden: int) -> None:
+    folder = root / f"adafocus_{videos}_{grid}x{grid}_{dim}"
+    if not (folder / "manifest.csv").exists():
+        adafocus_cache(folder, num_train=videos, num_val=0, num_classes=200, frames=(16, 16), grid=grid,
+                       channels=channels, dim=dim)
+    cfg = TrainConfig("adafocus", str(folder / "manifest.csv"), str(folder / "cache"), str(folder / "run"),
+                      eval_split="train", glance="mobilenet_v2@224-map", focus=f"resnet50@224-grid{grid}x128",
+                      adafocus_hidden=hidden, batch_size=32, progress=False)
+    report(f"AdaFocus, {videos} videos x 16 frames, {channels} x {grid} x {grid} glance, {grid} x {grid} x {dim} "
+           f"patches, GRU {hidden}, batch 32", stage_speeds(cfg))
+
+
+def report(title: str, speeds: dict[str, float]) -> None:
+    print(f"{title} ({torch.get_num_threads()} threads)")
+    for name, value in speeds.items():
+        print(f"  {name:<12}{value:10.1f} videos/s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=5000)
     parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--method", default="liteeval")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--coarse-hidden", type=int, default=64)
-    parser.add_argument("--fine-hidden", type=int, default=512)
+    parser.add_argument("--adafocus-videos", type=int, default=256)
     parser.add_argument("--root", default="/tmp/c2f-bench")
+    parser.add_argument("--smoke", action="store_true", help="tiny caches: seconds")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-
-    root = Path(args.root) / f"{args.videos}x{args.frames}"
-    started = time.time()
-    if not (root / "manifest.csv").exists():
-        liteeval_cache(root, num_train=args.videos, num_val=0, num_classes=200, frames=(args.frames, args.frames),
-                       informative=(5, 10), coarse=("mobilenet_v2@112", 1280, 0.0822),
-                       fine=("resnet101@224", 2048, 7.8014))
-        print(f"wrote the cache in {time.time() - started:.1f} s")
-    cfg = TrainConfig(method=args.method, manifest=str(root / "manifest.csv"), cache=str(root / "cache"),
-                      out=str(root / "run"), eval_split="train", epochs=args.epochs, batch_size=args.batch_size,
-                      coarse_hidden=args.coarse_hidden, fine_hidden=args.fine_hidden, lr=1e-4)
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    t = time.time()
-    train, evaluation, classes = load_data(cfg)
-    load_s = time.time() - t
-    head = build_head(cfg, head_dims(train, classes))
-    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr)
-    t = time.time()
-    train_epochs(head, train, cfg, 0, optimizer, torch.Generator().manual_seed(0))
-    train_s = (time.time() - t) / args.epochs
-    t = time.time()
-    result = run_head(head, evaluation, batch_size=256, progress=True)
-    eval_s = time.time() - t
-    frames = int(train.offsets[-1])
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"{args.method}: {len(train)} videos x {args.frames} frames, coarse {train.sets['coarse'].frame_shape[0]}-d, "
-          f"fine {train.sets['fine'].frame_shape[0]}-d, hidden {args.coarse_hidden}/{args.fine_hidden}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"load  {load_s:7.1f} s  {len(train) / load_s:8.0f} videos/s")
-    print(f"train {train_s:7.1f} s  {len(train) / train_s:8.1f} videos/s  {frames / train_s:9.0f} frames/s (per epoch)")
-    print(f"eval  {eval_s:7.1f} s  {len(evaluation) / eval_s:8.1f} videos/s  {frames / eval_s:9.0f} frames/s "
-          f"(fine read on {result.fine_count().sum() / frames:.1%} of frames)")
-    print(f"peak RSS {rss_gb:.1f} GB")
+    root = Path(args.root) / ("smoke" if args.smoke else "")
+    if args.smoke:
+        liteeval(root, 64, 12)
+        adafocus(root, 16, 3, 8, 16, 32)
+    else:
+        liteeval(root, args.videos, args.frames)
+        adafocus(root, args.adafocus_videos, 7, 1280, 2048, 1024)
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ class DemoSizes:
     val_videos: int = 100
     frames: int = 8                 # sampled per video, for fine-tuning and extraction
     finetune_epochs: int = 2
-    head_epochs: int = 30
     adafocus_stage_epochs: str = "30,30,10"
     budgets: tuple[int, ...] = (1, 2)
     predict_videos: int = 4         # val videos given to `c2f predict --visualize` at the end
@@ -37,10 +36,9 @@ def demo_steps(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bo
     quiet = [] if progress else ["--no-progress"]
     manifest, cache, runs = f"{data}/manifest.csv", f"{out}/cache", f"{out}/runs"
     weights = f"{out}/{FINE.replace('@', '_')}_demo.pt"
-    head = ["--manifest", manifest, "--cache", cache, "--frames", str(sizes.frames), "--batch-size", "32",
-            "--overwrite"] + quiet
-    lite = head + ["--coarse", COARSE, "--fine", FINE, "--coarse-hidden", "32", "--fine-hidden", "128",
-                   "--epochs", str(sizes.head_epochs), "--lr", "3e-3"]
+    # the heads train with the defaults (until a held-out tenth of the training videos stops improving)
+    head = ["--manifest", manifest, "--cache", cache, "--frames", str(sizes.frames), "--overwrite"] + quiet
+    lite = head + ["--coarse", COARSE, "--fine", FINE, "--coarse-hidden", "32", "--fine-hidden", "128"]
     steps = [
         ["demo-videos", "--out", data, "--train-videos", str(sizes.train_videos),
          "--val-videos", str(sizes.val_videos)] + quiet,

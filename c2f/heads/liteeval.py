@@ -24,19 +24,24 @@ from .rnn import Cell
 class LiteEvalHead(Head):
     def __init__(self, dims: HeadDims, rnn: str = "lstm", coarse_hidden: int = 64, fine_hidden: int = 512,
                  sync: bool = True, gamma: float = 0.05, lam: float = 2.0, tau_start: float = 5.0,
-                 tau_end: float = 0.5, gate_training: str = "gumbel"):
+                 tau_end: float = 0.5, gate_training: str = "gumbel", calibrate: bool = True):
         super().__init__(dims)
         if sync and coarse_hidden > fine_hidden:
             raise ValueError(f"sync copies the coarse state into the fine one: --coarse-hidden ({coarse_hidden}) "
                              f"must not exceed --fine-hidden ({fine_hidden})")
         if gate_training not in ("gumbel", "reinforce"):
             raise ValueError(f"gate_training must be gumbel or reinforce, not {gate_training!r}")
-        self.sync, self.gamma, self.lam, self.gate_training = sync, gamma, lam, gate_training
+        self.sync, self.gamma, self.lam, self.gate_training, self.calibrate = sync, gamma, lam, gate_training, calibrate
         self.tau_start, self.tau_end, self.tau = tau_start, tau_end, tau_start
         self.coarse_cell = Cell(rnn, dims.coarse_dim, coarse_hidden)
         self.fine_cell = Cell(rnn, dims.coarse_dim + dims.fine_dim, fine_hidden)
         self.gate = nn.Linear(dims.coarse_dim + fine_hidden, 2)       # logits of (skip, read fine)
         self.classifier = nn.Linear(fine_hidden, dims.num_classes)
+        # at test the gate reads the fine feature where logit(read) - logit(skip) exceeds this (0: the arg-max);
+        # after training it is solved on the training set so that --gamma of its frames read it
+        self.register_buffer("gate_threshold", torch.tensor(0.0))
+        self.argmax_fire_rate: float | None = None          # on the training videos, after training
+        self.calibrated_fire_rate: float | None = None
 
     def set_progress(self, fraction: float) -> None:
         # exponential annealing from tau_start (exploration) to tau_end (near-discrete samples)
@@ -87,6 +92,7 @@ class LiteEvalHead(Head):
         lengths = batch.lengths.to(fired.device).float()
         penalty = self.lam * (fired.sum(1) / lengths - self.gamma) ** 2     # Eq. 7, per video
         out = HeadOutput(self.classifier(self.fine_cell.hidden(fine_state)), self._cost(lengths, fired.sum(1)))
+        out.logs["fired"] = float((fired.sum(1) / lengths).mean().detach())
         if self.gate_training == "gumbel":
             out.extra_loss["fire_rate"] = penalty.mean()
         else:
@@ -108,7 +114,8 @@ class LiteEvalHead(Head):
             coarse = batch.read("coarse", rows, t)
             new_coarse = self.coarse_cell(coarse, coarse_state[rows])
             old_fine = fine_state[rows]
-            read_fine = self.gate(torch.cat([coarse, self.fine_cell.hidden(old_fine)], dim=1)).argmax(1) == 1
+            gate = self.gate(torch.cat([coarse, self.fine_cell.hidden(old_fine)], dim=1))
+            read_fine = gate[:, 1] - gate[:, 0] > self.gate_threshold
             new_fine = self._skipped(new_coarse, old_fine)
             if read_fine.any():     # only here is the fine feature touched and the fine RNN run
                 fired_rows = rows[read_fine]
@@ -121,7 +128,41 @@ class LiteEvalHead(Head):
             if fine_budget is not None:
                 stopped |= fine_steps >= fine_budget
         logits = self.classifier(self.fine_cell.hidden(fine_state))
-        return HeadOutput(logits, self._cost(coarse_steps, fine_steps))
+        out = HeadOutput(logits, self._cost(coarse_steps, fine_steps))
+        out.logs["fired"] = fine_steps / coarse_steps.clamp(min=1)           # per video, of the frames seen
+        return out
+
+    # ------------------------------------------------------------------ the gate's test-time budget
+
+    @torch.no_grad()
+    def fire_rate(self, batches) -> float:
+        """The mean per-video fraction of frames whose fine feature the evaluation reads."""
+        rates = [self._forward_sparse(batch, None).logs["fired"] for batch in batches]
+        return float(torch.cat(rates).mean())
+
+    @torch.no_grad()
+    def after_stage(self, name: str, batches) -> None:
+        """Solve the gate's threshold on the training videos so that --gamma of their frames read the
+        fine feature at test time, as the penalty asked in training (the arg-max of a gate trained on
+        Gumbel samples can read far less, or far more; the rate falls as the threshold rises)."""
+        self.eval()
+        self.gate_threshold.fill_(0.0)
+        self.argmax_fire_rate = self.fire_rate(batches)
+        if self.calibrate:
+            low, high = -30.0, 30.0
+            for _ in range(24):
+                self.gate_threshold.fill_((low + high) / 2)
+                low, high = (low, float(self.gate_threshold)) if self.fire_rate(batches) < self.gamma else \
+                    (float(self.gate_threshold), high)
+            self.gate_threshold.fill_((low + high) / 2)
+        self.calibrated_fire_rate = self.fire_rate(batches)
+        self.train()
+
+    def summary(self) -> dict:
+        if self.argmax_fire_rate is None:
+            return {}
+        return {"gate_threshold": float(self.gate_threshold), "train_fire_rate_argmax": self.argmax_fire_rate,
+                "train_fire_rate": self.calibrated_fire_rate}
 
     def cost_probes(self):
         Dc, Df = self.dims.coarse_dim, self.dims.fine_dim
@@ -133,7 +174,7 @@ class LiteEvalHead(Head):
 
 def _build(gate_training: str):
     return lambda dims, cfg: LiteEvalHead(dims, cfg.rnn, cfg.coarse_hidden, cfg.fine_hidden, cfg.sync, cfg.gamma,
-                                          cfg.lam, cfg.tau_start, cfg.tau_end, gate_training)
+                                          cfg.lam, cfg.tau_start, cfg.tau_end, gate_training, cfg.calibrate_gate)
 
 
 _ROLES = {"coarse": Role("coarse"), "fine": Role("fine")}
