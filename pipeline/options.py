@@ -146,6 +146,8 @@ def to_args(config_class, values: dict) -> list[str]:
     args = []
     for name, value in values.items():
         field = fields[name]
+        if value is None:           # not given: the default
+            continue
         if isinstance(field.default, bool):
             if value != field.default:
                 args.append(flag_name(field))
