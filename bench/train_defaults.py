@@ -1,12 +1,12 @@
 """Do `c2f train-head`'s defaults train a small dataset to convergence, and does --gamma control the
 test-time fine usage?
 
-    python bench/train_defaults.py [--train 500 --val 300] [--smoke]
+    python bench/train_defaults.py [--train 500 --val 2000] [--smoke]
 
 On a synthetic LiteEval task (c2f.synthetic.liteeval_cache: class evidence only in the fine features
 of the 1-3 frames a video that the coarse features mark): LSTM and LiteEval with the defaults alone,
 against their best over a grid of learning rates and fixed epochs (batch 32), scored on the
-validation split; then LiteEval's test-time fine usage for several gammas (calibrated gate, and the
+validation split (2,000 videos: top-1 within about +-1 point); then LiteEval's test-time fine usage for several gammas (calibrated gate, and the
 paper's arg-max gate), with its usage on the marked frames and on the others.
 """
 from __future__ import annotations
@@ -69,10 +69,10 @@ def gamma_sweep(root: Path, syn, gammas: list[float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=500)
-    parser.add_argument("--val", type=int, default=300)
+    parser.add_argument("--val", type=int, default=2000)
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
-    grid = {"lr": [3e-4, 1e-3, 3e-3, 1e-2], "epochs": [10, 30, 90]}
+    grid = {"lr": [1e-3, 3e-3, 1e-2], "epochs": [10, 20, 40, 80]}
     gammas = [0.05, 0.1, 0.2]
     if args.smoke:
         args.train, args.val, grid, gammas = 40, 20, {"lr": [1e-3], "epochs": [2]}, [0.1]

@@ -12,6 +12,10 @@ from .methods import method as method_record
 from .methods import methods
 
 
+LR_CANDIDATES = (1e-3, 3e-3, 1e-2)     # Adam's rates tried on the held-out part when --lr is not given
+DEFAULT_LR = LR_CANDIDATES[0]          # ... and the rate of a fixed length (--epochs) without --lr
+
+
 def _method_names() -> list[str]:
     return list(methods())
 
@@ -70,8 +74,10 @@ class TrainConfig:
                                  "weights to keep.", minimum=0, maximum=0.5)
     patience: int = option(10, "Epochs without a better held-out loss before stopping.", minimum=1)
     max_steps: int = option(4000, "Most optimisation steps when the length is automatic.", minimum=1)
-    lr: float = option(1e-3, "Adam's learning rate (single-stage heads; halved when the held-out loss stalls).",
-                       above=0, what="learning rates")
+    lr: float | None = option(None, "Adam's learning rate (single-stage heads; halved when the held-out loss "
+                                    "stalls). Default: the best of " + ", ".join(map(str, LR_CANDIDATES)) +
+                              f" on the held-out part ({DEFAULT_LR} with --epochs).", above=0, kind=float,
+                              what="learning rates")
     batch_size: int = option(32, "Videos per batch.", minimum=1)
     weight_decay: float = option(0.0, minimum=0)
     grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
@@ -106,4 +112,4 @@ class TrainConfig:
     def stage_schedule(self) -> tuple[list[int], list[float]]:
         if self.record.staged:
             return list(self.stage_epochs), list(self.stage_lrs)
-        return [self.epochs or 0], [self.lr]
+        return [self.epochs or 0], [self.lr or DEFAULT_LR]

@@ -70,6 +70,8 @@ class ComputedFeatures:
     @torch.no_grad()
     def __getitem__(self, key) -> torch.Tensor:
         rows, candidates = key if isinstance(key, tuple) else (key, None)
+        if candidates is None and self.fs.output == "grid":
+            raise ValueError("a whole patch grid is never computed in prediction: read one candidate per frame")
         rows = [int(r) for r in torch.as_tensor(rows).reshape(-1)]
         picks = [-1] * len(rows) if candidates is None else [int(c) for c in torch.as_tensor(candidates).reshape(-1)]
         keys = list(zip(rows, picks))
@@ -85,8 +87,6 @@ class ComputedFeatures:
                 self.cache[k] = feature
             np.add.at(self.computed, frames.numpy(), 1)
             self.timer.seconds[self.stage] += time.perf_counter() - started
-        if candidates is None and self.fs.output == "grid":
-            raise ValueError("a whole patch grid is never computed in prediction: read one candidate per frame")
         return torch.stack([self.cache[k] for k in keys]) if keys else torch.zeros(0, *self.shape[1:])
 
 
@@ -126,6 +126,8 @@ def rebuild_set(name: str, attrs: dict) -> bb.FeatureSet:
     if recorded != expected:
         raise PredictError(f"feature set {name}: the cache records {recorded}, the registry builds {expected}; "
                            "was the cache made by another tool?")
+    if fs.output == "clip":
+        raise PredictError(f"{name}: snippet sets (SlowFast) are not predicted from raw videos yet; only frame sets")
     return fs
 
 

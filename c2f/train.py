@@ -8,10 +8,11 @@ killed midway resumes from that (stage, epoch) when the same command is given ag
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from dataclasses import field as dataclass_field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from pipeline.cache import Cache, attr
 from pipeline.files import atomic_write
 from pipeline.manifest import read_manifest
 
-from .config import TrainConfig
+from .config import DEFAULT_LR, LR_CANDIDATES, TrainConfig
 from .data import Batch, CacheError, VideoSet, length_batches, load_videos
 from .evaluate import compute_metrics, run_head, write_run_files
 from .heads import Head, HeadDims, build_head
@@ -183,8 +184,10 @@ class Progress:
     last_logs: dict = dataclass_field(default_factory=dict)
 
 
-def _checkpoint(run: Path, progress: Progress, head: Head, optimizer, schedule, generator: torch.Generator) -> None:
-    state = {"progress": asdict(progress), "head": head.state_dict(), "optimizer": optimizer.state_dict(),
+def _checkpoint(run: Path, progress: Progress, head: Head, optimizer, schedule, generator: torch.Generator,
+                lr: float) -> None:
+    state = {"lr": lr, "progress": asdict(progress),
+             "head": head.state_dict(), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict() if schedule is not None else {},
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
     atomic_write(run / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
@@ -258,7 +261,7 @@ def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch
             finished = progress.epoch >= stage.epochs or bool(progress.stopped)
             if finished:
                 _finish_stage(head, stage, train, fit, cfg, progress)
-            _checkpoint(Path(cfg.out), progress, head, optimizer, schedule, generator)
+            _checkpoint(Path(cfg.out), progress, head, optimizer, schedule, generator, cfg.lr)
     for p in head.parameters():
         p.requires_grad_(True)
     bar.close()
@@ -299,25 +302,66 @@ def _stopping(progress: Progress, holdout: torch.Tensor) -> dict:
                   "held_out_loss": progress.best_loss, "held_out_history": progress.history}
 
 
-def train_head(cfg: TrainConfig) -> dict:
-    """Train, evaluate, write the run directory; returns metrics.json's content."""
-    started = time.time()
-    resume = prepare_run_dir(cfg)
-    train, evaluation, classes = load_data(cfg)
+def automatic_length(cfg: TrainConfig, train: VideoSet) -> bool:
+    """Early stopping on a held-out part: a single-stage head, no --epochs, enough videos to hold out."""
+    return not cfg.record.staged and cfg.epochs is None and len(split_holdout(train, cfg.holdout, cfg.seed)[1]) > 0
+
+
+def _fit_at(cfg: TrainConfig, train: VideoSet, dims: HeadDims, resume: bool) -> tuple[Head, dict]:
+    """The head trained at cfg.lr, resumed from RUN/checkpoint.pt when it was interrupted at that rate."""
     torch.manual_seed(cfg.seed)
-    head = build_head(cfg, head_dims(train, classes)).to(cfg.device)
+    head = build_head(cfg, dims).to(cfg.device)
     generator = torch.Generator().manual_seed(cfg.seed)
-    checkpoint = None
-    if resume:
-        checkpoint = torch.load(Path(cfg.out) / "checkpoint.pt", weights_only=True, map_location=cfg.device)
+    checkpoint, path = None, Path(cfg.out) / "checkpoint.pt"
+    if resume and path.exists():
+        checkpoint = torch.load(path, weights_only=True, map_location=cfg.device)
+        if checkpoint.get("lr") != cfg.lr:
+            checkpoint = None
+    if checkpoint:
         head.load_state_dict(checkpoint["head"])
         generator.set_state(checkpoint["generator"])
         torch.set_rng_state(checkpoint["torch_rng"])     # Gumbel noise and sampled actions continue as they would have
         where = checkpoint["progress"]
         log.warning("resuming %s at stage %d, epoch %d", cfg.out, where["stage"] + 1, where["epoch"] + 1)
-    write_config(cfg, train.sets, classes, head)
-    write_skipped(Path(cfg.out), {cfg.train_split: train.skipped, cfg.eval_split: evaluation.skipped})
     training = train_stages(head, train, cfg, generator, checkpoint)
+    return head, training | {"lr": cfg.lr, "head": head.summary()}
+
+
+def fit(cfg: TrainConfig, train: VideoSet, dims: HeadDims, resume: bool) -> tuple[Head, dict]:
+    """The trained head and how it was trained. With an automatic length and no --lr, every rate of
+    LR_CANDIDATES is trained (each until the held-out part stops improving) and the one with the
+    lowest held-out loss is kept; the candidates done are saved in RUN/lr_search.pt, so a resumed
+    run does not train them again."""
+    rates = LR_CANDIDATES if cfg.lr is None and automatic_length(cfg, train) else [cfg.lr or DEFAULT_LR]
+    search_file = Path(cfg.out) / "lr_search.pt"
+    tried = torch.load(search_file, weights_only=True) if resume and search_file.exists() else {}
+    heads = {}
+    for lr in rates:
+        if lr in tried:
+            continue
+        heads[lr], info = _fit_at(replace(cfg, lr=lr), train, dims, resume)
+        tried[lr] = {"info": json.dumps(info), "state": heads[lr].state_dict()}
+        if len(rates) > 1:
+            atomic_write(search_file, lambda tmp: torch.save(tried, tmp))
+    losses = {lr: json.loads(tried[lr]["info"]).get("held_out_loss", 0.0) for lr in rates}
+    best = min(rates, key=losses.get)
+    head = heads.get(best) or build_head(replace(cfg, lr=best), dims).to(cfg.device)
+    head.load_state_dict(tried[best]["state"])
+    info = json.loads(tried[best]["info"])
+    if len(rates) > 1:
+        info["lr_search"] = {str(lr): round(loss, 5) for lr, loss in losses.items()}
+    return head, info
+
+
+def train_head(cfg: TrainConfig) -> dict:
+    """Train, evaluate, write the run directory; returns metrics.json's content."""
+    started = time.time()
+    resume = prepare_run_dir(cfg)
+    train, evaluation, classes = load_data(cfg)
+    dims = head_dims(train, classes)
+    write_config(cfg, train.sets, classes, build_head(replace(cfg, lr=cfg.lr or DEFAULT_LR), dims))
+    write_skipped(Path(cfg.out), {cfg.train_split: train.skipped, cfg.eval_split: evaluation.skipped})
+    head, training = fit(cfg, train, dims, resume)
     atomic_write(Path(cfg.out) / "head.pt", lambda tmp: torch.save(head.state_dict(), tmp))
     eval_started = time.time()
     result = run_head(head, evaluation, batch_size=max(cfg.batch_size, 256), device=cfg.device,
@@ -327,7 +371,8 @@ def train_head(cfg: TrainConfig) -> dict:
     # head seconds per video on cached features (LiteEval Table 10 adds the backbones' time)
     metrics |= {"train_videos": len(train), "skipped_videos": len(evaluation.skipped),
                 "head_seconds_per_video": eval_seconds / len(evaluation), "seconds": round(time.time() - started, 1),
-                "training": training, **head.summary()}
+                "training": training, **training.pop("head")}
     write_run_files(Path(cfg.out), result, metrics, classes)
-    (Path(cfg.out) / "checkpoint.pt").unlink(missing_ok=True)
+    for name in ("checkpoint.pt", "lr_search.pt"):
+        (Path(cfg.out) / name).unlink(missing_ok=True)
     return metrics

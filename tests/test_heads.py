@@ -200,3 +200,36 @@ def test_head_rebuilds_from_config_dims():
     cfg = TrainConfig(method="lstm_cf", manifest="m", cache="c", out="o", fine_hidden=16)
     head = build_head(cfg, HeadDims(4, 12, 8))
     assert head.cell.input_size == 20 and tuple(cfg.record.roles) == ("coarse", "fine")
+
+
+def test_defaults_stop_on_the_held_out_part_and_choose_the_rate(small_cache, tmp_path, monkeypatch):
+    """No --epochs, no --lr: every candidate rate trains until a held-out tenth stops improving, the
+    lowest held-out loss wins, metrics.json says so; a run interrupted in the middle of the search
+    resumes without training the finished candidates again and ends with the same head."""
+    import c2f.train
+    settings = dict(method="lstm", manifest=str(small_cache.manifest), cache=str(small_cache.cache), frames=5,
+                    coarse_hidden=4, fine_hidden=8, batch_size=16, progress=False, patience=3)
+    straight = train_head(TrainConfig(out=str(tmp_path / "straight"), **settings))
+    training = straight["training"]
+    assert training["held_out_videos"] == 5 and training["fit_videos"] == 43
+    assert set(training["lr_search"]) == {"0.001", "0.003", "0.01"}
+    assert str(training["lr"]) == min(training["lr_search"], key=training["lr_search"].get)
+    assert "did not improve" in training["stopped"] or "budget" in training["stopped"]
+    original = c2f.train._one_epoch
+
+    def crash_inside_the_second_rate(head, train, fit, cfg, generator, optimiser, bar, progress, stage, label):
+        if cfg.lr == 0.003 and progress.epoch == 2:
+            raise KeyboardInterrupt
+        original(head, train, fit, cfg, generator, optimiser, bar, progress, stage, label)
+
+    monkeypatch.setattr(c2f.train, "_one_epoch", crash_inside_the_second_rate)
+    cfg = TrainConfig(out=str(tmp_path / "interrupted"), **settings)
+    with pytest.raises(KeyboardInterrupt):
+        train_head(cfg)
+    monkeypatch.setattr(c2f.train, "_one_epoch", original)
+    assert (tmp_path / "interrupted" / "lr_search.pt").exists() and (tmp_path / "interrupted" / "checkpoint.pt").exists()
+    again = train_head(cfg)
+    assert again["training"]["lr_search"] == training["lr_search"]
+    a = torch.load(tmp_path / "straight" / "head.pt", weights_only=True)
+    b = torch.load(tmp_path / "interrupted" / "head.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
