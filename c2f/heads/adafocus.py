@@ -335,7 +335,7 @@ class AdaFocusHead(Head):
 
 def _build(plus: bool):
     return lambda dims, cfg: AdaFocusHead(dims, cfg.frames, cfg.policy, cfg.reward, cfg.reuse, plus, cfg.keep_ratio,
-                                          cfg.eta, cfg.adafocus_hidden, cfg.ppo_epochs, cfg.stage2)
+                                          cfg.eta, cfg.adafocus_hidden, cfg.ppo_epochs, stage2=cfg.stage2)
 
 
 # coarse: the glance map, read for every frame; fine: the patch grid, one candidate read per frame
