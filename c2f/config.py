@@ -55,6 +55,11 @@ class TrainConfig:
                          choices=("learned", "random", "central", "gaussian"))
     reward: str = option("adafocus", "AdaFocus stage-II reward: Eq. 7, or Table 5's variants.",
                          choices=("adafocus", "confidence", "increments"))
+    stage2: str = option("expected", "AdaFocus stage II, the patch policy's objective: `expected` fits it to the "
+                                     "best policy for every candidate's reward (the cache holds them all), "
+                                     "`expected-ascent` ascends the expected reward, `ppo` is the paper's PPO on "
+                                     "sampled patches (Eq. 7 and --reward apply to it alone).",
+                         choices=("expected", "expected-ascent", "ppo"))
     reuse: bool = option(True, "AdaFocus: the glance feature also feeds the classifier (--no-reuse: Table 4).")
     keep_ratio: float = option(0.5, "AdaFocus+: fraction of frames given a patch.", above=0, maximum=1)
     eta: float = option(0.1, "AdaFocus+: weight of the patch cost in the keep reward (Eq. 10).", minimum=0)

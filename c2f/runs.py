@@ -99,7 +99,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[TrainConfig, Hea
 
 # settings that make one run a variant of another (the rest: paths, optimisation, seed)
 VARIANT_KEYS = ("coarse", "fine", "glance", "focus", "frames", "glimpses", "rnn", "coarse_hidden", "fine_hidden",
-                "gamma", "lam", "sync", "policy", "reward", "reuse", "keep_ratio")
+                "gamma", "lam", "sync", "policy", "reward", "stage2", "reuse", "keep_ratio")
 
 
 @dataclass

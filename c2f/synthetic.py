@@ -143,6 +143,23 @@ def adafocus_cache(root: Path, num_train: int = 300, num_val: int = 150, num_cla
     return SyntheticCache(write_manifest(root / "manifest.csv", rows), cache, where)
 
 
+def object_hits(video_ids, steps, patches, cache: SyntheticCache) -> dict[str, float]:
+    """For an AdaFocus run on an adafocus_cache: the share of the read patches (rows of decisions.csv
+    with patch >= 0: their video_id, t and patch) that are the object's candidate, over every read
+    frame and over the late ones (the second half of each video's reads, where Eq. 7 had stopped
+    paying once the classifier was sure)."""
+    video_ids, steps, patches = np.asarray(video_ids), np.asarray(steps), np.asarray(patches)
+    read = patches >= 0
+    video_ids, steps, patches = video_ids[read], steps[read], patches[read]
+    hit = np.array([cache.informative[v][t] == p for v, t, p in zip(video_ids, steps, patches)])
+    rank, reads = np.zeros(len(hit), dtype=np.int64), {}
+    for i, v in enumerate(video_ids):          # the read's position among its video's reads
+        rank[i] = reads.get(v, 0)
+        reads[v] = rank[i] + 1
+    late = rank >= np.array([reads[v] for v in video_ids]) / 2
+    return {"all": float(hit.mean()), "late": float(hit[late].mean())}
+
+
 def write_synthetic_cache(kind: str, out: str | Path, train_videos: int, val_videos: int, seed: int = 0,
                           overwrite: bool = False) -> tuple[SyntheticCache, str]:
     """`c2f synthetic-cache`: a liteeval or adafocus cache with a known answer in `out`; returns it and

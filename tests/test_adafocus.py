@@ -13,6 +13,7 @@ from c2f.config import TrainConfig
 from c2f.data import load_videos
 from c2f.evaluate import run_head
 from c2f.heads import HeadDims
+from c2f.heads import expected
 from c2f.heads.adafocus import AdaFocusHead
 from c2f.synthetic import adafocus_cache
 from c2f.runs import load_run
@@ -75,12 +76,69 @@ def test_eval_reads_one_patch_per_kept_frame_and_charges_it(small_grid_cache, tm
 
 
 @pytest.mark.parametrize("overrides", [dict(policy="random"), dict(policy="central"), dict(policy="gaussian"),
-                                       dict(reward="confidence"), dict(reward="increments"), dict(reuse=False)])
+                                       dict(reward="confidence", stage2="ppo"), dict(reward="increments", stage2="ppo"),
+                                       dict(reuse=False), dict(stage2="ppo"), dict(stage2="expected-ascent"),
+                                       dict(reuse=False, stage2="ppo")])
 def test_variants_train_and_write_runs(small_grid_cache, tmp_path, overrides):
     metrics = train_head(small_config(small_grid_cache, tmp_path / "run", **overrides))
     assert metrics["fine_mean"] == 8 and np.isfinite(metrics["gflops_mean"])
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert ("patch_policy_step" in config["head_costs_gmacs"]) == (overrides.get("policy", "learned") == "learned")
+
+
+def test_label_log_odds_and_candidate_advantages():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    targets = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])      # single label, two labels
+    p = logits.softmax(-1)
+    expected_odds = torch.stack([(p[0, 0] / (1 - p[0, 0])).log(), ((p[1, 1] + p[1, 2]) / p[1, 0]).log()])
+    torch.testing.assert_close(expected.label_log_odds(logits, targets), expected_odds)
+    sure = torch.tensor([[40.0, 0.0], [30.0, 0.0]])
+    assert torch.equal(sure.softmax(-1)[:, 0], torch.ones(2))      # the probability cannot tell them apart
+    odds = expected.label_log_odds(sure, torch.tensor([[1.0, 0.0]]))
+    assert odds[0] > odds[1] > 29                                  # the log-odds still can
+    scores = torch.randn(4, 5, 9) * 3 + 7
+    advantages = expected.candidate_advantages(scores)
+    torch.testing.assert_close(advantages.mean(-1), torch.zeros(4, 5), atol=1e-5, rtol=0)
+    assert advantages.std() == pytest.approx(1.0, rel=1e-4)
+    assert torch.equal(advantages.argmax(-1), scores.argmax(-1))
+
+
+def test_expected_objectives_push_the_policy_towards_the_best_candidate():
+    """`expected` fits the policy to softmax(A / T) by cross-entropy: its gradient on the logits is
+    pi - target, so even a candidate the policy has all but ruled out is pulled up when it is the best;
+    `expected-ascent` has the exact gradient of sum pi A, which vanishes there."""
+    logits = torch.tensor([[[8.0, 0.0, 0.0]]], requires_grad=True)      # pi(best) ~ 3e-4
+    advantages = torch.tensor([[[-1.0, 2.0, -1.0]]])
+    expected.policy_loss(logits, advantages, "expected").backward()
+    target = (advantages / expected.TEMPERATURE).softmax(-1)
+    torch.testing.assert_close(logits.grad, logits.detach().softmax(-1) - target)
+    assert logits.grad[0, 0, 1] < -0.5
+    logits.grad = None
+    expected.policy_loss(logits, advantages, "expected-ascent").backward()
+    assert -1e-2 < float(logits.grad[0, 0, 1]) < 0
+
+
+def test_expected_stage_two_trains_only_the_policy_on_every_candidate(small_grid_cache, tmp_path):
+    """Stage II with the default objective: every candidate of the sampled frames is read (training
+    is offline on the cache); the loss reaches the patch policy and not the frozen classifier."""
+    from c2f.data import Batch
+    from c2f.train import head_dims
+    cfg = small_config(small_grid_cache, tmp_path / "run")
+    videos = load_videos(read_manifest(small_grid_cache.manifest, check_paths=False), "train", small_grid_cache.cache,
+                         cfg.feature_sets())
+    head = AdaFocusHead(head_dims(videos, videos.classes), frames=8, hidden=16)
+    head.set_stage("II")
+    batch = Batch(videos, torch.arange(8))
+    before = {k: v.clone() for k, v in head.state_dict().items()}
+    optimizer = torch.optim.Adam(head.patch_policy.parameters(), lr=1e-2)
+    for loss, logs in head.losses(batch):
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert 0 <= logs["sampled_best"] <= 1
+    assert (batch.reads["fine"].sum(-1) % 49 == 0).all() and batch.reads["fine"].any()     # whole grids
+    assert all(p.grad is None for p in [*head.classifier.parameters(), *head.classifier_cell.parameters()])
+    assert not torch.equal(before["patch_policy.actor.weight"], head.state_dict()["patch_policy.actor.weight"])
 
 
 def test_central_policy_reads_the_centre(small_grid_cache, tmp_path):

@@ -21,12 +21,13 @@ from torch.distributions import Bernoulli, Categorical
 
 from ..data import Batch, segment_positions
 from ..methods import Method, Role, register
-from . import ppo
+from . import expected, ppo
 from .base import Head, HeadDims, HeadOutput, Stage, soft_targets
 from .rnn import Cell
 
 POLICIES = ("learned", "random", "central", "gaussian")
 REWARDS = ("adafocus", "confidence", "increments")
+STAGE2 = (*expected.OBJECTIVES, "ppo")
 REDUCED_CHANNELS = 32
 GAUSSIAN_STD = 0.25          # of the grid's width, per axis: "a Gaussian centred on the frame"
 
@@ -67,13 +68,14 @@ class AdaFocusHead(Head):
 
     def __init__(self, dims: HeadDims, frames: int = 16, policy: str = "learned", reward: str = "adafocus",
                  reuse: bool = True, plus: bool = False, keep_ratio: float = 0.5, eta: float = 0.1,
-                 hidden: int = 1024, ppo_epochs: int = 2):
+                 hidden: int = 1024, ppo_epochs: int = 2, stage2: str = "expected"):
         super().__init__(dims)
-        if policy not in POLICIES or reward not in REWARDS:
-            raise ValueError(f"policy must be one of {POLICIES} and reward one of {REWARDS}")
+        if policy not in POLICIES or reward not in REWARDS or stage2 not in STAGE2:
+            raise ValueError(f"policy must be one of {POLICIES}, reward one of {REWARDS}, stage2 one of {STAGE2}")
         channels, map_h, map_w = dims.coarse_shape
         self.frames, self.policy_kind, self.reward_kind = frames, policy, reward
         self.reuse, self.plus, self.keep_ratio, self.eta, self.ppo_epochs = reuse, plus, keep_ratio, eta, ppo_epochs
+        self.stage2 = stage2
         self.candidates = dims.candidates
         self.grid = int(round(self.candidates ** 0.5))
         self.input_dim = dims.fine_dim + (channels if reuse else 0)
@@ -175,11 +177,24 @@ class AdaFocusHead(Head):
                 probes[name] = (policy.step_probe, (torch.zeros(1, C, H, W), policy.cell.initial_state(1)))
         return probes
 
-    # ------------------------------------------------------------------ stage II: rewards, then PPO (ppo.py)
+    # ------------------------------------------------------------------ stage II: rewards
 
     def _confidence(self, state: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Probability the classifier gives the video's labels from a hidden state: [B]."""
         return (self.classifier(self.classifier_cell.hidden(state)).softmax(-1) * (targets > 0)).sum(-1)
+
+    def _classifier_step(self, pooled: torch.Tensor, focus: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """One classifier step from the pooled glance [B, C] and a focus feature [B, D]."""
+        return self.classifier_cell(torch.cat([pooled, focus], -1) if self.reuse else focus, state)
+
+    def _keep_step(self, pooled: torch.Tensor, state: torch.Tensor, with_patch: torch.Tensor, confidence: torch.Tensor,
+                   keep: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """AdaFocus+ at one step: Eq. 10's reward for the sampled keep decisions [B] (the gain in
+        confidence from the patch minus its cost where kept, 0 where skipped) and the next state."""
+        without = self._classifier_step(pooled, torch.zeros(len(state), self.dims.fine_dim, device=state.device), state)
+        gain = confidence - self._confidence(without, targets)
+        reward = torch.where(keep, gain - self.eta * self.dims.patch_area_fraction, torch.zeros_like(gain))
+        return reward, torch.where(keep[:, None], with_patch, without)
 
     @torch.no_grad()
     def _rollout(self, batch: Batch, positions: torch.Tensor, glance: torch.Tensor):
@@ -197,38 +212,63 @@ class AdaFocusHead(Head):
         patch_rewards, keep_rewards = torch.zeros(B, T), torch.zeros(B, T)
         for t in range(T):
             chosen = batch.read("fine", rows, positions[:, t], patches[:, t])
-
-            def step_with(focus):
-                x = torch.cat([pooled[:, t], focus], -1) if self.reuse else focus
-                return self.classifier_cell(x, state)
-
-            with_patch = step_with(chosen)
+            with_patch = self._classifier_step(pooled[:, t], chosen, state)
             confidence = self._confidence(with_patch, batch.targets)
             if self.reward_kind == "adafocus":          # minus the same with a random patch
                 random_patch = torch.randint(self.candidates, (B,), device=glance.device)
-                baseline = self._confidence(step_with(batch.read("fine", rows, positions[:, t], random_patch)),
-                                            batch.targets)
-                patch_rewards[:, t] = confidence - baseline
+                baseline = self._classifier_step(pooled[:, t], batch.read("fine", rows, positions[:, t], random_patch),
+                                                 state)
+                patch_rewards[:, t] = confidence - self._confidence(baseline, batch.targets)
             elif self.reward_kind == "confidence":
                 patch_rewards[:, t] = confidence
             else:
                 patch_rewards[:, t] = confidence - previous
             if self.keep_policy is not None:
-                without = step_with(torch.zeros_like(chosen))
-                gain = confidence - self._confidence(without, batch.targets)
-                keep_rewards[:, t] = torch.where(keep[:, t], gain - self.eta * self.dims.patch_area_fraction,
-                                                 torch.zeros_like(gain))
-                state = torch.where(keep[:, t, None], with_patch, without)
+                keep_rewards[:, t], state = self._keep_step(pooled[:, t], state, with_patch, confidence, keep[:, t],
+                                                            batch.targets)
             else:
                 state = with_patch
             previous = self._confidence(state, batch.targets)
         return patches, keep, patch_rewards, keep_rewards
 
-    def losses(self, batch: Batch):
-        """Stages I and III: the classifier's loss. Stage II: a rollout, then `ppo_epochs` PPO losses on it."""
-        if self.stage != "II":
-            yield from super().losses(batch)
-            return
+    def _step_every_candidate(self, pooled: torch.Tensor, grid: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The classifier's next state with each candidate patch: pooled glance [B, C], grid [B, A, D],
+        state [B, S] -> [B, A, S]; the state's part of the step is computed once for all candidates."""
+        x = torch.cat([pooled[:, None, :].expand(-1, grid.shape[1], -1), grid], -1) if self.reuse else grid
+        return self.classifier_cell.step(self.classifier_cell.project(x), state[:, None, :])
+
+    @torch.no_grad()
+    def _candidate_rollout(self, batch: Batch, positions: torch.Tensor, glance: torch.Tensor):
+        """Stage II on a cache (expected.py): every candidate's feature is there, so each step scores
+        every action. The history follows patches sampled from the policy (and keep decisions sampled
+        from AdaFocus+'s keep policy); at each step the frozen classifier takes one step with each
+        candidate. Training reads the whole grid at the sampled frames; evaluation reads one patch.
+        Returns the sampled patches and keeps, every candidate's score [B, T, A] (the log-odds of the
+        labels) and Eq. 10's keep rewards for the sampled patch [B, T]."""
+        B, T = positions.shape
+        patches = Categorical(logits=self.patch_policy(glance)[0]).sample()
+        keep = self.choose_keep(glance, sample=True)
+        pooled = glance.mean((-2, -1))
+        state = self.classifier_cell.initial_state(B, glance.device)
+        rows = torch.arange(B)
+        scores, keep_rewards = torch.zeros(B, T, self.candidates), torch.zeros(B, T)
+        for t in range(T):
+            after = self._step_every_candidate(pooled[:, t], batch.read("fine", rows, positions[:, t]), state)
+            logits = self.classifier(self.classifier_cell.hidden(after))
+            scores[:, t] = expected.label_log_odds(logits, batch.targets[:, None, :])
+            with_patch = after[rows, patches[:, t]]
+            if self.keep_policy is not None:
+                confidence = (logits[rows, patches[:, t]].softmax(-1) * (batch.targets > 0)).sum(-1)
+                keep_rewards[:, t], state = self._keep_step(pooled[:, t], state, with_patch, confidence, keep[:, t],
+                                                            batch.targets)
+            else:
+                state = with_patch
+        return patches, keep, scores, keep_rewards
+
+    # ------------------------------------------------------------------ stage II: the losses
+
+    def _ppo_losses(self, batch: Batch):
+        """The paper's stage II: one rollout, then `ppo_epochs` PPO losses on it."""
         positions = segment_positions(batch.lengths, self.frames, random=True)
         glance = batch.read_frames("coarse", positions)
         patches, keep, patch_rewards, keep_rewards = self._rollout(batch, positions, glance)
@@ -245,6 +285,35 @@ class AdaFocusHead(Head):
         for _ in range(self.ppo_epochs):
             loss = sum(rollout.loss() for rollout in rollouts)
             yield loss, logs | {"ppo": float(loss.detach())}
+
+    def _expected_losses(self, batch: Batch):
+        """Stage II on every candidate's reward (expected.py), `ppo_epochs` updates on one batch's
+        rewards; AdaFocus+'s keep policy keeps PPO on Eq. 10, added to the same updates."""
+        positions = segment_positions(batch.lengths, self.frames, random=True)
+        glance = batch.read_frames("coarse", positions)
+        patches, keep, scores, keep_rewards = self._candidate_rollout(batch, positions, glance)
+        advantages = expected.candidate_advantages(scores)
+        keep_rollout = (ppo.Rollout.of(self.keep_policy, glance, keep, keep_rewards, bernoulli=True)
+                        if self.keep_policy is not None else None)
+        # how often the sampled patch was the step's best candidate: the policy's progress
+        logs = {"sampled_best": float((scores.argmax(-1) == patches).float().mean())}
+        if keep_rollout is not None:
+            logs["keep_rate"] = float(keep.float().mean())
+        for _ in range(self.ppo_epochs):
+            loss = expected.policy_loss(self.patch_policy(glance)[0], advantages, self.stage2)
+            if keep_rollout is not None:
+                loss = loss + keep_rollout.loss()
+            yield loss, logs | {"policy_loss": float(loss.detach())}
+
+    def losses(self, batch: Batch):
+        """Stages I and III: the classifier's loss. Stage II: the policies' losses, by `stage2`
+        (PPO for the keep policy alone when the patch policy is fixed)."""
+        if self.stage != "II":
+            yield from super().losses(batch)
+        elif self.stage2 in expected.OBJECTIVES and self.patch_policy is not None:
+            yield from self._expected_losses(batch)
+        else:
+            yield from self._ppo_losses(batch)
 
     # ------------------------------------------------------------------ AdaFocus+: the keep threshold
 
@@ -266,7 +335,7 @@ class AdaFocusHead(Head):
 
 def _build(plus: bool):
     return lambda dims, cfg: AdaFocusHead(dims, cfg.frames, cfg.policy, cfg.reward, cfg.reuse, plus, cfg.keep_ratio,
-                                          cfg.eta, cfg.adafocus_hidden, cfg.ppo_epochs)
+                                          cfg.eta, cfg.adafocus_hidden, cfg.ppo_epochs, stage2=cfg.stage2)
 
 
 # coarse: the glance map, read for every frame; fine: the patch grid, one candidate read per frame

@@ -44,7 +44,7 @@ class Cell(nn.Module):
         return torch.zeros(batch, self.state_size, device=device)
 
     def hidden(self, state: torch.Tensor) -> torch.Tensor:
-        return state[:, : self.hidden_size]
+        return state[..., : self.hidden_size]
 
     def project(self, inputs: torch.Tensor) -> torch.Tensor:
         """Input part of every gate, for any leading shape ([B, D] or [B, T, D])."""
@@ -55,24 +55,26 @@ class Cell(nn.Module):
         return self.step(self.project(inputs), state)
 
     def step(self, projected: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """One step from projected inputs [..., P] and states [..., S] (any leading shapes that
+        broadcast: AdaFocus steps one state [B, 1, S] with every candidate patch [B, A, P])."""
         H = self.hidden_size
         if self.kind == "lstm":
-            h, c = state[:, :H], state[:, H:]
-            i, f, g, o = (projected + self.hidden_proj(h)).chunk(4, dim=1)
+            h, c = state[..., :H], state[..., H:]
+            i, f, g, o = (projected + self.hidden_proj(h)).chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=1)
+            return torch.cat([torch.sigmoid(o) * torch.tanh(c), c], dim=-1)
         if self.kind == "gru":
-            x_r, x_z, x_n = projected.chunk(3, dim=1)
-            h_r, h_z, h_n = self.hidden_proj(state).chunk(3, dim=1)
+            x_r, x_z, x_n = projected.chunk(3, dim=-1)
+            h_r, h_z, h_n = self.hidden_proj(state).chunk(3, dim=-1)
             reset, update = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
             candidate = torch.tanh(x_n + reset * h_n)
             return (1 - update) * candidate + update * state
         # SRU: c_t = f*c + (1-f)*Wx ; h_t = r*tanh(c_t) + (1-r)*highway(x)
-        c = state[:, H:]
-        x_tilde, f, r, highway = projected.chunk(4, dim=1)
+        c = state[..., H:]
+        x_tilde, f, r, highway = projected.chunk(4, dim=-1)
         f, r = torch.sigmoid(f), torch.sigmoid(r)
         c = f * c + (1 - f) * x_tilde
-        return torch.cat([r * torch.tanh(c) + (1 - r) * highway, c], dim=1)
+        return torch.cat([r * torch.tanh(c) + (1 - r) * highway, c], dim=-1)
 
     def sync_from(self, coarse: "Cell", coarse_state: torch.Tensor, fine_state: torch.Tensor) -> torch.Tensor:
         """LiteEval Eq. 5: the fine state takes the coarse state in its first D_c dims, per part."""

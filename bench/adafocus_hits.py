@@ -1,0 +1,98 @@
+"""Where an AdaFocus run on the demo looked: does the chosen patch hold the square?
+
+    python bench/adafocus_hits.py RUN [RUN ...] [--manifest data_manifests/demo/manifest.csv]
+
+For every evaluated frame that shows the square (the manifest's square_from / square_to /
+square_path: c2f never reads them), the share of the square's area inside each candidate patch
+(the run's grid: origins from the registry's FeatureSet.patch_origins). A frame is a hit when
+the chosen patch is a candidate that covers the most of it (ties all count). A 56 px square
+does not always fit in one 96 px patch of the 3 x 3 grid (origins 0, 64, 128), so "the most of
+it" rather than "all of it". Prints, per run: top-1, frames with the square, the hit rate on
+them, the mean share of the square inside the chosen patch, the rate at which that share is at
+least half, and the hit and share of the central candidate and of a random one (in
+expectation) on the same frames.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.backbones import parse_spec                 # noqa: E402
+from pipeline.cache import Cache                          # noqa: E402
+from pipeline.demo_videos import DemoVideoConfig, SquarePath   # noqa: E402
+
+
+def square_coverage(path: SquarePath, frame: int, origins: list[int], patch: int, side: int) -> np.ndarray | None:
+    """[G*G]: the share of the square's area inside each candidate on video frame `frame`
+    (row-major candidates, as the grid is cached), or None when the square is not shown."""
+    if frame not in path.frames():
+        return None
+    y, x = path.corner(frame)
+    o = np.asarray(origins)
+    overlap_y = np.clip(np.minimum(y + side, o + patch) - np.maximum(y, o), 0, None)
+    overlap_x = np.clip(np.minimum(x + side, o + patch) - np.maximum(x, o), 0, None)
+    return (overlap_y[:, None] * overlap_x[None, :]).reshape(-1) / side ** 2
+
+
+def coverage_table(manifest: Path, cache: Path, focus: str, video_ids: list[str]) -> dict[tuple[str, int], np.ndarray]:
+    """(video_id, t) -> each candidate's share of the square, for the cached frames that show it;
+    t is the frame's position among the video's cached frames (as in decisions.csv)."""
+    cfg, spec = DemoVideoConfig(out="."), parse_spec(focus)
+    rows = pd.read_csv(manifest, dtype=str).set_index("video_id")
+    located, _ = Cache(cache).feature_set(focus).locate(set(video_ids))
+    table = {}
+    for video_id in video_ids:
+        path = SquarePath.from_columns(rows.loc[video_id], cfg.fps)
+        for t, seconds in enumerate(located[video_id].timestamps):
+            share = square_coverage(path, round(float(seconds) * cfg.fps), spec.patch_origins(), spec.patch_size,
+                                    cfg.object_side)
+            if share is not None:
+                table[video_id, t] = share
+    return table
+
+
+def patch_hits(decisions: pd.DataFrame, table: dict[tuple[str, int], np.ndarray]) -> dict[str, float]:
+    """On the frames that show the square: how often the chosen patch covers the most of it (`hit`),
+    the mean share of the square inside it, how often that share is at least half, and the hit and
+    share of the central candidate and of a random one."""
+    shown = [(share, p) for v, t, p in zip(decisions.video_id, decisions.t, decisions.patch)
+             if (share := table.get((v, t))) is not None]
+    shares = np.stack([share for share, _ in shown])
+    chosen = np.array([p for _, p in shown])
+    best = shares >= shares.max(1, keepdims=True) - 1e-9
+    rows, centre = np.arange(len(shown)), shares.shape[1] // 2
+    return {"frames_with_square": len(shown), "hit": float(best[rows, chosen].mean()),
+            "share": float(shares[rows, chosen].mean()), "half": float((shares[rows, chosen] >= 0.5).mean()),
+            "central_hit": float(best[:, centre].mean()),
+            "central_share": float(shares[:, centre].mean()), "random_hit": float(best.mean()),
+            "random_share": float(shares.mean())}
+
+
+def run_hits(run: Path, manifest: Path) -> dict[str, float]:
+    """patch_hits of one run directory, with its top-1 (its config.json names the cache and the grid)."""
+    config = json.loads((run / "config.json").read_text())["settings"]
+    decisions = pd.read_csv(run / "decisions.csv")
+    decisions = decisions[decisions.patch >= 0]
+    table = coverage_table(manifest, Path(config["cache"]), config["focus"], sorted(decisions.video_id.unique()))
+    top1 = json.loads((run / "metrics.json").read_text())["top1"]
+    return {"top1": top1} | patch_hits(decisions, table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--manifest", type=Path, default=Path("data_manifests/demo/manifest.csv"))
+    args = parser.parse_args()
+    for run in args.runs:
+        print(run, {k: round(v, 3) for k, v in run_hits(run, args.manifest).items()})
+
+
+if __name__ == "__main__":
+    main()
