@@ -1,6 +1,7 @@
 """Real savings: `c2f predict` with the demo's uniform, liteeval and adafocus runs on the same
-decoded videos, in one process: seconds a video by stage, the ratio to UNIFORM, and the GFLOPs
-executed against what `c2f report` charges for the same run and videos.
+decoded videos, in one process: seconds a video by stage, the ratio to UNIFORM, the GFLOPs
+executed against what `c2f report` charges for the same run and videos, and the share of videos
+(predicted class) and frames (decisions) equal to the run's own files computed on the cache.
 
     python bench/predict.py [--demo demo_out] [--data data_manifests/demo] [--videos 100] [--batch-size 16]
     python bench/predict.py --smoke        # a tiny pipeline of its own, random weights (seconds)
@@ -46,17 +47,34 @@ def smoke_demo(root: Path) -> tuple[Path, Path]:
     return root / "out", root / "data"
 
 
-def measure(predictor: Predictor, decoded: list, batch_size: int) -> tuple[dict, np.ndarray, list[str]]:
-    """Seconds by stage (one warm-up batch untimed), GFLOPs executed per video, predicted classes."""
+def measure(predictor: Predictor, decoded: list, batch_size: int) -> tuple[dict, np.ndarray, list[str], list]:
+    """Seconds by stage (one warm-up batch untimed), GFLOPs executed per video, predicted classes,
+    decisions.csv rows."""
     predictor.run_batch(decoded[:batch_size], Timer())
-    timer, gflops, preds = Timer(), [], []
+    timer, gflops, preds, decisions = Timer(), [], [], []
     started = time.perf_counter()
     for start in range(0, len(decoded), batch_size):
         batch = predictor.run_batch(decoded[start:start + batch_size], timer)
         gflops += list(batch.executed_gflops)
         preds += [predictor.classes[int(k)] for k in batch.result.scores.argmax(1)]
+        decisions += predictor.rows(batch)[1]
     timer.seconds["compute"] = time.perf_counter() - started
-    return timer.seconds, np.array(gflops), preds
+    return timer.seconds, np.array(gflops), preds, decisions
+
+
+def same_as_cache(run: Path, video_ids: list[str], preds: list[str], decisions: list) -> dict:
+    """The share of videos whose predicted class, and of frames whose decision (fine read, patch),
+    equal the run's own predictions.csv / decisions.csv computed on the cache."""
+    cached = pd.read_csv(run / "predictions.csv").set_index("video_id").pred.loc[video_ids]
+    ours = pd.DataFrame(decisions, columns=pd.read_csv(run / "decisions.csv", nrows=0).columns)
+    theirs = pd.read_csv(run / "decisions.csv")
+    theirs = theirs[theirs.video_id.isin(video_ids)]
+    merged = ours.merge(theirs, on=["video_id", "t"], how="outer", suffixes=("", "_cache"), indicator=True)
+    equal = merged["_merge"] == "both"
+    for column in [c for c in ours.columns if c not in ("video_id", "t")]:
+        equal &= merged[column] == merged[f"{column}_cache"]
+    return {"same class": float(np.mean(cached.to_numpy() == np.array(preds))),
+            "same decisions": float(equal.mean())}
 
 
 def main() -> None:
@@ -80,7 +98,7 @@ def main() -> None:
     labels = {e.video_id: e.labels[0] for e in entries}
     rows = []
     for method, predictor in predictors.items():
-        seconds, gflops, preds = measure(predictor, decoded, args.batch_size)
+        seconds, gflops, preds, decisions = measure(predictor, decoded, args.batch_size)
         charged = pd.read_csv(demo / "runs" / method / "predictions.csv").set_index("video_id").gflops
         charged = charged.loc[[d.video_id for d in decoded]].to_numpy()
         rows.append({"method": method, "ms/video": 1000 * seconds["compute"] / len(decoded),
@@ -88,7 +106,8 @@ def main() -> None:
                      "expensive CNN": 1000 * seconds["expensive_cnn"] / len(decoded),
                      "head": 1000 * seconds["head"] / len(decoded),
                      "GFLOPs executed": gflops.mean(), "GFLOPs charged (report)": charged.mean(),
-                     "top-1": np.mean([p == labels[d.video_id] for p, d in zip(preds, decoded)])})
+                     "top-1": np.mean([p == labels[d.video_id] for p, d in zip(preds, decoded)]),
+                     **same_as_cache(demo / "runs" / method, [d.video_id for d in decoded], preds, decisions)})
     table = pd.DataFrame(rows).set_index("method")
     table["x UNIFORM time"] = table["ms/video"] / table.loc["uniform", "ms/video"]
     table["executed / charged - 1"] = table["GFLOPs executed"] / table["GFLOPs charged (report)"] - 1

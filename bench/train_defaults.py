@@ -51,8 +51,9 @@ def defaults_against_tuned(root: Path, syn, grid: dict) -> None:
                  for lr, epochs in itertools.product(grid["lr"], grid["epochs"])}
         best = max(tuned, key=tuned.get)
         training = default["training"]
-        print(f"{method:<9} defaults: top-1 {default['top1']:.3f} ({training['stopped']} after {training['steps']} "
-              f"steps, best epoch {training.get('best_epoch')}); best tuned: {tuned[best]:.3f} at lr {best[0]}, "
+        print(f"{method:<9} defaults: top-1 {default['top1']:.3f} (lr {training['lr']} chosen from "
+              f"{training.get('lr_search')}; {training['stopped']}, best epoch {training.get('best_epoch')}; "
+              f"then {training.get('refit')}; {training['steps']} steps in all); best tuned: {tuned[best]:.3f} at lr {best[0]}, "
               f"{best[1]} epochs; all tuned: " + ", ".join(f"{k[0]}/{k[1]}:{v:.3f}" for k, v in tuned.items()))
 
 

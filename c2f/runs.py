@@ -16,7 +16,7 @@ from .config import TrainConfig
 from .heads import Head, HeadDims, build_head
 
 RUN_FILES = ("config.json", "metrics.json", "predictions.csv", "decisions.csv", "head.pt", "checkpoint.pt",
-             "lr_search.pt", "skipped.csv", "online.csv")
+             "lr_search.json", "skipped.csv", "online.csv")
 
 
 def _same_settings(saved: dict, cfg: TrainConfig) -> bool:

@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from pipeline.cache import Cache, attr
-from pipeline.files import atomic_write
+from pipeline.files import atomic_write, atomic_write_text
 from pipeline.manifest import read_manifest
 
 from .config import DEFAULT_LR, LR_CANDIDATES, TrainConfig
@@ -35,6 +36,7 @@ from .runs import prepare_run_dir, write_config, write_skipped
 log = logging.getLogger(__name__)
 MIN_HOLDOUT = 5          # fewer held-out videos than this tell nothing: train a fixed number of epochs
 FALLBACK_EPOCHS = 30     # ... that many (the papers' default)
+AVERAGE_EPOCHS = 2       # early stopping scores the weights' moving average over about this many epochs
 
 
 def _summarise_skipped(videos: VideoSet, split: str) -> None:
@@ -120,7 +122,8 @@ def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int, autom
     return optimizer, plateau if automatic else None
 
 
-def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, bar) -> dict[str, float]:
+def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, bar,
+                    averaged: AveragedModel | None = None) -> dict[str, float]:
     """One pass over the batches: an optimiser step after each loss the head gives; returns the
     epoch's mean of what the head logs (each batch's last logs, weighted by its videos)."""
     totals, seen = {}, 0
@@ -135,6 +138,8 @@ def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, 
             if grad_clip:
                 nn.utils.clip_grad_norm_(parameters, grad_clip)
             optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(head)
         if per_step:
             schedule.step()
         seen += len(batch)
@@ -145,17 +150,22 @@ def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, 
 
 
 @torch.no_grad()
-def held_out_loss(head: Head, videos: VideoSet, index: torch.Tensor, batch_size: int, device: str) -> float:
-    """Cross-entropy of the head's evaluation-mode predictions (sparse reads, as at test time) on the
-    held-out training videos."""
+def held_out_score(head: Head, videos: VideoSet, index: torch.Tensor, batch_size: int,
+                   device: str) -> tuple[float, float]:
+    """(errors, cross-entropy) of the head's evaluation-mode predictions (sparse reads, as at test
+    time) on the held-out training videos, both per video: lower is better, errors first. Errors
+    (1 - top-1, a correct video being one whose highest logit is one of its labels) lead because the
+    loss turns up, from growing confidence, epochs before the accuracy stops improving."""
     head.eval()
-    total = 0.0
-    for rows in length_batches(videos.lengths[index], batch_size, shuffle=False):
-        batch = Batch(videos, index[rows], device)
-        logits = head(batch).logits
-        total += float(F.cross_entropy(logits, soft_targets(batch.targets), reduction="sum"))
+    errors = loss = 0.0
+    with torch.no_grad():
+        for rows in length_batches(videos.lengths[index], batch_size, shuffle=False):
+            batch = Batch(videos, index[rows], device)
+            logits = head(batch).logits
+            loss += float(F.cross_entropy(logits, soft_targets(batch.targets), reduction="sum"))
+            errors += float(len(logits) - batch.targets.gather(1, logits.argmax(1, keepdim=True)).gt(0).sum())
     head.train()
-    return total / len(index)
+    return errors / len(index), loss / len(index)
 
 
 def split_holdout(videos: VideoSet, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,7 +184,7 @@ class Progress:
     stage: int = 0
     epoch: int = 0
     steps: int = 0
-    best_loss: float = float("inf")
+    best_score: tuple = (float("inf"), float("inf"))     # held-out (errors, loss)
     best_epoch: int = 0
     since_best: int = 0
     stopped: str = ""                 # why the current stage stops early ("" while it runs)
@@ -184,11 +194,13 @@ class Progress:
     last_logs: dict = dataclass_field(default_factory=dict)
 
 
-def _checkpoint(run: Path, progress: Progress, head: Head, optimizer, schedule, generator: torch.Generator,
-                lr: float) -> None:
-    state = {"lr": lr, "progress": asdict(progress),
+def _checkpoint(run: Path, progress: Progress, head: Head, optimiser: tuple, generator: torch.Generator,
+                plan: list) -> None:
+    optimizer, schedule, averaged = optimiser
+    state = {"plan": plan, "progress": asdict(progress),
              "head": head.state_dict(), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict() if schedule is not None else {},
+             "averaged": averaged.state_dict() if averaged is not None else {},
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
     atomic_write(run / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
 
@@ -216,19 +228,30 @@ def _plan(cfg: TrainConfig, train: VideoSet) -> tuple[torch.Tensor, torch.Tensor
     return fit, holdout, [cap], f"early stopping on {len(holdout)} held-out training videos"
 
 
+def _running_average(head: Head, batches_per_epoch: int) -> AveragedModel:
+    """An exponential moving average of the head's weights over about the last two epochs: early
+    stopping scores and keeps it rather than the last step's weights, which a small dataset's
+    high learning rate makes jump from epoch to epoch (and a small held-out part then picks a lucky
+    jump, not a good model)."""
+    decay = 1 - 1 / (AVERAGE_EPOCHS * batches_per_epoch)
+    return AveragedModel(head, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _early_stopping(progress: Progress, head: Head, train: VideoSet, holdout: torch.Tensor, cfg: TrainConfig,
                     schedule) -> None:
-    """After an epoch: the held-out loss, the best weights so far, and whether to stop."""
-    loss = held_out_loss(head, train, holdout, max(cfg.batch_size, 256), cfg.device)
-    progress.history.append(round(loss, 5))
+    """After an epoch: the held-out score of `head` (the weights' running average), the best weights
+    so far, and whether to stop."""
+    errors, loss = held_out_score(head, train, holdout, max(cfg.batch_size, 256), cfg.device)
+    progress.history.append([round(errors, 4), round(loss, 5)])
     schedule.step(loss)
-    if loss < progress.best_loss - 1e-4:
-        progress.best_loss, progress.best_epoch, progress.since_best = loss, progress.epoch + 1, 0
+    best_errors, best_loss = progress.best_score
+    if errors < best_errors - 1e-6 or (errors <= best_errors + 1e-6 and loss < best_loss - 1e-4):
+        progress.best_score, progress.best_epoch, progress.since_best = (errors, loss), progress.epoch + 1, 0
         progress.best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
     else:
         progress.since_best += 1
     if progress.since_best >= cfg.patience:
-        progress.stopped = f"the held-out loss did not improve for {cfg.patience} epochs"
+        progress.stopped = f"the held-out score did not improve for {cfg.patience} epochs"
     elif progress.steps >= cfg.max_steps:
         progress.stopped = f"the step budget (--max-steps {cfg.max_steps})"
 
@@ -251,17 +274,21 @@ def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch
             optimizer.load_state_dict(checkpoint["optimizer"])
             if schedule is not None:
                 schedule.load_state_dict(checkpoint["schedule"])
+        averaged = _running_average(head, per_epoch) if len(holdout) else None
+        if averaged is not None and progress.epoch:
+            averaged.load_state_dict(checkpoint["averaged"])
         label = f"train {cfg.method}" + (f" stage {stage.name}" if len(stages) > 1 else "")
         finished = False
         while not finished:
-            _one_epoch(head, train, fit, cfg, generator, (optimizer, schedule), bar, progress, stage, label)
-            if len(holdout):
-                _early_stopping(progress, head, train, holdout, cfg, schedule)
+            _one_epoch(head, train, fit, cfg, generator, (optimizer, schedule, averaged), bar, progress, stage, label)
+            if averaged is not None:
+                _early_stopping(progress, averaged.module, train, holdout, cfg, schedule)
             progress.epoch += 1
             finished = progress.epoch >= stage.epochs or bool(progress.stopped)
             if finished:
                 _finish_stage(head, stage, train, fit, cfg, progress)
-            _checkpoint(Path(cfg.out), progress, head, optimizer, schedule, generator, cfg.lr)
+            _checkpoint(Path(cfg.out), progress, head, (optimizer, schedule, averaged), generator,
+                        [cfg.lr, cfg.epochs])
     for p in head.parameters():
         p.requires_grad_(True)
     bar.close()
@@ -276,7 +303,8 @@ def _one_epoch(head: Head, train: VideoSet, fit: torch.Tensor, cfg: TrainConfig,
     bar.set_description(f"{label} epoch {progress.epoch + 1}/{stage.epochs}")
     batches = (Batch(train, fit[rows], cfg.device) for rows in
                length_batches(train.lengths[fit], cfg.batch_size, shuffle=True, generator=generator))
-    logs = train_one_epoch(head, *optimiser, batches, cfg.grad_clip, bar)
+    optimizer, schedule, averaged = optimiser
+    logs = train_one_epoch(head, optimizer, schedule, batches, cfg.grad_clip, bar, averaged)
     progress.steps += math.ceil(len(fit) / cfg.batch_size)
     progress.last_logs = logs
     bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
@@ -299,7 +327,8 @@ def _stopping(progress: Progress, holdout: torch.Tensor) -> dict:
     if not len(holdout):
         return out | {"stopped": "after the planned epochs"}
     return out | {"stopped": progress.final_stopped or "the epoch cap", "best_epoch": progress.best_epoch,
-                  "held_out_loss": progress.best_loss, "held_out_history": progress.history}
+                  "held_out_errors": progress.best_score[0], "held_out_loss": progress.best_score[1],
+                  "held_out_history": progress.history}
 
 
 def automatic_length(cfg: TrainConfig, train: VideoSet) -> bool:
@@ -308,14 +337,15 @@ def automatic_length(cfg: TrainConfig, train: VideoSet) -> bool:
 
 
 def _fit_at(cfg: TrainConfig, train: VideoSet, dims: HeadDims, resume: bool) -> tuple[Head, dict]:
-    """The head trained at cfg.lr, resumed from RUN/checkpoint.pt when it was interrupted at that rate."""
+    """The head trained at cfg.lr for cfg.epochs (None: until the held-out part stops improving),
+    resumed from RUN/checkpoint.pt when it was interrupted with that plan."""
     torch.manual_seed(cfg.seed)
     head = build_head(cfg, dims).to(cfg.device)
     generator = torch.Generator().manual_seed(cfg.seed)
     checkpoint, path = None, Path(cfg.out) / "checkpoint.pt"
     if resume and path.exists():
         checkpoint = torch.load(path, weights_only=True, map_location=cfg.device)
-        if checkpoint.get("lr") != cfg.lr:
+        if checkpoint.get("plan") != [cfg.lr, cfg.epochs]:
             checkpoint = None
     if checkpoint:
         head.load_state_dict(checkpoint["head"])
@@ -328,28 +358,29 @@ def _fit_at(cfg: TrainConfig, train: VideoSet, dims: HeadDims, resume: bool) -> 
 
 
 def fit(cfg: TrainConfig, train: VideoSet, dims: HeadDims, resume: bool) -> tuple[Head, dict]:
-    """The trained head and how it was trained. With an automatic length and no --lr, every rate of
-    LR_CANDIDATES is trained (each until the held-out part stops improving) and the one with the
-    lowest held-out loss is kept; the candidates done are saved in RUN/lr_search.pt, so a resumed
-    run does not train them again."""
-    rates = LR_CANDIDATES if cfg.lr is None and automatic_length(cfg, train) else [cfg.lr or DEFAULT_LR]
-    search_file = Path(cfg.out) / "lr_search.pt"
-    tried = torch.load(search_file, weights_only=True) if resume and search_file.exists() else {}
-    heads = {}
+    """The trained head and how it was trained. With an automatic length, each rate (LR_CANDIDATES
+    without --lr) trains on the fit part until the held-out part stops improving; the rate with the
+    best held-out score (fewest errors, then lowest loss) wins, and the head is trained again on the
+    whole training split, at that rate, for the epochs its best score took (the held-out videos are
+    the user's too). Finished candidates are kept in RUN/lr_search.json: a resumed run skips them."""
+    if not automatic_length(cfg, train):
+        return _fit_at(replace(cfg, lr=cfg.lr or DEFAULT_LR), train, dims, resume)
+    rates = LR_CANDIDATES if cfg.lr is None else (cfg.lr,)
+    search_file = Path(cfg.out) / "lr_search.json"
+    tried = json.loads(search_file.read_text()) if resume and search_file.exists() else {}
     for lr in rates:
-        if lr in tried:
-            continue
-        heads[lr], info = _fit_at(replace(cfg, lr=lr), train, dims, resume)
-        tried[lr] = {"info": json.dumps(info), "state": heads[lr].state_dict()}
-        if len(rates) > 1:
-            atomic_write(search_file, lambda tmp: torch.save(tried, tmp))
-    losses = {lr: json.loads(tried[lr]["info"]).get("held_out_loss", 0.0) for lr in rates}
-    best = min(rates, key=losses.get)
-    head = heads.get(best) or build_head(replace(cfg, lr=best), dims).to(cfg.device)
-    head.load_state_dict(tried[best]["state"])
-    info = json.loads(tried[best]["info"])
+        if str(lr) not in tried:
+            tried[str(lr)] = _fit_at(replace(cfg, lr=lr), train, dims, resume)[1]
+            atomic_write_text(search_file, json.dumps(tried))
+    scores = {lr: (tried[str(lr)]["held_out_errors"], tried[str(lr)]["held_out_loss"]) for lr in rates}
+    best = min(rates, key=scores.get)
+    epochs = tried[str(best)]["best_epoch"]
+    head, refit = _fit_at(replace(cfg, lr=best, epochs=epochs), train, dims, resume)
+    info = tried[str(best)] | {"head": refit["head"], "steps": tried[str(best)]["steps"] + refit["steps"],
+                               "refit": f"{epochs} epochs at lr {best} on all {len(train)} training videos"}
     if len(rates) > 1:
-        info["lr_search"] = {str(lr): round(loss, 5) for lr, loss in losses.items()}
+        info["lr_search"] = {str(lr): {"held_out_errors": round(errors, 4), "held_out_loss": round(loss, 5)}
+                             for lr, (errors, loss) in scores.items()}
     return head, info
 
 
@@ -373,6 +404,6 @@ def train_head(cfg: TrainConfig) -> dict:
                 "head_seconds_per_video": eval_seconds / len(evaluation), "seconds": round(time.time() - started, 1),
                 "training": training, **training.pop("head")}
     write_run_files(Path(cfg.out), result, metrics, classes)
-    for name in ("checkpoint.pt", "lr_search.pt"):
+    for name in ("checkpoint.pt", "lr_search.json"):
         (Path(cfg.out) / name).unlink(missing_ok=True)
     return metrics

@@ -202,10 +202,15 @@ def test_head_rebuilds_from_config_dims():
     assert head.cell.input_size == 20 and tuple(cfg.record.roles) == ("coarse", "fine")
 
 
+class SimulatedCrash(Exception):
+    pass
+
+
 def test_defaults_stop_on_the_held_out_part_and_choose_the_rate(small_cache, tmp_path, monkeypatch):
     """No --epochs, no --lr: every candidate rate trains until a held-out tenth stops improving, the
-    lowest held-out loss wins, metrics.json says so; a run interrupted in the middle of the search
-    resumes without training the finished candidates again and ends with the same head."""
+    best held-out score wins and is trained again on the whole split for its best epochs; metrics.json
+    says so; a run interrupted in the middle of the search resumes without training the finished
+    candidates again and ends with the same head."""
     import c2f.train
     settings = dict(method="lstm", manifest=str(small_cache.manifest), cache=str(small_cache.cache), frames=5,
                     coarse_hidden=4, fine_hidden=8, batch_size=16, progress=False, patience=3)
@@ -213,23 +218,30 @@ def test_defaults_stop_on_the_held_out_part_and_choose_the_rate(small_cache, tmp
     training = straight["training"]
     assert training["held_out_videos"] == 5 and training["fit_videos"] == 43
     assert set(training["lr_search"]) == {"0.001", "0.003", "0.01"}
-    assert str(training["lr"]) == min(training["lr_search"], key=training["lr_search"].get)
+    score = {lr: (s["held_out_errors"], s["held_out_loss"]) for lr, s in training["lr_search"].items()}
+    assert str(training["lr"]) == min(score, key=score.get)
     assert "did not improve" in training["stopped"] or "budget" in training["stopped"]
+    assert training["refit"] == f"{training['best_epoch']} epochs at lr {training['lr']} on all 48 training videos"
     original = c2f.train._one_epoch
+    seen_rates, crashed = [], []
 
     def crash_inside_the_second_rate(head, train, fit, cfg, generator, optimiser, bar, progress, stage, label):
-        if cfg.lr == 0.003 and progress.epoch == 2:
-            raise KeyboardInterrupt
+        seen_rates.append(cfg.lr)
+        if cfg.lr == 0.003 and progress.epoch == 2 and not crashed:
+            crashed.append(True)
+            raise SimulatedCrash
         original(head, train, fit, cfg, generator, optimiser, bar, progress, stage, label)
 
     monkeypatch.setattr(c2f.train, "_one_epoch", crash_inside_the_second_rate)
     cfg = TrainConfig(out=str(tmp_path / "interrupted"), **settings)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SimulatedCrash):
         train_head(cfg)
-    monkeypatch.setattr(c2f.train, "_one_epoch", original)
-    assert (tmp_path / "interrupted" / "lr_search.pt").exists() and (tmp_path / "interrupted" / "checkpoint.pt").exists()
+    assert (tmp_path / "interrupted" / "lr_search.json").exists() and (tmp_path / "interrupted" / "checkpoint.pt").exists()
+    seen_rates.clear()
     again = train_head(cfg)
+    assert 0.001 not in seen_rates and seen_rates[0] == 0.003      # the finished candidate is not trained again
     assert again["training"]["lr_search"] == training["lr_search"]
+    assert not (tmp_path / "interrupted" / "lr_search.json").exists()
     a = torch.load(tmp_path / "straight" / "head.pt", weights_only=True)
     b = torch.load(tmp_path / "interrupted" / "head.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
