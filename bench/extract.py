@@ -2,6 +2,7 @@
 
     python bench/extract.py [--backbone mobilenet_v2@112 --backbone resnet101@224] [--repeat 4] [--fps 1]
     python bench/extract.py --smoke      # one clip, mobilenet_v2@112: seconds
+    python bench/extract.py --formats    # compute-only frames/s: fp32 / channels_last / bf16
 
 - decode-only: frames/s of the decoding workers alone (DataLoader over DecodedVideos);
 - compute-only: frames/s of each backbone, and of all of them together, on frames already in
@@ -55,9 +56,10 @@ def decode_only(entries, sampling, canvas, clip_frames, batch, workers) -> tuple
     return frames, time.perf_counter() - started
 
 
-def compute_only(specs, device, batch, frames) -> float:
-    """frames/s of the runner on `frames` frames already in memory (after one warm-up batch)."""
-    runner = FeatureRunner(specs, {fs.name: "random" for fs in specs}, device, batch)
+def compute_only(specs, device, batch, frames, precision: str = "fp32", channels_last: bool = True) -> float:
+    """frames/s of the runner on `frames` frames already in memory (after one warm-up batch); by
+    default in `c2f extract`'s CPU format (fp32, channels_last)."""
+    runner = FeatureRunner(specs, {fs.name: "random" for fs in specs}, device, batch, precision, channels_last)
     images = torch.randint(0, 256, (frames, runner.canvas, runner.canvas, 3), dtype=torch.uint8)
     clips = (torch.randint(0, 256, (frames, runner.clip_frames, runner.canvas, runner.canvas, 3), dtype=torch.uint8)
              if runner.clip_frames else None)
@@ -70,6 +72,18 @@ def compute_only(specs, device, batch, frames) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     return frames / (time.perf_counter() - started)
+
+
+FORMATS = {"fp32, contiguous": ("fp32", False), "fp32, channels_last": ("fp32", True),
+           "bf16, channels_last": ("bf16", True)}
+
+
+def formats_table(specs, device, batch: int, frames: int) -> None:
+    """Compute-only frames/s of each backbone in each of --precision x --channels-last."""
+    print(f"{'backbone':<28}" + "".join(f"{name:>22}" for name in FORMATS))
+    for fs in specs:
+        rates = [compute_only([fs], device, batch, frames, *fmt) for fmt in FORMATS.values()]
+        print(f"{fs.name:<28}" + "".join(f"{r:>15.1f} ({r / rates[0]:.2f}x)" for r in rates))
 
 
 def main() -> None:
@@ -85,6 +99,8 @@ def main() -> None:
                         help="frames for the compute-only runs (default: as many as decoded)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="bf16 dense peak, for MFU on a GPU")
     parser.add_argument("--smoke", action="store_true", help="one clip, one small backbone, once")
+    parser.add_argument("--formats", action="store_true",
+                        help="only compute-only frames/s per --precision x --channels-last, on --compute-frames (64)")
     args = parser.parse_args()
     backbones = args.backbone or (["mobilenet_v2@112"] if args.smoke else ["mobilenet_v2@112", "resnet101@224"])
     videos = sorted(Path(args.videos).glob("*.mp4"))[:1 if args.smoke else None]
@@ -94,6 +110,8 @@ def main() -> None:
         sys.exit(f"no mp4 files in {args.videos}")
     device = resolve_device(args.device)
     specs = [bb.parse_spec(b) for b in backbones]
+    if args.formats:
+        return formats_table(specs, device, args.batch_size, args.compute_frames or 64)
     sampling = Sampling(fps=args.fps)
     with tempfile.TemporaryDirectory() as tmp:
         manifest = repeated_manifest(Path(tmp), videos, args.repeat)

@@ -74,10 +74,12 @@ class TrainConfig:
     # single-stage heads: by default trained until a held-out part of the training split stops improving
     # (whatever the dataset size; the papers' 30 epochs at lr 1e-4 and batch 128 assume 10^4-10^5 videos)
     epochs: int | None = option(None, "Fixed training epochs (single-stage heads); default: until the held-out "
-                                      "part stops improving (--holdout, --patience, --max-steps).", minimum=1, kind=int)
-    holdout: float = option(0.1, "Fraction of the training videos held out to choose when to stop and which "
-                                 "weights to keep.", minimum=0, maximum=0.5)
-    patience: int = option(10, "Epochs without a better held-out loss before stopping.", minimum=1)
+                                      "part stops improving (--holdout, --patience, --max-steps), then again on "
+                                      "the whole training split for the best epochs.", minimum=1, kind=int)
+    holdout: float = option(0.1, "Fraction of the training videos held out to choose the learning rate and the "
+                                 "number of epochs.", minimum=0, maximum=0.5)
+    patience: int = option(10, "Epochs without a better held-out score (errors, then loss) before stopping.",
+                           minimum=1)
     max_steps: int = option(4000, "Most optimisation steps when the length is automatic.", minimum=1)
     lr: float | None = option(None, "Adam's learning rate (single-stage heads; halved when the held-out loss "
                                     "stalls). Default: the best of " + ", ".join(map(str, LR_CANDIDATES)) +
