@@ -1,6 +1,8 @@
-"""Where an AdaFocus run on the demo looked: does the chosen patch hold the square?
+"""Where an AdaFocus run on the demo looked: does the chosen patch hold the square? (And for a
+LiteEval run: does its gate read the fine feature on the frames that show the square?)
 
     python bench/adafocus_hits.py RUN [RUN ...] [--manifest data_manifests/demo/manifest.csv]
+    python bench/adafocus_hits.py --smoke      # a tiny demo of its own (seconds)
 
 For every evaluated frame that shows the square (the manifest's square_from / square_to /
 square_path: c2f never reads them), the share of the square's area inside each candidate patch
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _demo import smoke_demo                              # noqa: E402
 from pipeline.backbones import parse_spec                 # noqa: E402
 from pipeline.cache import Cache                          # noqa: E402
 from pipeline.demo_videos import DemoVideoConfig, SquarePath   # noqa: E402
@@ -85,13 +89,40 @@ def run_hits(run: Path, manifest: Path) -> dict[str, float]:
     return {"top1": top1} | patch_hits(decisions, table)
 
 
+def fine_reads(run: Path, manifest: Path) -> dict[str, float]:
+    """A LiteEval run: its top-1, and the share of frames that read the fine feature among the
+    cached frames that show the square and among the others."""
+    config = json.loads((run / "config.json").read_text())["settings"]
+    decisions = pd.read_csv(run / "decisions.csv")
+    cfg, rows = DemoVideoConfig(out="."), pd.read_csv(manifest, dtype=str).set_index("video_id")
+    video_ids = sorted(decisions.video_id.unique())
+    located, _ = Cache(Path(config["cache"])).feature_set(config["fine"]).locate(set(video_ids))
+    shown = set()
+    for video_id in video_ids:
+        path = SquarePath.from_columns(rows.loc[video_id], cfg.fps)
+        shown |= {(video_id, t) for t, seconds in enumerate(located[video_id].timestamps)
+                  if round(float(seconds) * cfg.fps) in path.frames()}
+    on_square = np.array([(v, t) in shown for v, t in zip(decisions.video_id, decisions.t)])
+    fine = decisions.fine.to_numpy().astype(bool)
+    top1 = json.loads((run / "metrics.json").read_text())["top1"]
+    return {"top1": top1, "frames_with_square": float(on_square.mean()), "fine_on_square": float(fine[on_square].mean()),
+            "fine_elsewhere": float(fine[~on_square].mean())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument("--manifest", type=Path, default=Path("data_manifests/demo/manifest.csv"))
+    parser.add_argument("--smoke", action="store_true", help="on a tiny demo of its own (seconds)")
     args = parser.parse_args()
+    if args.smoke:
+        tmp = tempfile.TemporaryDirectory()
+        out, data = smoke_demo(Path(tmp.name))
+        args.runs, args.manifest = [out / "runs" / "adafocus", out / "runs" / "liteeval"], data / "manifest.csv"
     for run in args.runs:
-        print(run, {k: round(v, 3) for k, v in run_hits(run, args.manifest).items()})
+        adafocus = json.loads((run / "config.json").read_text())["settings"]["method"].startswith("adafocus")
+        hits = run_hits(run, args.manifest) if adafocus else fine_reads(run, args.manifest)
+        print(run, {k: round(v, 3) for k, v in hits.items()})
 
 
 if __name__ == "__main__":

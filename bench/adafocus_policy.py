@@ -1,7 +1,7 @@
 """AdaFocus's patch policies side by side on a synthetic cache with a known answer.
 
     python bench/adafocus_policy.py [--grid 7] [--seeds 0,1,2] [--runs expected,expected-ascent,ppo,random,central,plus]
-        [--train 300] [--val 150] [--hidden 64] [--stages 20,20,5] [--lrs 0.1,0.01,0.01]
+        [--train 300] [--val 150] [--hidden 64] [--stages 20,20,5] [--lrs 0.1,0.01,0.01] [--smoke]
 
 The cache is c2f.synthetic.adafocus_cache (the class only in the candidate holding a drifting
 object, the glance map marking where it is; marker and evidence 5), one per seed. Runs:
@@ -54,7 +54,10 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--stages", default="20,20,5")
     parser.add_argument("--lrs", default="0.1,0.01,0.01")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one seed (seconds)")
     args = parser.parse_args()
+    if args.smoke:
+        args.seeds, args.runs, args.train, args.val, args.stages = "0", "expected,ppo,random,plus", 20, 10, "1,1,1"
     logging.basicConfig(level=logging.WARNING)
     rows = []
     for seed in map(int, args.seeds.split(",")):

@@ -24,27 +24,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _demo import smoke_demo                             # noqa: E402
 from c2f.predict import Predictor, Timer                 # noqa: E402
 from pipeline.manifest import read_manifest              # noqa: E402
 
 METHODS = ("uniform", "liteeval", "adafocus")
-
-
-def smoke_demo(root: Path) -> tuple[Path, Path]:
-    """A demo of a few videos with random weights: the same commands as `c2f demo`, smaller."""
-    from click.testing import CliRunner
-
-    from c2f.demo import DemoSizes, demo_steps
-    from cli import main
-    sizes = DemoSizes(train_videos=6, val_videos=4, frames=4, finetune_epochs=1,
-                      adafocus_stage_epochs="1,1,1", budgets=(1,), predict_videos=1)
-    for step in demo_steps(str(root / "data"), str(root / "out"), sizes):
-        if step[0] in ("report", "evaluate-online", "predict"):
-            continue
-        step = ["random" if a == "imagenet" else a for a in step]        # no weights needed for a smoke run
-        result = CliRunner().invoke(main, step)
-        assert result.exit_code == 0, (step, result.output)
-    return root / "out", root / "data"
 
 
 def measure(predictor: Predictor, decoded: list, batch_size: int) -> tuple[dict, np.ndarray, list[str], list]:

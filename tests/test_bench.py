@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REPO, SHARED_VIDEOS
 
-SCRIPTS = sorted(p.name for p in (REPO / "bench").glob("*.py"))
+SCRIPTS = sorted(p.name for p in (REPO / "bench").glob("*.py") if not p.name.startswith("_"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
