@@ -157,7 +157,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
         video = make_video(tmp_path / f"v{i}.mp4", num_frames=40 + 7 * i, fps=10)
         rows.append((f"v{i}", str(video), "x", "train"))
     manifest = write_manifest(tmp_path / "m.csv", rows)
-    sets = ["mobilenet_v2@112", "resnet50@224-grid3x96"]
+    sets = ["mobilenet_v2@112", "resnet18@224-grid3x96"]
     command = [sys.executable, "-c", "import cli; cli.main()", "extract", "--manifest", str(manifest),
                "--backbone", sets[0], "--backbone", sets[1], "--fps", "3", "--weights", "random",
                "--workers", "1", "--batch-size", "8", "--shard-videos", "1", "--no-progress"]

@@ -13,7 +13,7 @@ from conftest import REPO, cache_lock_held_elsewhere, make_video, write_manifest
 from pipeline.cache import read_feature_set
 
 BIN = Path(sys.executable).parent
-SETS = ["mobilenet_v2@112", "resnet50@224-grid2x96"]
+SETS = ["mobilenet_v2@112", "resnet18@224-grid2x96"]
 pytestmark = pytest.mark.skipif(not (BIN / "torchrun").exists() or not (BIN / "c2f").exists(),
                                 reason="torchrun and the c2f console script are installed by `make test`")
 
