@@ -2,7 +2,6 @@
 read, compute top-1 and mAP, and write the run files of DESIGN.md."""
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 from sklearn.metrics import average_precision_score
 from tqdm import tqdm
 
-from pipeline.files import atomic_write, atomic_write_text
+from pipeline.files import atomic_write_csv, atomic_write_text
 
 from .data import Batch, VideoSet, length_batches
 from .heads import Head
@@ -106,19 +105,10 @@ def compute_metrics(result: EvalResult, method: str, split: str, classes: list[s
             "map_classes_left_out": left_out}
 
 
-def _write_csv(path: Path, header: list[str], rows) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
-    atomic_write(path, write)
-
-
 def write_run_files(run_dir: Path, result: EvalResult, metrics: dict, classes: list[str]) -> None:
     """predictions.csv, decisions.csv and, last (it marks the run finished), metrics.json (DESIGN.md)."""
     fine = result.fine_count()
-    _write_csv(run_dir / "predictions.csv", ["video_id", "label", "pred", "fine_count", "gflops"],
+    atomic_write_csv(run_dir / "predictions.csv", ["video_id", "label", "pred", "fine_count", "gflops"],
                ([video_id, "|".join(classes[k] for k in np.flatnonzero(result.targets[i])),
                  classes[int(result.scores[i].argmax())], int(fine[i]), f"{result.gflops[i]:.4f}"]
                 for i, video_id in enumerate(result.video_ids)))
@@ -131,6 +121,6 @@ def write_run_files(run_dir: Path, result: EvalResult, metrics: dict, classes: l
                 yield from ((video_id, t, int(u)) for t, u in enumerate(reads[rows]))
             else:
                 yield from ((video_id, t, int(u), int(p)) for t, (u, p) in enumerate(zip(reads[rows], patches[rows])))
-    _write_csv(run_dir / "decisions.csv", ["video_id", "t", "fine"] + (["patch"] if patches is not None else []),
+    atomic_write_csv(run_dir / "decisions.csv", ["video_id", "t", "fine"] + (["patch"] if patches is not None else []),
                decisions())
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))

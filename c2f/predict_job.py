@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from pipeline.cache import attr
 from pipeline.extract import default_workers, resolve_device
-from pipeline.files import atomic_write, atomic_write_text
+from pipeline.files import append_csv, atomic_write_csv, atomic_write_text
 from pipeline.manifest import SPLITS, read_manifest
 from pipeline.options import option, validate
 from pipeline.ranks import Ranks
@@ -97,17 +96,8 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 
 def _append(path: Path, header: list[str], rows: list) -> None:
-    """Append rows, flushed to disk (a crash loses at most what is being written)."""
-    if not rows:
-        return
-    new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(header)
-        writer.writerows(rows)
-        handle.flush()
-        os.fsync(handle.fileno())
+    if rows:
+        append_csv(path, header, rows)
 
 
 def _drop_torn_line(path: Path) -> None:
@@ -161,7 +151,7 @@ class Outputs:
                                    ("decisions", self.decision_columns, decisions),
                                    ("errors", ERROR_COLUMNS, errors.values())):
             ordered = sorted(rows, key=lambda row: (*key(row), int(row[1]) if kind == "decisions" else 0))
-            atomic_write(self.out / f"{kind}.csv", lambda tmp, h=header, r=ordered: _write_all(tmp, h, r))
+            atomic_write_csv(self.out / f"{kind}.csv", header, ordered)
         for path in self.parts.glob("*.csv"):
             path.unlink()
         return sorted(predictions.values(), key=key)
@@ -170,13 +160,6 @@ class Outputs:
         for path in self.parts.glob("*"):
             path.unlink()
         self.parts.rmdir()
-
-
-def _write_all(path: Path, header: list[str], rows) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def _predict_share(predictor: Predictor, entries: list[tuple[str, str]], cfg: PredictConfig, outputs: Outputs) -> Timer:

@@ -3,14 +3,13 @@ skipped.csv, and loading a finished run's head. `c2f train-head` writes them; ev
 the report and predict read them."""
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
-from pipeline.files import atomic_write, atomic_write_text, sha256_of
+from pipeline.files import atomic_write_csv, atomic_write_text, sha256_of
 
 from .config import TrainConfig
 from .heads import Head, HeadDims, build_head
@@ -68,13 +67,7 @@ def write_skipped(run: Path, skipped: dict[str, dict[str, str]]) -> None:
     rows = [(vid, split, why) for split, videos in skipped.items() for vid, why in videos.items()]
     if not rows:
         return
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["video_id", "split", "reason"])
-            writer.writerows(rows)
-    atomic_write(Path(run) / "skipped.csv", write)
+    atomic_write_csv(Path(run) / "skipped.csv", ["video_id", "split", "reason"], rows)
 
 
 def require_finished(run: Path) -> None:

@@ -31,7 +31,8 @@ import h5py
 import numpy as np
 import torch
 
-from .files import DiskFullError, atomic_write, atomic_write_text, disk_full, locked, require_space
+from .files import (DiskFullError, append_csv, atomic_write, atomic_write_text, disk_full, error_line, locked,
+                    require_space)
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -135,13 +136,8 @@ def _shard_problem(folder: Path, listed: dict, attrs: dict) -> str | None:
         layout = ShardLayout.read(path)
         layout.features(path)
     except Exception as err:  # noqa: BLE001 - whatever HDF5 says of a damaged file
-        return f"cannot be read ({_first_line(err)})"
+        return f"cannot be read ({error_line(err)})"
     return layout.problem(listed, attrs)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else err.__class__.__name__
 
 
 @dataclass
@@ -250,7 +246,7 @@ class FeatureIndex:
                 layout = ShardLayout.read(path)
                 layout.features(path)
             except Exception as err:  # noqa: BLE001 - whatever HDF5 says of a damaged file
-                log.warning("%s cannot be read (%s): set aside", path, _first_line(err))
+                log.warning("%s cannot be read (%s): set aside", path, error_line(err))
                 _set_aside(path)
                 continue
             listed = {"file": path.name, "rank": int(match[1]), "number": int(match[2]), "videos": layout.video_ids,
@@ -368,7 +364,7 @@ class FeatureIndex:
             layout = ShardLayout.read(path)
             layout.features(path)
         except Exception as err:  # noqa: BLE001 - whatever HDF5 says of a damaged file
-            why = "is missing" if not path.exists() else f"cannot be read ({_first_line(err)})"
+            why = "is missing" if not path.exists() else f"cannot be read ({error_line(err)})"
             raise CacheError(f"{path} {why}; {REPAIR} (c2f cache verify {self.folder.parent} lists them)") from None
         return layout
 
@@ -393,7 +389,7 @@ def _read_index_json(path: Path) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} not found") from None
     except (UnicodeDecodeError, ValueError) as err:
-        raise IndexDamaged(f"{path} is damaged ({err.__class__.__name__}: {_first_line(err)})") from None
+        raise IndexDamaged(f"{path} is damaged ({err.__class__.__name__}: {error_line(err)})") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
     if isinstance(version, int) and version != SCHEMA_VERSION:
         raise CacheError(f"{path}: schema version {version}, this c2f reads {SCHEMA_VERSION}")
@@ -555,15 +551,8 @@ def append_errors(cache: Path, rows: list[tuple[str, str, str]]) -> None:
     """CACHE/errors.csv: video_id, path, reason (one line per failed video)."""
     if not rows:
         return
-    path = Path(cache) / "errors.csv"
-    with locked(Path(cache) / ".errors.lock"), open(path, "a", newline="", encoding="utf-8") as handle:
-        new = handle.tell() == 0
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(["video_id", "path", "reason"])
-        writer.writerows(rows)
-        handle.flush()
-        os.fsync(handle.fileno())
+    with locked(Path(cache) / ".errors.lock"):
+        append_csv(Path(cache) / "errors.csv", ["video_id", "path", "reason"], rows)
 
 
 # ------------------------------------------------------------------ `c2f cache verify | reindex`

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from . import backbones as bb
 from .cache import CacheLock, FeatureIndex, VideoFeatures, append_errors, shard_attrs
-from .files import disk_full
+from .files import disk_full, error_line
 from .decode import SEEK_MODES, Sampling
 from .frames import Chunk, DecodedVideos, FrameQueue
 from .manifest import VideoEntry, read_manifest
@@ -257,7 +257,7 @@ class Extraction:
                 self._unwritable(videos[0], err)
                 return
             log.warning("%s: a shard of %d videos could not be written (%s); writing them one by one", name,
-                        len(videos), _first_line(err))
+                        len(videos), error_line(err))
         for video in videos:
             try:
                 index.write_shard(self.rank, [features(video)])
@@ -267,13 +267,8 @@ class Extraction:
                 self._unwritable(video, err)
 
     def _unwritable(self, video: _Video, err: BaseException) -> None:
-        video.error = f"could not be written ({_first_line(err)})"
+        video.error = f"could not be written ({error_line(err)})"
         self.summary.done, self.summary.failed = self.summary.done - 1, self.summary.failed + 1
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else err.__class__.__name__
 
 
 def extract(cfg: ExtractConfig) -> ExtractSummary:

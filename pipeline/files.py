@@ -2,6 +2,7 @@
 (a reader never sees half a file), hashing, and a POSIX lock that ranks take turns on."""
 from __future__ import annotations
 
+import csv
 import errno
 import fcntl
 import hashlib
@@ -61,6 +62,34 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_csv(path: str | os.PathLike, header: list[str], rows) -> Path:
+    """A whole CSV file (header, then rows), written as atomic_write does."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+    return atomic_write(path, write)
+
+
+def append_csv(path: str | os.PathLike, header: list[str], rows) -> None:
+    """Rows appended to a CSV file (the header first when the file is new or empty), flushed to
+    disk before returning: a crash loses at most the line being written."""
+    with open(path, "a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if handle.tell() == 0:
+            writer.writerow(header)
+        writer.writerows(rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def error_line(err: BaseException) -> str:
+    """One line saying what went wrong (errors.csv, logs): the message's first line, else the error's kind."""
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else err.__class__.__name__
 
 
 def sha256_of(path: str | os.PathLike) -> str:
