@@ -105,6 +105,21 @@ def compute_metrics(result: EvalResult, method: str, split: str, classes: list[s
             "map_classes_left_out": left_out}
 
 
+def decision_columns(patches: bool) -> list[str]:
+    """decisions.csv's header (DESIGN.md): `patch` for the heads that read one patch per frame."""
+    return ["video_id", "t", "fine"] + (["patch"] if patches else [])
+
+
+def decision_rows(result: EvalResult):
+    """decisions.csv's rows: (video_id, t, fine[, patch]) for every evaluated frame, t its position
+    among the video's frames."""
+    reads, patches, offsets = result.reads["fine"], result.patches, result.offsets
+    for i, video_id in enumerate(result.video_ids):
+        rows = range(offsets[i], offsets[i + 1])
+        for t, row in enumerate(rows):
+            yield (video_id, t, int(reads[row])) + (() if patches is None else (int(patches[row]),))
+
+
 def write_run_files(run_dir: Path, result: EvalResult, metrics: dict, classes: list[str]) -> None:
     """predictions.csv, decisions.csv and, last (it marks the run finished), metrics.json (DESIGN.md)."""
     fine = result.fine_count()
@@ -112,15 +127,5 @@ def write_run_files(run_dir: Path, result: EvalResult, metrics: dict, classes: l
                ([video_id, "|".join(classes[k] for k in np.flatnonzero(result.targets[i])),
                  classes[int(result.scores[i].argmax())], int(fine[i]), f"{result.gflops[i]:.4f}"]
                 for i, video_id in enumerate(result.video_ids)))
-    reads, patches, offsets = result.reads["fine"], result.patches, result.offsets
-
-    def decisions():
-        for i, video_id in enumerate(result.video_ids):
-            rows = slice(offsets[i], offsets[i + 1])
-            if patches is None:
-                yield from ((video_id, t, int(u)) for t, u in enumerate(reads[rows]))
-            else:
-                yield from ((video_id, t, int(u), int(p)) for t, (u, p) in enumerate(zip(reads[rows], patches[rows])))
-    atomic_write_csv(run_dir / "decisions.csv", ["video_id", "t", "fine"] + (["patch"] if patches is not None else []),
-               decisions())
+    atomic_write_csv(run_dir / "decisions.csv", decision_columns(result.patches is not None), decision_rows(result))
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))

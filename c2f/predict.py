@@ -30,7 +30,7 @@ from pipeline.files import sha256_of
 from pipeline.runner import FeatureRunner
 
 from .data import VideoSet
-from .evaluate import EvalResult, run_head
+from .evaluate import EvalResult, decision_rows, run_head
 from .runs import load_run, read_config, require_finished
 
 
@@ -272,7 +272,7 @@ class Predictor:
 
     def rows(self, batch: BatchResult) -> tuple[list[dict], list[tuple]]:
         """predictions.csv rows (top-5 with probabilities) and decisions.csv rows of a batch."""
-        result, predictions, decisions = batch.result, [], []
+        result, predictions = batch.result, []
         fine = result.fine_count()
         for i, video in enumerate(batch.videos):
             top = np.argsort(-result.scores[i])[:5]
@@ -281,8 +281,4 @@ class Predictor:
                                 "top5": "|".join(f"{self.classes[k]}:{result.scores[i, k]:.4f}" for k in top),
                                 "fine_count": int(fine[i]), "gflops": f"{batch.executed_gflops[i]:.4f}",
                                 "seconds": f"{batch.seconds[i]:.4f}", "frames": len(video.timestamps)})
-            rows = range(result.offsets[i], result.offsets[i + 1])
-            for t, row in enumerate(rows):
-                patch = () if result.patches is None else (int(result.patches[row]),)
-                decisions.append((video.video_id, t, int(result.reads["fine"][row]), *patch))
-        return predictions, decisions
+        return predictions, list(decision_rows(result))

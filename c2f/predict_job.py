@@ -30,6 +30,7 @@ from pipeline.manifest import SPLITS, read_manifest
 from pipeline.options import option, validate
 from pipeline.ranks import Ranks
 
+from .evaluate import decision_columns
 from .predict import Decoded, Predictor, Timer
 
 log = logging.getLogger(__name__)
@@ -225,8 +226,8 @@ def predict_videos(cfg: PredictConfig) -> dict | None:
             lock_for_the_whole_run(stack, out, ranks, what="prediction")
             predictor = Predictor.from_run(cfg.run, cfg.weights, str(device), cfg.allow_other_weights, cfg.budget)
             predictor.video_timeout = cfg.video_timeout
-            outputs = Outputs(out, ranks.rank, ["video_id", "t", "fine"] +
-                              (["patch"] if any(fs.output == "grid" for fs in predictor.sets.values()) else []))
+            outputs = Outputs(out, ranks.rank,
+                              decision_columns(any(fs.output == "grid" for fs in predictor.sets.values())))
             if ranks.rank == 0:
                 outputs.repair()
             ranks.barrier()          # every part is whole before any rank reads or appends
