@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -127,17 +128,22 @@ class ShardLayout:
         return f"its attributes differ from the set's ({', '.join(differing)})" if differing else None
 
 
-def _shard_problem(folder: Path, listed: dict, attrs: dict) -> str | None:
-    """The cheap check of one listed shard: it exists, opens, and agrees with the index; or what is wrong."""
-    path = folder / listed["file"]
+def _open_shard(path: Path) -> tuple[ShardLayout | None, str | None]:
+    """(the shard's layout, None), or (None, why it cannot be used: missing, or what HDF5 says)."""
     if not path.exists():
-        return "missing"
+        return None, "is missing"
     try:
         layout = ShardLayout.read(path)
         layout.features(path)
     except Exception as err:  # noqa: BLE001 - whatever HDF5 says of a damaged file
-        return f"cannot be read ({error_line(err)})"
-    return layout.problem(listed, attrs)
+        return None, f"cannot be read ({error_line(err)})"
+    return layout, None
+
+
+def _shard_problem(folder: Path, listed: dict, attrs: dict) -> str | None:
+    """The cheap check of one listed shard: it exists, opens, and agrees with the index; or what is wrong."""
+    layout, why = _open_shard(folder / listed["file"])
+    return why or layout.problem(listed, attrs)
 
 
 @dataclass
@@ -242,11 +248,9 @@ class FeatureIndex:
             match = SHARD_NAME.fullmatch(path.name)
             if not match:
                 continue
-            try:
-                layout = ShardLayout.read(path)
-                layout.features(path)
-            except Exception as err:  # noqa: BLE001 - whatever HDF5 says of a damaged file
-                log.warning("%s cannot be read (%s): set aside", path, error_line(err))
+            layout, why = _open_shard(path)
+            if why:
+                log.warning("%s %s: set aside", path, why)
                 _set_aside(path)
                 continue
             listed = {"file": path.name, "rank": int(match[1]), "number": int(match[2]), "videos": layout.video_ids,
@@ -268,8 +272,8 @@ class FeatureIndex:
         """Every problem of the set: shards that are missing, unreadable or disagree with index.json
         (ids, offsets, frame counts, attributes), and videos listed twice."""
         problems = [f"{s['file']}: {p}" for s in self.shards if (p := _shard_problem(self.folder, s, self.attrs))]
-        listed = [v for s in self.shards for v in s["videos"]]
-        twice = sorted({v for v in listed if listed.count(v) > 1}) if len(set(listed)) < len(listed) else []
+        counts = Counter(v for s in self.shards for v in s["videos"])
+        twice = sorted(v for v, n in counts.items() if n > 1)
         return problems + ([f"videos listed in more than one shard: {', '.join(twice[:5])}"] if twice else [])
 
     # -------------------------------------------------------------- writing
@@ -360,12 +364,9 @@ class FeatureIndex:
     def _layout(self, name: str) -> ShardLayout:
         """A listed shard's layout; a missing or damaged one is a CacheError naming it and the repair."""
         path = self.folder / name
-        try:
-            layout = ShardLayout.read(path)
-            layout.features(path)
-        except Exception as err:  # noqa: BLE001 - whatever HDF5 says of a damaged file
-            why = "is missing" if not path.exists() else f"cannot be read ({error_line(err)})"
-            raise CacheError(f"{path} {why}; {REPAIR} (c2f cache verify {self.folder.parent} lists them)") from None
+        layout, why = _open_shard(path)
+        if why:
+            raise CacheError(f"{path} {why}; {REPAIR} (c2f cache verify {self.folder.parent} lists them)")
         return layout
 
     def read_all(self) -> dict[str, VideoFeatures]:
