@@ -148,15 +148,14 @@ def _stream_rate(stream) -> float:
     return float(rate) if rate and float(rate) > 0 else 25.0
 
 
-def index_packets(container, stream, deadline: Deadline | None = None) -> PacketIndex:
+def index_packets(container, stream, deadline: Deadline) -> PacketIndex:
     """Demux (no decoding) to learn every frame's time and the keyframes. A stream without
     timestamps (raw Annex-B H.264), or whose frames all carry the same one, is timed by frame order
     at its rate (warned)."""
     pts, keys, key_order, packets = [], [], [], 0
     try:
         for packet in container.demux(stream):
-            if deadline:
-                deadline.check()
+            deadline.check()
             if packet.size == 0:
                 continue
             if packet.is_keyframe:
@@ -302,12 +301,11 @@ def _linear_is_cheaper(index: PacketIndex, wanted: list[float], decoded: list[fl
     return linear_cost <= seek_cost
 
 
-def _frames(container, stream, index: PacketIndex, deadline: Deadline | None = None):
+def _frames(container, stream, index: PacketIndex, deadline: Deadline):
     """Decoded frames with their time in seconds from the first frame (by order at index.rate for
     a stream without usable timestamps)."""
     for position, frame in enumerate(container.decode(stream)):
-        if deadline:
-            deadline.check()
+        deadline.check()
         if index.rate is not None:
             yield position / index.rate, frame
         elif frame.pts is not None:
@@ -315,7 +313,7 @@ def _frames(container, stream, index: PacketIndex, deadline: Deadline | None = N
 
 
 
-def _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride, deadline=None):
+def _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride, deadline):
     half = (clip_frames * clip_stride) // 2
     window: deque[np.ndarray] = deque(maxlen=max(1, clip_frames * clip_stride))   # recent squares
     pending: deque[tuple[int, float, np.ndarray]] = deque()    # samples waiting for their snippet
@@ -364,7 +362,7 @@ def _with_clip(item, window, last_position, clip_frames, clip_stride, half) -> S
     return Sample(time, square, np.stack(rows))
 
 
-def _linear_nearest(container, stream, index, targets, canvas, deadline=None):
+def _linear_nearest(container, stream, index, targets, canvas, deadline):
     """nonref: for each target the decoded frame nearest to it (non-reference frames are skipped by
     the decoder, so the frame at the target may not exist)."""
     previous, squares, k, time = None, {}, 0, 0.0
@@ -391,7 +389,7 @@ def _linear_nearest(container, stream, index, targets, canvas, deadline=None):
         yield Sample(previous[0], square(previous))
 
 
-def _seeking(container, stream, index, wanted, canvas, nearest: bool = False, deadline=None):
+def _seeking(container, stream, index, wanted, canvas, nearest: bool, deadline):
     """Seek to each target's keyframe and decode up to it; `nearest` (nonref) takes the nearer of
     the frames just before and at or after the target."""
     tb = stream.time_base
