@@ -158,12 +158,11 @@ def held_out_score(head: Head, videos: VideoSet, index: torch.Tensor, batch_size
     loss turns up, from growing confidence, epochs before the accuracy stops improving."""
     head.eval()
     errors = loss = 0.0
-    with torch.no_grad():
-        for rows in length_batches(videos.lengths[index], batch_size, shuffle=False):
-            batch = Batch(videos, index[rows], device)
-            logits = head(batch).logits
-            loss += float(F.cross_entropy(logits, soft_targets(batch.targets), reduction="sum"))
-            errors += float(len(logits) - batch.targets.gather(1, logits.argmax(1, keepdim=True)).gt(0).sum())
+    for rows in length_batches(videos.lengths[index], batch_size, shuffle=False):
+        batch = Batch(videos, index[rows], device)
+        logits = head(batch).logits
+        loss += float(F.cross_entropy(logits, soft_targets(batch.targets), reduction="sum"))
+        errors += float(len(logits) - batch.targets.gather(1, logits.argmax(1, keepdim=True)).gt(0).sum())
     head.train()
     return errors / len(index), loss / len(index)
 
@@ -332,8 +331,9 @@ def _stopping(progress: Progress, holdout: torch.Tensor) -> dict:
 
 
 def automatic_length(cfg: TrainConfig, train: VideoSet) -> bool:
-    """Early stopping on a held-out part: a single-stage head, no --epochs, enough videos to hold out."""
-    return not cfg.record.staged and cfg.epochs is None and len(split_holdout(train, cfg.holdout, cfg.seed)[1]) > 0
+    """Early stopping on a held-out part (_plan holds one out: a single-stage head, no --epochs,
+    enough videos)."""
+    return len(_plan(cfg, train)[1]) > 0
 
 
 def _fit_at(cfg: TrainConfig, train: VideoSet, dims: HeadDims, resume: bool) -> tuple[Head, dict]:
@@ -390,7 +390,7 @@ def train_head(cfg: TrainConfig) -> dict:
     resume = prepare_run_dir(cfg)
     train, evaluation, classes = load_data(cfg)
     dims = head_dims(train, classes)
-    write_config(cfg, train.sets, classes, build_head(replace(cfg, lr=cfg.lr or DEFAULT_LR), dims))
+    write_config(cfg, train.sets, classes, build_head(cfg, dims))
     write_skipped(Path(cfg.out), {cfg.train_split: train.skipped, cfg.eval_split: evaluation.skipped})
     head, training = fit(cfg, train, dims, resume)
     atomic_write(Path(cfg.out) / "head.pt", lambda tmp: torch.save(head.state_dict(), tmp))
