@@ -167,15 +167,14 @@ def cache() -> None:
 def cache_verify(folder):
     """Every shard of every set opens and agrees with index.json (ids, offsets, frame counts,
     attributes). Exit status 1 when anything is wrong."""
-    from pipeline.cache import verify_cache
+    from pipeline.cache import REPAIR, verify_cache
     report = verify_cache(Path(folder))
     for name, problems in report.items():
         click.echo(f"{name}: " + ("ok" if not problems else f"{len(problems)} problems"))
         for problem in problems:
             click.echo(f"  {problem}")
     if any(report.values()):
-        click.echo(f"repair: rerun the c2f extract command that made {folder} (it re-extracts broken or missing "
-                   f"shards), or c2f cache reindex {folder} for a damaged index.json")
+        click.echo(f"repair: {REPAIR}; or c2f cache reindex {folder} for a damaged index.json")
         sys.exit(1)
 
 

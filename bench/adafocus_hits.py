@@ -45,20 +45,26 @@ def square_coverage(path: SquarePath, frame: int, origins: list[int], patch: int
     return (overlap_y[:, None] * overlap_x[None, :]).reshape(-1) / side ** 2
 
 
-def coverage_table(manifest: Path, cache: Path, focus: str, video_ids: list[str]) -> dict[tuple[str, int], np.ndarray]:
-    """(video_id, t) -> each candidate's share of the square, for the cached frames that show it;
-    t is the frame's position among the video's cached frames (as in decisions.csv)."""
-    cfg, spec = DemoVideoConfig(out="."), parse_spec(focus)
+def cached_frames(manifest: Path, cache: Path, feature_set: str, video_ids: list[str]):
+    """(video_id, t, the video frame it is, the video's SquarePath) for every cached frame of the
+    videos; t is the frame's position among the video's cached frames (as in decisions.csv)."""
+    fps = DemoVideoConfig(out=".").fps
     rows = pd.read_csv(manifest, dtype=str).set_index("video_id")
-    located, _ = Cache(cache).feature_set(focus).locate(set(video_ids))
-    table = {}
+    located, _ = Cache(cache).feature_set(feature_set).locate(set(video_ids))
     for video_id in video_ids:
-        path = SquarePath.from_columns(rows.loc[video_id], cfg.fps)
+        path = SquarePath.from_columns(rows.loc[video_id], fps)
         for t, seconds in enumerate(located[video_id].timestamps):
-            share = square_coverage(path, round(float(seconds) * cfg.fps), spec.patch_origins(), spec.patch_size,
-                                    cfg.object_side)
-            if share is not None:
-                table[video_id, t] = share
+            yield video_id, t, round(float(seconds) * fps), path
+
+
+def coverage_table(manifest: Path, cache: Path, focus: str, video_ids: list[str]) -> dict[tuple[str, int], np.ndarray]:
+    """(video_id, t) -> each candidate's share of the square, for the cached frames that show it."""
+    spec, side = parse_spec(focus), DemoVideoConfig(out=".").object_side
+    table = {}
+    for video_id, t, frame, path in cached_frames(manifest, cache, focus, video_ids):
+        share = square_coverage(path, frame, spec.patch_origins(), spec.patch_size, side)
+        if share is not None:
+            table[video_id, t] = share
     return table
 
 
@@ -94,14 +100,9 @@ def fine_reads(run: Path, manifest: Path) -> dict[str, float]:
     cached frames that show the square and among the others."""
     config = json.loads((run / "config.json").read_text())["settings"]
     decisions = pd.read_csv(run / "decisions.csv")
-    cfg, rows = DemoVideoConfig(out="."), pd.read_csv(manifest, dtype=str).set_index("video_id")
-    video_ids = sorted(decisions.video_id.unique())
-    located, _ = Cache(Path(config["cache"])).feature_set(config["fine"]).locate(set(video_ids))
-    shown = set()
-    for video_id in video_ids:
-        path = SquarePath.from_columns(rows.loc[video_id], cfg.fps)
-        shown |= {(video_id, t) for t, seconds in enumerate(located[video_id].timestamps)
-                  if round(float(seconds) * cfg.fps) in path.frames()}
+    shown = {(video_id, t) for video_id, t, frame, path in
+             cached_frames(manifest, Path(config["cache"]), config["fine"], sorted(decisions.video_id.unique()))
+             if frame in path.frames()}
     on_square = np.array([(v, t) in shown for v, t in zip(decisions.video_id, decisions.t)])
     fine = decisions.fine.to_numpy().astype(bool)
     top1 = json.loads((run / "metrics.json").read_text())["top1"]

@@ -23,7 +23,6 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pipeline.cache import attr
 from pipeline.extract import default_workers, resolve_device
 from pipeline.files import append_csv, atomic_write_csv, atomic_write_text
 from pipeline.manifest import SPLITS, read_manifest
@@ -201,14 +200,13 @@ def _predict_share(predictor: Predictor, entries: list[tuple[str, str]], cfg: Pr
 def _summary(predictor: Predictor, cfg: PredictConfig, rows: list[list[str]], errors: int, seconds: dict) -> dict:
     column = {name: i for i, name in enumerate(PREDICTION_COLUMNS)}
     values = lambda name: np.array([float(r[column[name]]) for r in rows]) if rows else np.zeros(0)  # noqa: E731
-    first = next(iter(predictor.attrs.values()))
     return {"run": str(predictor.run), "method": predictor.cfg.method, "videos": len(rows), "errors": errors,
             "frames": int(values("frames").sum()), "seconds": {k: round(v, 3) for k, v in seconds.items()},
             "seconds_per_video": float(values("seconds").mean()) if rows else None,
             "gflops_executed_mean": float(values("gflops").mean()) if rows else None,
             "fine_mean": float(values("fine_count").mean()) if rows else None,
             "budget": cfg.budget, "device": str(predictor.runner.device), "precision": predictor.runner.precision,
-            "sampling": predictor.sampling.attrs(), "seek": predictor.seek, "preprocess": attr(first, "preprocess"),
+            "sampling": predictor.sampling.attrs(), "seek": predictor.seek, "preprocess": predictor.runner.preprocess,
             "feature_sets": {role: fs.name for role, fs in predictor.sets.items()},
             "weights_other_than_the_cache": predictor.notes}
 

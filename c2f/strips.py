@@ -39,12 +39,11 @@ def strip(fs, preprocess: str, squares: torch.Tensor, fine: np.ndarray, patches:
     image = Image.new("RGB", (columns * step, TITLE + rows * step), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     draw.text((4, 3), title, fill=(0, 0, 0))
-    scale = THUMB / fs.input_size
+    scale, origins = THUMB / fs.input_size, fs.patch_origins() if patches is not None else []
     for t, thumb in enumerate(thumbs):
         x, y = (t % columns) * step, TITLE + (t // columns) * step
         image.paste(thumb, (x + BORDER, y + BORDER))
         if patches is not None and patches[t] >= 0:
-            origins = fs.patch_origins()
             top, left = origins[patches[t] // fs.grid] * scale, origins[patches[t] % fs.grid] * scale
             side = fs.patch_size * scale
             draw.rectangle([x + BORDER + left, y + BORDER + top, x + BORDER + left + side, y + BORDER + top + side],
