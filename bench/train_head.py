@@ -29,7 +29,7 @@ from c2f.data import Batch, length_batches                                  # no
 from c2f.evaluate import run_head                                           # noqa: E402
 from c2f.heads import build_head                                            # noqa: E402
 from c2f.synthetic import adafocus_cache, liteeval_cache                     # noqa: E402
-from c2f.train import head_dims, load_data, make_optimizer, train_one_epoch  # noqa: E402
+from c2f.train import freeze_outside, head_dims, load_data, make_optimizer, train_one_epoch  # noqa: E402
 
 
 def stage_speeds(cfg: TrainConfig) -> dict[str, float]:
@@ -41,9 +41,7 @@ def stage_speeds(cfg: TrainConfig) -> dict[str, float]:
     stages = head.training_stages([1, 1, 1][:len(cfg.record.stages)], cfg.stage_schedule()[1])
     for stage in stages:
         head.set_stage(stage.name)
-        trained = {id(p) for p in stage.parameters}
-        for p in head.parameters():
-            p.requires_grad_(id(p) in trained)
+        freeze_outside(head, stage)
         optimizer, schedule = make_optimizer(stage, cfg, math.ceil(len(train) / cfg.batch_size), automatic=False)
         batches = (Batch(train, index) for index in length_batches(train.lengths, cfg.batch_size, shuffle=True,
                                                                      generator=torch.Generator().manual_seed(0)))

@@ -204,7 +204,7 @@ def _checkpoint(run: Path, progress: Progress, head: Head, optimiser: tuple, gen
     atomic_write(run / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
 
 
-def _freeze_outside(head: Head, stage: Stage) -> None:
+def freeze_outside(head: Head, stage: Stage) -> None:
     """Only the stage's parameters get gradients."""
     trained = {id(p) for p in stage.parameters}
     for p in head.parameters():
@@ -267,7 +267,7 @@ def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch
                desc=f"train {cfg.method}", disable=not cfg.progress)
     for number, stage in enumerate(stages[progress.stage:], start=progress.stage):
         head.set_stage(stage.name)
-        _freeze_outside(head, stage)
+        freeze_outside(head, stage)
         optimizer, schedule = make_optimizer(stage, cfg, per_epoch, automatic=len(holdout) > 0)
         if progress.epoch:      # resumed inside this stage (a finished stage's optimiser is not the next one's)
             optimizer.load_state_dict(checkpoint["optimizer"])
