@@ -9,7 +9,7 @@ def smoke_demo(root: Path) -> tuple[Path, Path]:
     """A demo of a few videos with random weights: the same commands as `c2f demo`, smaller."""
     from click.testing import CliRunner
 
-    from c2f.demo import DemoSizes, demo_steps
+    from c2f.demo.steps import DemoSizes, demo_steps
     from cli import main
     sizes = DemoSizes(train_videos=6, val_videos=4, frames=4, finetune_epochs=1,
                       adafocus_stage_epochs="1,1,1", budgets=(1,), predict_videos=1)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _demo import smoke_demo                              # noqa: E402
 from pipeline.backbones import parse_spec                 # noqa: E402
 from pipeline.cache import Cache                          # noqa: E402
-from pipeline.demo_videos import DemoVideoConfig, SquarePath   # noqa: E402
+from c2f.demo.videos import DemoVideoConfig, SquarePath   # noqa: E402
 
 
 def square_coverage(path: SquarePath, frame: int, origins: list[int], patch: int, side: int) -> np.ndarray | None:

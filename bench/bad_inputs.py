@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.cache import read_feature_set               # noqa: E402
-from pipeline.manifest import write_manifest              # noqa: E402
+from pipeline.core.manifest import write_manifest              # noqa: E402
 
 SETS = ["mobilenet_v2@112", "resnet18@224"]
 

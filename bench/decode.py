@@ -54,8 +54,8 @@ def speed_table(groups: dict[str, list[Path]], samplings: dict[str, Sampling], g
 def accuracy(demo: Path, smoke: bool) -> None:
     """The demo's top-1 for uniform and liteeval with each seek mode (coarse and fine sets only)."""
     from c2f.config import TrainConfig
-    from c2f.demo import COARSE, FINE
-    from c2f.train import train_head
+    from c2f.demo.steps import COARSE, FINE
+    from c2f.training import train_head
     from pipeline.extract import ExtractConfig, extract
     weights = sorted(Path("demo_out").glob("resnet18_224_demo.pt"))
     fine_weights = [f"{FINE}={weights[0]}"] if weights else []
@@ -68,10 +68,11 @@ def accuracy(demo: Path, smoke: bool) -> None:
                                   weights=["imagenet", *fine_weights], seek=seek, progress=False))
             row = []
             for method in ("uniform", "liteeval"):
-                metrics = train_head(TrainConfig(method, str(demo / "manifest.csv"), str(cache), str(cache / method),
-                                                 coarse=COARSE, fine=FINE, frames=8, coarse_hidden=32, fine_hidden=128,
-                                                 gamma=0.25, epochs=2 if smoke else 30, lr=3e-3, batch_size=32,
-                                                 progress=False))
+                sizes = dict(frames=8) if method == "uniform" else dict(coarse_hidden=32, fine_hidden=128, gamma=0.25)
+                metrics = train_head(TrainConfig.of(method=method, manifest=str(demo / "manifest.csv"), cache=str(cache),
+                                                    out=str(cache / method), coarse=COARSE, fine=FINE,
+                                                    epochs=2 if smoke else 30, lr=3e-3, batch_size=32, progress=False,
+                                                    **sizes))
                 row.append(f"{method} top-1 {metrics['top1']:.3f} ({metrics['gflops_mean']:.2f} GFLOPs)")
             print(f"seek {seek:<9}" + "; ".join(row))
 
@@ -88,7 +89,7 @@ def main() -> None:
     shared = sorted(Path(args.videos).glob("*.mp4"))
     demo_videos = sorted((Path(args.demo) / "videos").glob("*.mp4"))
     if not demo_videos:
-        from pipeline.demo_videos import DemoVideoConfig, write_demo_videos
+        from c2f.demo.videos import DemoVideoConfig, write_demo_videos
         folder = Path(tempfile.mkdtemp()) / "demo"
         write_demo_videos(DemoVideoConfig(str(folder), train_videos=2 if args.smoke else 20, val_videos=0,
                                           progress=False))

@@ -33,9 +33,10 @@ sys.path.insert(0, str(REPO))
 
 from pipeline import backbones as bb                                          # noqa: E402
 from pipeline.decode import Sampling                                          # noqa: E402
-from pipeline.extract import ExtractConfig, extract, resolve_device           # noqa: E402
+from pipeline.core.devices import resolve_device
+from pipeline.extract import ExtractConfig, extract           # noqa: E402
 from pipeline.frames import DecodedVideos                                     # noqa: E402
-from pipeline.manifest import read_manifest, write_manifest                   # noqa: E402
+from pipeline.core.manifest import read_manifest, write_manifest                   # noqa: E402
 from pipeline.runner import FeatureRunner                                     # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}   # dense, by device name

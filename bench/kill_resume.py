@@ -21,7 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.demo_videos import DemoVideoConfig, write_demo_videos  # noqa: E402
+from c2f.demo.videos import DemoVideoConfig, write_demo_videos  # noqa: E402
 from pipeline.cache import read_feature_set  # noqa: E402
 
 SETS = ["mobilenet_v2@112", "resnet18@224-grid3x96"]

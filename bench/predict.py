@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from _demo import smoke_demo                             # noqa: E402
-from c2f.predict import Predictor, Timer                 # noqa: E402
-from pipeline.manifest import read_manifest              # noqa: E402
+from c2f.predict.engine import Predictor, Timer                 # noqa: E402
+from pipeline.core.manifest import read_manifest              # noqa: E402
 
 METHODS = ("uniform", "liteeval", "adafocus")
 

@@ -24,15 +24,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from c2f.config import TrainConfig                   # noqa: E402
-from c2f.synthetic import liteeval_cache             # noqa: E402
-from c2f.train import train_head                     # noqa: E402
+from c2f.demo.synthetic import liteeval_cache             # noqa: E402
+from c2f.training import train_head                     # noqa: E402
 
 SIZES = dict(coarse_hidden=16, fine_hidden=64, frames=24)
 
 
 def run(root: Path, syn, name: str, **settings) -> dict:
-    cfg = TrainConfig(manifest=str(syn.manifest), cache=str(syn.cache), out=str(root / name), progress=False,
-                      **(SIZES | settings))
+    cfg = TrainConfig.of(manifest=str(syn.manifest), cache=str(syn.cache), out=str(root / name), progress=False,
+                         **(SIZES | settings))
     return train_head(cfg)
 
 

@@ -28,8 +28,9 @@ from c2f.config import TrainConfig                                         # noq
 from c2f.data import Batch, length_batches                                  # noqa: E402
 from c2f.evaluate import run_head                                           # noqa: E402
 from c2f.heads import build_head                                            # noqa: E402
-from c2f.synthetic import adafocus_cache, liteeval_cache                     # noqa: E402
-from c2f.train import freeze_outside, head_dims, load_data, make_optimizer, train_one_epoch  # noqa: E402
+from c2f.demo.synthetic import adafocus_cache, liteeval_cache                     # noqa: E402
+from c2f.training.inputs import head_dims, load_data  # noqa: E402
+from c2f.training.loop import freeze_outside, make_optimizer, train_one_epoch  # noqa: E402
 
 
 def stage_speeds(cfg: TrainConfig) -> dict[str, float]:
@@ -61,9 +62,9 @@ def liteeval(root: Path, videos: int, frames: int) -> None:
         liteeval_cache(folder, num_train=videos, num_val=0, num_classes=200, frames=(frames, frames),
                        informative=(5, 10), coarse=("mobilenet_v2@112", 1280, 0.0822),
                        fine=("resnet101@224", 2048, 7.8014))
-    cfg = TrainConfig("liteeval", str(folder / "manifest.csv"), str(folder / "cache"), str(folder / "run"),
-                      eval_split="train", coarse_hidden=64, fine_hidden=512, batch_size=128, frames=frames,
-                      progress=False)
+    cfg = TrainConfig.of(method="liteeval", manifest=str(folder / "manifest.csv"), cache=str(folder / "cache"),
+                         out=str(folder / "run"), eval_split="train", coarse_hidden=64, fine_hidden=512,
+                         batch_size=128, progress=False)
     report(f"LiteEval, {videos} videos x {frames} frames, hidden 64/512, batch 128", stage_speeds(cfg))
 
 
@@ -72,9 +73,9 @@ def adafocus(root: Path, videos: int, grid: int, channels: int, dim: int, hidden
     if not (folder / "manifest.csv").exists():
         adafocus_cache(folder, num_train=videos, num_val=0, num_classes=200, frames=(16, 16), grid=grid,
                        channels=channels, dim=dim)
-    cfg = TrainConfig("adafocus", str(folder / "manifest.csv"), str(folder / "cache"), str(folder / "run"),
-                      eval_split="train", glance="mobilenet_v2@224-map", focus=f"resnet50@224-grid{grid}x128",
-                      adafocus_hidden=hidden, batch_size=32, progress=False)
+    cfg = TrainConfig.of(method="adafocus", manifest=str(folder / "manifest.csv"), cache=str(folder / "cache"),
+                         out=str(folder / "run"), eval_split="train", glance="mobilenet_v2@224-map",
+                         focus=f"resnet50@224-grid{grid}x128", adafocus_hidden=hidden, batch_size=32, progress=False)
     report(f"AdaFocus, {videos} videos x 16 frames, {channels} x {grid} x {grid} glance, {grid} x {grid} x {dim} "
            f"patches, GRU {hidden}, batch 32", stage_speeds(cfg))
 

@@ -1,9 +1,12 @@
-"""Phase two's view of the cache: feature sets by role, videos by split, batches by length.
+"""Phase two's view of features: feature sets by role, videos by split, batches by length.
 
-Phase two knows phase one only through the cache schema (DESIGN.md), read by pipeline.cache.
-Features stay in memory as float16, packed frame after
-frame (`offsets`), and a batch is gathered by index: one gather per role, padded only to
-the longest video of the batch, never to a global maximum.
+Phase two knows phase one only through the cache schema, read by pipeline.cache. Features stay
+in memory as float16, packed frame after frame (`offsets`), and a batch is gathered by index: one
+gather per role, padded only to the longest video of the batch, never to a global maximum.
+
+What a role's features are is a `FeatureSource`: the packed in-memory tensor, the cache's
+memory-mapped `ShardFeatures`, or prediction's `ComputedFeatures` (computed on raw video when a
+head reads them) all index the same way; what a set is, its `FeatureSetInfo`.
 
 Every read of a feature goes through `Batch.read*`, which records which frames of which
 videos were touched. FLOP accounting charges exactly those reads, so a head cannot use
@@ -15,14 +18,36 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from pipeline.cache import Cache, CacheError, FeatureIndex, ShardFeatures, finite_rows, read_packed
-from pipeline.manifest import Manifest
+from pipeline.core.manifest import Manifest
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class FeatureSource(Protocol):
+    """One role's features of a set of videos, packed frame after frame: `source[rows]` gives the
+    features of those rows ([k, ...] float), `source[rows, candidates]` one candidate patch of each
+    row of a patch grid ([k, D]). `shape` is [frames, per-frame shape...]. A torch tensor is one."""
+    shape: tuple
+    dtype: object
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key) -> torch.Tensor: ...
+
+
+class FeatureSetInfo(Protocol):
+    """What a batch and the FLOP accounting need of a feature set (pipeline.cache.FeatureIndex is one)."""
+    name: str
+    attrs: dict
+    kind: str                       # pooled, map, grid (or clip)
+    gflops_per_frame: float         # counted GMACs per frame; for a grid, per patch
 
 
 @dataclass
@@ -32,8 +57,8 @@ class VideoSet:
     targets: torch.Tensor               # [V, C] float32 multi-hot
     offsets: torch.Tensor               # [V + 1] int64: frames of video i are rows offsets[i]:offsets[i+1]
     timestamps: np.ndarray              # [N] float32
-    features: dict[str, "torch.Tensor | ShardFeatures"]   # role -> [N, ...] float16, packed
-    sets: dict[str, FeatureIndex]       # role -> feature set
+    features: dict[str, FeatureSource]  # role -> [N, ...] float16, packed
+    sets: dict[str, FeatureSetInfo]     # role -> feature set
     classes: list[str]
     skipped: dict[str, str] = field(default_factory=dict)   # video_id -> why it is not here
 

@@ -1,19 +1,19 @@
-"""Evaluation shared by every head: run it over a split, charge FLOPs where features were
-read, compute top-1 and mAP, and write the run files of DESIGN.md."""
+"""Evaluation shared by every head: run it over a split (the cache's videos, or predict's raw ones),
+charge FLOPs where features were read, compute top-1 and mAP, and lay out decisions.csv's rows."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.files import atomic_write_csv, atomic_write_text
-
 from .data import Batch, VideoSet, length_batches
 from .heads import Head
+
+# videos per batch when nothing is trained (evaluation, the held-out score, thresholds): larger
+# batches only cost memory there
+EVAL_BATCH = 256
 
 
 @dataclass
@@ -40,7 +40,7 @@ class EvalResult:
 
 
 @torch.no_grad()
-def run_head(head: Head, videos: VideoSet, batch_size: int = 256, device: str = "cpu",
+def run_head(head: Head, videos: VideoSet, batch_size: int = EVAL_BATCH, device: str = "cpu",
              fine_budget: int | None = None, progress: bool = False, desc: str = "evaluate") -> EvalResult:
     head.eval()
     with torch.random.fork_rng():       # fixed policies that sample (random, gaussian) give the same result every time
@@ -118,14 +118,3 @@ def decision_rows(result: EvalResult):
         rows = range(offsets[i], offsets[i + 1])
         for t, row in enumerate(rows):
             yield (video_id, t, int(reads[row])) + (() if patches is None else (int(patches[row]),))
-
-
-def write_run_files(run_dir: Path, result: EvalResult, metrics: dict, classes: list[str]) -> None:
-    """predictions.csv, decisions.csv and, last (it marks the run finished), metrics.json (DESIGN.md)."""
-    fine = result.fine_count()
-    atomic_write_csv(run_dir / "predictions.csv", ["video_id", "label", "pred", "fine_count", "gflops"],
-               ([video_id, "|".join(classes[k] for k in np.flatnonzero(result.targets[i])),
-                 classes[int(result.scores[i].argmax())], int(fine[i]), f"{result.gflops[i]:.4f}"]
-                for i, video_id in enumerate(result.video_ids)))
-    atomic_write_csv(run_dir / "decisions.csv", decision_columns(result.patches is not None), decision_rows(result))
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))

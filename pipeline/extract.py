@@ -12,12 +12,11 @@ Layout of the work:
   shard. Failed videos go to CACHE/errors.csv and the run goes on.
 - Under torchrun every rank reads the same index, takes an interleaved share of the videos
   still to do (so a rerun with another number of ranks resumes), writes its own
-  shard-RRRR-* files and merges them into the one index.json (pipeline.ranks, .cache).
+  shard-RRRR-* files and merges them into the one index.json (pipeline.core.ranks, .cache).
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -29,31 +28,18 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import backbones as bb
-from .cache import CacheLock, FeatureIndex, VideoFeatures, append_errors, shard_attrs
-from .files import disk_full, error_line
-from .decode import SEEK_MODES, Sampling
+from .cache import FeatureIndex, VideoFeatures, append_errors, shard_attrs
+from .core.devices import DEVICE_HELP, default_workers, resolve_device
+from .core.errors import SettingsError
+from .core.files import disk_full, error_line
+from .core.manifest import VideoEntry, read_manifest
+from .core.options import option, validate
+from .core.ranks import Ranks, lock_for_the_whole_run
+from .decode import SEEK_MODES, VIDEO_TIMEOUT, Sampling
 from .frames import Chunk, DecodedVideos, FrameQueue
-from .manifest import VideoEntry, read_manifest
-from .options import option, validate
-from .ranks import Ranks
 from .runner import PRECISIONS, FeatureRunner
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def default_workers(device: str) -> int:
-    """Decoding processes: on a GPU every core but the main process's (the backbones are cheap
-    there, decoding is the wall: bench/decode.py); on the CPU an eighth, 0 on 2 cores: decode in
-    the main process, since the backbones need every core and a preempted compute thread stalls
-    its sibling at every barrier."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-    return max(1, cores - 1) if resolve_device(device).type == "cuda" else cores // 8
 
 
 @dataclass
@@ -70,10 +56,10 @@ class ExtractConfig:
     workers: int | None = option(None, "Decoding processes (default: GPU every core but one; CPU an eighth, 0 on "
                                        "2 cores: decode in the main process, since the backbones need every core).",
                                  minimum=0, kind=int)
-    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    device: str = option("auto", DEVICE_HELP)
     shard_videos: int = option(64, "Videos per shard.", minimum=1)
     retry_failed: bool = option(False, "Try again the videos listed as failed.")
-    video_timeout: float = option(1800.0, "Seconds one video may take to decode; past it the video goes to "
+    video_timeout: float = option(VIDEO_TIMEOUT, "Seconds one video may take to decode; past it the video goes to "
                                           "errors.csv and the run goes on.", above=0)
     preprocess: str = option("eval", "eval: each set as its weights are evaluated (short side to input x 256/224, "
                                      "centre crop; SlowFast: Kinetics' 256/256); full: the whole short side "
@@ -90,13 +76,14 @@ class ExtractConfig:
     def __post_init__(self):
         validate(self)
         if self.fps is not None and self.num_frames is not None:
-            raise ValueError("give --fps or --num-frames, not both")
+            raise SettingsError("give --fps or --num-frames, not both")
         if self.fps is None and self.num_frames is None:
             self.fps = 1.0
+        resolve_device(self.device)        # a device that is not there: one line, before anything is written
         if self.workers is None:
             self.workers = default_workers(self.device)
         if self.seek != "exact" and any(bb.parse_spec(b).output == "clip" for b in self.backbones):
-            raise ValueError("snippet sets (SlowFast) need every frame: --seek exact")
+            raise SettingsError("snippet sets (SlowFast) need every frame: --seek exact")
 
     @property
     def sampling(self) -> Sampling:
@@ -132,16 +119,11 @@ class ExtractSummary:
 
 def weights_for(specs: list[bb.FeatureSet], weights: list[str]) -> dict[str, str]:
     """`--weights VALUE` applies to every set; `--weights SET=VALUE` to one set."""
-    default, per_set = "imagenet", {}
-    for item in weights:
-        name, sep, value = item.rpartition("=")
-        if sep:
-            per_set[bb.parse_spec(name).name] = value
-        else:
-            default = item
+    bare, per_set = bb.parse_weights_option(weights)
+    default = bare[-1] if bare else "imagenet"
     unknown = set(per_set) - {fs.name for fs in specs}
     if unknown:
-        raise ValueError(f"--weights names feature sets that are not extracted: {', '.join(sorted(unknown))}")
+        raise SettingsError(f"--weights names feature sets that are not extracted: {', '.join(sorted(unknown))}")
     return {fs.name: per_set.get(fs.name, default) for fs in specs}
 
 
@@ -342,16 +324,3 @@ def _judge_completeness(indices: dict[str, FeatureIndex], entries: list[VideoEnt
         finished_ids = index.done_videos() | set(index.failed)
         index.complete = all(e.video_id in finished_ids for e in entries)
         index.save()
-
-
-def lock_for_the_whole_run(stack: ExitStack, out: Path, ranks: Ranks, what: str = "extraction") -> None:
-    """Rank 0 holds the folder's lock for the run; if it cannot, every rank refuses together
-    (extraction locks its cache, prediction its output folder)."""
-    refusal = None
-    if ranks.rank == 0:
-        try:
-            stack.enter_context(CacheLock(out, what=what))
-        except RuntimeError as err:
-            refusal = err
-    if not ranks.all_true(refusal is None):
-        raise refusal or RuntimeError(f"{out} is in use by another {what} (rank 0 could not lock it)")

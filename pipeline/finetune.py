@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from . import backbones as bb
 from .decode import Sampling, decode_samples
-from .files import atomic_write, atomic_write_text
-from .manifest import read_manifest
-from .options import option, validate
+from .core.errors import SettingsError
+from .core.files import atomic_write, atomic_write_text
+from .core.manifest import read_manifest
+from .core.options import option, validate
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def _decode_frames(entries, fs: bb.FeatureSet, num_frames: int, class_index: dic
         images += frames
         targets.append(target)
     if not images:
-        raise ValueError(f"no frames could be decoded from the {desc} videos")
+        raise SettingsError(f"no frames could be decoded from the {desc} videos")
     return Frames(torch.from_numpy(np.stack(images)), spans, torch.from_numpy(np.stack(targets)), failed)
 
 
@@ -157,9 +158,9 @@ def _resumable(cfg: FinetuneConfig) -> dict:
 def _feature_set(cfg: FinetuneConfig) -> bb.FeatureSet:
     fs = bb.parse_spec(cfg.backbone)
     if fs.output == "clip":
-        raise ValueError(f"{fs.name} is a video model; finetune-backbone trains image backbones")
+        raise SettingsError(f"{fs.name} is a video model; finetune-backbone trains image backbones")
     if fs.output != "pooled":
-        raise ValueError(f"fine-tune the plain backbone ({fs.backbone.name}@{fs.input_size}); its weights serve "
+        raise SettingsError(f"fine-tune the plain backbone ({fs.backbone.name}@{fs.input_size}); its weights serve "
                          f"its -map and -grid sets too")
     bb.check_weights(cfg.init)
     return fs
@@ -225,7 +226,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     class_index = {name: i for i, name in enumerate(classes)}
     train_entries = manifest.split(cfg.split)
     if not train_entries:
-        raise ValueError(f"the manifest has no {cfg.split!r} videos")
+        raise SettingsError(f"the manifest has no {cfg.split!r} videos")
     started = time.perf_counter()
     train = _decode_frames(train_entries, fs, cfg.num_frames, class_index, cfg.progress, cfg.split, cfg.preprocess)
     units, targets = train.units(cfg.pooling)

@@ -10,7 +10,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .backbones import CLIP_STRIDE
 from .decode import DecodeError, Sampling, decode_samples
-from .manifest import VideoEntry
+from .core.manifest import VideoEntry
 
 
 @dataclass

@@ -17,6 +17,8 @@ SHARED_VIDEOS = REPO.parent / "shared" / "videos"
 
 # The sample clips must never trigger a download: point torch.hub at an empty folder.
 os.environ.setdefault("TORCH_HOME", str(REPO / ".pytest_cache" / "torch_home"))
+# counted GFLOPs are kept here, not in the user's ~/.cache/c2f
+os.environ.setdefault("C2F_CACHE", str(REPO / ".pytest_cache" / "c2f_cache"))
 
 
 def frame_image(index: int, width: int, height: int) -> np.ndarray:
@@ -70,7 +72,7 @@ def make_audio_only(path: Path) -> Path:
 
 def write_manifest(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
     """rows: (video_id, path, labels, split), written by the project's own (quoting) writer."""
-    from pipeline.manifest import write_manifest as write_rows
+    from pipeline.core.manifest import write_manifest as write_rows
     return write_rows([dict(zip(("video_id", "path", "labels", "split"), row)) for row in rows], path)
 
 
@@ -87,8 +89,8 @@ def shared_videos() -> list[Path]:
 @contextmanager
 def cache_lock_held_elsewhere(folder: Path):
     """Another process holds the cache lock of `folder` until the block ends."""
-    holder = subprocess.Popen([sys.executable, "-c", "import time; from pipeline.cache import CacheLock\n"
-                               f"with CacheLock({str(folder)!r}):\n print('held', flush=True); time.sleep(60)"],
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from pipeline.core.files import FolderLock\n"
+                               f"with FolderLock({str(folder)!r}):\n print('held', flush=True); time.sleep(60)"],
                               cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

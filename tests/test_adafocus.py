@@ -14,13 +14,13 @@ from c2f.data import load_videos
 from c2f.evaluate import run_head
 from c2f.heads import HeadDims
 from c2f.heads import expected
-from c2f.heads.adafocus import AdaFocusHead
-from c2f.synthetic import adafocus_cache
-from c2f.runs import load_run
-from c2f.train import train_head
+from c2f.heads.adafocus import AdaFocusHead, AdaFocusSettings
+from c2f.demo.synthetic import adafocus_cache
+from c2f.rundir import load_run
+from c2f.training import train_head
 from cli import main
 from pipeline.backbones import gflops_per_frame, parse_spec
-from pipeline.manifest import read_manifest
+from pipeline.core.manifest import read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def small_config(cache, out, method="adafocus", **overrides) -> TrainConfig:
     settings = dict(method=method, manifest=str(cache.manifest), cache=str(cache.cache), out=str(out), frames=8,
                     adafocus_hidden=16, stage_epochs=(1, 1, 1), stage_lrs=(0.05, 1e-3, 5e-3), batch_size=16,
                     progress=False)
-    return TrainConfig(**(settings | overrides))
+    return TrainConfig.of(**(settings | overrides))
 
 
 def test_paper_setting_costs_26_6_gflops():
@@ -41,7 +41,7 @@ def test_paper_setting_costs_26_6_gflops():
     glance + patch + policy + classifier per frame, all counted from modules: ~26.6 GFLOPs (paper)."""
     glance = gflops_per_frame(parse_spec("mobilenet_v2@224-map"))
     patch = gflops_per_frame(parse_spec("resnet50@224-grid7x128"))
-    head = AdaFocusHead(HeadDims(200, 2048, 1280, (1280, 7, 7), 49, (128 / 224) ** 2), frames=16)
+    head = AdaFocusHead(HeadDims(200, 2048, 1280, (1280, 7, 7), 49, (128 / 224) ** 2), AdaFocusSettings(frames=16))
     c = head.costs
     total = 16 * (glance + patch + c["patch_policy_step"] + c["classifier_step"]) + c["classifier"]
     assert total == pytest.approx(26.6, rel=0.01)
@@ -122,11 +122,11 @@ def test_expected_stage_two_trains_only_the_policy_on_every_candidate(small_grid
     """Stage II with the default objective: every candidate of the sampled frames is read (training
     is offline on the cache); the loss reaches the patch policy and not the frozen classifier."""
     from c2f.data import Batch
-    from c2f.train import head_dims
+    from c2f.training.inputs import head_dims
     cfg = small_config(small_grid_cache, tmp_path / "run")
     videos = load_videos(read_manifest(small_grid_cache.manifest, check_paths=False), "train", small_grid_cache.cache,
                          cfg.feature_sets())
-    head = AdaFocusHead(head_dims(videos, videos.classes), frames=8, hidden=16)
+    head = AdaFocusHead(head_dims(videos, videos.classes), AdaFocusSettings(frames=8, adafocus_hidden=16))
     head.set_stage("II")
     batch = Batch(videos, torch.arange(8))
     before = {k: v.clone() for k, v in head.state_dict().items()}
@@ -148,7 +148,7 @@ def test_central_policy_reads_the_centre(small_grid_cache, tmp_path):
 
 
 def test_online_first_k_frames(small_grid_cache, tmp_path):
-    from c2f.online import evaluate_online
+    from c2f.training.online import evaluate_online
     train_head(small_config(small_grid_cache, tmp_path / "run"))
     rows = pd.DataFrame(evaluate_online(tmp_path / "run", [1, 4, 8], progress=False))
     assert rows.fine_mean.tolist() == [1, 4, 8]

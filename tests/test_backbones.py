@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from pipeline import backbones as bb
+from pipeline.core.errors import WeightsError
 
 # DESIGN.md, "Counted values we measured" (GMACs, batch 1).
 DESIGN_GMACS = {
@@ -39,7 +40,7 @@ def test_spec_parsing():
 
 def test_pretrained_weights_absent_names_file_and_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(bb.WeightsError) as err:
+    with pytest.raises(WeightsError) as err:
         bb.build(bb.parse_spec("mobilenet_v2@112"), "imagenet")
     message = str(err.value)
     assert "mobilenet_v2-b0353104.pth" in message and str(tmp_path / "hub" / "checkpoints") in message
@@ -66,7 +67,7 @@ def test_checkpoint_path_loads_with_another_classifier(tmp_path):
     assert torch.equal(module.trunk[0][0].weight, fine_tuned.features[0][0].weight)
     assert len(bb.weights_tag(str(path))) == 64
     torch.save({"something": torch.zeros(3)}, tmp_path / "wrong.pt")
-    with pytest.raises(bb.WeightsError):
+    with pytest.raises(WeightsError):
         bb.build(bb.parse_spec("mobilenet_v2@112"), str(tmp_path / "wrong.pt"))
 
 

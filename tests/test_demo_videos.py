@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from conftest import REPO
 from pipeline.decode import Sampling, decode_samples
-from pipeline.demo_videos import (CLASSES, TEXTURE_AMPLITUDE, DemoVideoConfig, SquarePath, plan, render_video,
+from c2f.demo.videos import (CLASSES, TEXTURE_AMPLITUDE, DemoVideoConfig, SquarePath, plan, render_video,
                                   texture, write_mp4)
-from pipeline.manifest import read_manifest
+from pipeline.core.manifest import read_manifest
 
 
 def resize_112(image: np.ndarray) -> torch.Tensor:

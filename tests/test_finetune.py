@@ -9,7 +9,7 @@ from click.testing import CliRunner
 import pipeline.finetune as finetune_module
 from cli import main
 from pipeline import backbones as bb
-from pipeline.demo_videos import DemoVideoConfig, write_demo_videos
+from c2f.demo.videos import DemoVideoConfig, write_demo_videos
 from pipeline.finetune import FinetuneConfig, finetune
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pipeline import manifest as mf
+from pipeline.core import manifest as mf
 
 
 def write(path, text):

@@ -15,10 +15,10 @@ import torchvision
 from click.testing import CliRunner
 
 from c2f.config import TrainConfig
-from c2f.predict import PredictError, Predictor
-from c2f.predict_job import PredictConfig, predict_videos
-from c2f.synthetic import liteeval_cache
-from c2f.train import train_head
+from c2f.predict import Predictor
+from c2f.predict import PredictConfig, predict_videos
+from c2f.demo.synthetic import liteeval_cache
+from c2f.training import train_head
 from cli import main
 from conftest import REPO, make_video, write_manifest
 from pipeline.extract import ExtractConfig, extract
@@ -38,8 +38,9 @@ def small_run(tmp_path_factory):
     torch.save(torchvision.models.resnet18().state_dict(), weights)
     extract(ExtractConfig(str(manifest), str(tmp / "cache"), [COARSE, FINE], num_frames=3,
                           weights=["random", f"{FINE}={weights}"], workers=0, progress=False))
-    train_head(TrainConfig("liteeval", str(manifest), str(tmp / "cache"), str(tmp / "run"), coarse=COARSE, fine=FINE,
-                           frames=3, coarse_hidden=4, fine_hidden=8, epochs=1, gamma=0.5, progress=False))
+    train_head(TrainConfig.of(method="liteeval", manifest=str(manifest), cache=str(tmp / "cache"), out=str(tmp / "run"),
+                              coarse=COARSE, fine=FINE, coarse_hidden=4, fine_hidden=8, epochs=1, gamma=0.5,
+                              progress=False))
     return tmp, manifest, weights
 
 
@@ -71,8 +72,8 @@ def test_runs_it_cannot_rebuild_are_refused_in_one_line(small_run, tmp_path):
     tmp, manifest, weights = small_run
     synthetic = liteeval_cache(tmp_path / "syn", num_train=8, num_val=4, coarse=(COARSE, 8, 0.08),
                                fine=(FINE, 8, 1.8))
-    train_head(TrainConfig("uniform", str(synthetic.manifest), str(synthetic.cache), str(tmp_path / "syn_run"),
-                           fine=FINE, epochs=1, progress=False))
+    train_head(TrainConfig.of(method="uniform", manifest=str(synthetic.manifest), cache=str(synthetic.cache),
+                              out=str(tmp_path / "syn_run"), fine=FINE, epochs=1, progress=False))
     result, errors = predict_cli("--run", tmp_path / "syn_run", "--out", tmp_path / "o", tmp / "v4.mp4")
     assert result.exit_code == 2 and len(errors) == 1 and "another tool" in errors[0]
     old = tmp_path / "old_run"

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 
 from c2f.config import TrainConfig
-from c2f.synthetic import adafocus_cache, liteeval_cache, object_hits
-from c2f.train import train_head
+from c2f.demo.synthetic import adafocus_cache, liteeval_cache, object_hits
+from c2f.training import train_head
 
 
 def test_liteeval_matches_lstm_reading_few_fine_features(tmp_path):
@@ -19,8 +19,8 @@ def test_liteeval_matches_lstm_reading_few_fine_features(tmp_path):
     syn = liteeval_cache(tmp_path, num_train=600, num_val=300, evidence=5.0)
     common = dict(manifest=str(syn.manifest), cache=str(syn.cache), coarse_hidden=16, fine_hidden=64, frames=24,
                   progress=False)
-    lstm = train_head(TrainConfig(method="lstm", out=str(tmp_path / "lstm"), **common))
-    lite = train_head(TrainConfig(method="liteeval", out=str(tmp_path / "liteeval"), gamma=0.12, **common))
+    lstm = train_head(TrainConfig.of(method="lstm", out=str(tmp_path / "lstm"), **common))
+    lite = train_head(TrainConfig.of(method="liteeval", out=str(tmp_path / "liteeval"), gamma=0.12, **common))
     decisions = pd.read_csv(tmp_path / "liteeval" / "decisions.csv")
     informative = np.concatenate([syn.informative[v] for v in decisions.video_id.unique()])
     fired = decisions.fine.to_numpy().astype(bool)
@@ -49,7 +49,7 @@ def test_adafocus_learned_policy_finds_the_object(tmp_path):
     for name, method, policy in [("learned", "adafocus", "learned"), ("random", "adafocus", "random"),
                                  ("central", "adafocus", "central"), ("plus", "adafocus_plus", "learned")]:
         out = tmp_path / name
-        results[name] = train_head(TrainConfig(method=method, policy=policy, out=str(out), keep_ratio=0.5, **common))
+        results[name] = train_head(TrainConfig.of(method=method, policy=policy, out=str(out), keep_ratio=0.5, **common))
         decisions = pd.read_csv(out / "decisions.csv")
         chosen = decisions[decisions.patch >= 0]
         hits[name] = float(np.mean([syn.informative[v][t] == p for v, t, p in zip(chosen.video_id, chosen.t, chosen.patch)]))
@@ -73,8 +73,8 @@ def test_adafocus_on_a_7x7_grid_finds_the_object_on_late_frames_too(tmp_path):
     common = dict(manifest=str(syn.manifest), cache=str(syn.cache), focus="resnet50@224-grid7x128",
                   adafocus_hidden=64, batch_size=32, stage_epochs=(20, 20, 5), stage_lrs=(0.1, 0.01, 0.01),
                   progress=False)
-    learned = train_head(TrainConfig(method="adafocus", out=str(tmp_path / "learned"), **common))
-    random = train_head(TrainConfig(method="adafocus", policy="random", out=str(tmp_path / "random"), **common))
+    learned = train_head(TrainConfig.of(method="adafocus", out=str(tmp_path / "learned"), **common))
+    random = train_head(TrainConfig.of(method="adafocus", policy="random", out=str(tmp_path / "random"), **common))
     decisions = pd.read_csv(tmp_path / "learned" / "decisions.csv")
     hits = object_hits(decisions.video_id, decisions.t, decisions.patch, syn)
     print(f"7x7: learned top1 {learned['top1']:.3f}, object's candidate on {hits['all']:.3f} of frames "

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from c2f.config import TrainConfig
-from c2f.online import evaluate_online
+from c2f.training.online import evaluate_online
 from c2f.report import paper_baselines, write_report
-from c2f.synthetic import liteeval_cache
-from c2f.train import train_head
+from c2f.demo.synthetic import liteeval_cache
+from c2f.training import train_head
 from cli import main
 
 
@@ -32,7 +32,7 @@ def runs(tmp_path_factory):
     for name, extra in [("uniform", {"method": "uniform"}), ("lstm", {"method": "lstm"}),
                         ("liteeval", {"method": "liteeval"}), ("gamma01", {"method": "liteeval", "gamma": 0.1}),
                         ("nosync", {"method": "liteeval", "sync": False})]:
-        train_head(TrainConfig(out=str(root / "runs" / name), **(common | extra)))
+        train_head(TrainConfig.of(out=str(root / "runs" / name), **(common | extra)))
     evaluate_online(root / "runs" / "liteeval", [1, 2], uniform_run=root / "runs" / "uniform", progress=False)
     return root
 
@@ -44,8 +44,9 @@ def test_report_writes_the_tables_the_runs_fill(runs, tmp_path):
     assert table1.row.tolist() == ["UNIFORM", "LSTM", "LITEEVAL"]
     liteeval = json.loads((runs / "runs" / "liteeval" / "metrics.json").read_text())
     assert table1.set_index("row").loc["LITEEVAL", "GFLOPs"] == pytest.approx(liteeval["gflops_mean"], abs=0.01)
-    assert pd.read_csv(tmp_path / "liteeval_table7.csv").row.tolist() == [0.1, 0.05]
-    assert pd.read_csv(tmp_path / "liteeval_table8.csv").row.tolist() == ["w/o. sync", "LITEEVAL"]
+    assert pd.read_csv(tmp_path / "liteeval_table7.csv").row.tolist() == ["LiteEval, gamma 0.1", "LiteEval, gamma 0.05"]
+    assert pd.read_csv(tmp_path / "liteeval_table8.csv").row.tolist() == ["LiteEval w/o. sync", "LiteEval"]
+    assert table1.method.tolist() == ["uniform", "lstm", "liteeval"]
     missing = (tmp_path / "missing.txt").read_text()
     assert "liteeval_table1 / UNIFORM+CF: c2f train-head --method uniform_cf" in missing
     assert "--rnn gru" in missing and "--no-reuse" in missing

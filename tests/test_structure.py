@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from pathlib import Path
 
 import click
 import numpy as np
@@ -17,7 +16,7 @@ from c2f import methods as registry
 from c2f.config import TrainConfig
 from conftest import REPO
 from pipeline.frames import Chunk, FrameQueue
-from pipeline.options import click_options, option, to_args, validate
+from pipeline.core.options import click_options, option, to_args, validate
 
 
 def chunk(position: int, frames: int, last: bool = False) -> Chunk:
@@ -91,30 +90,43 @@ def test_options_are_written_once_in_the_dataclass():
 
 
 def test_train_config_round_trips_through_its_generated_flags():
+    """Every setting, shared or the method's, written as flags and parsed back gives the same config."""
     from cli import main
-    cfg = TrainConfig(method="liteeval", manifest="m.csv", cache="c", out="o", gamma=0.1, sync=False,
-                      stage_epochs=(1, 2, 3), frames=7)
-    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli", True)}
-    command = main.commands["train-head"]
-    parsed = command.make_context("train-head", to_args(TrainConfig, values)).params
-    assert TrainConfig(**parsed) == cfg
+    command = main.get_command(None, "train-head")
+    for cfg in (TrainConfig.of(method="liteeval", manifest="m.csv", cache="c", out="o", gamma=0.1, sync=False),
+                TrainConfig.of(method="adafocus", manifest="m.csv", cache="c", out="o", stage_epochs=(1, 2, 3),
+                               frames=7, reuse=False, stage_lrs=(0.1, 0.2, 0.3))):
+        settings = cfg.to_dict()
+        args = to_args([TrainConfig, cfg.record.settings], {k: v for k, v in settings.items() if k != "grad_clip"})
+        parsed = {k: v for k, v in command.make_context("train-head", args).params.items() if v is not None}
+        assert TrainConfig.from_dict(parsed, strict=True) == cfg
 
 
 def test_a_registered_method_is_known_everywhere():
+    """A new method is one record: its settings dataclass reaches the config, the flags and variant keys."""
+    from c2f.config import variant_keys
+    from c2f.heads import method, methods
     from c2f.heads.uniform import UniformHead
-    record = registry.Method("probe_only", lambda dims, cfg: UniformHead(dims, cfg.frames),
-                             {"fine": registry.Role("focus", "grid")}, frames=3, budgeted=True)
+
+    @dataclasses.dataclass
+    class ProbeSettings(registry.Settings):
+        frames: int = option(3, "evenly spaced frames read per video", minimum=1, variant=True)
+        probe_depth: int = option(2, "how deep it probes", minimum=1, variant=True)
+
+    record = registry.Method("probe_only", UniformHead, ProbeSettings, {"fine": registry.Role("focus", "grid")},
+                             budgeted=True)
     registry.register(record)
     try:
-        assert "probe_only" in registry.methods()
-        cfg = TrainConfig(method="probe_only", manifest="m", cache="c", out="o")
-        assert cfg.frames == 3 and cfg.feature_sets() == {"fine": "resnet50@224-grid7x128"}
+        assert "probe_only" in methods() and method("probe_only") is record
+        cfg = TrainConfig.of(method="probe_only", manifest="m", cache="c", out="o", probe_depth=5)
+        assert cfg.method_settings == ProbeSettings(3, 5) and cfg.feature_sets() == {"fine": "resnet50@224-grid7x128"}
+        assert "probe_depth" in variant_keys() and cfg.to_dict()["probe_depth"] == 5
         with pytest.raises(ValueError, match="registered twice"):
             registry.register(record)
     finally:
-        registry._METHODS.pop("probe_only")
-    with pytest.raises(ValueError, match="--method must be one of"):
-        TrainConfig(method="probe_only", manifest="m", cache="c", out="o")
+        registry.unregister("probe_only")
+    with pytest.raises(ValueError, match="unknown method .probe_only."):
+        TrainConfig.of(method="probe_only", manifest="m", cache="c", out="o")
 
 
 def _python_files():

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from c2f.synthetic import write_manifest, write_sets
+from c2f.demo.synthetic import write_manifest, write_sets
 
 COARSE, FINE = "mobilenet_v2@112", "resnet101@224"
 
@@ -97,14 +97,14 @@ def test_mismatched_timestamps_are_refused(tmp_path):
 def test_existing_run_needs_overwrite(tmp_path):
     manifest = make_cache(tmp_path, basic_videos())
     assert train(tmp_path, manifest).exit_code == 0
-    one_line_error(train(tmp_path, manifest, "--lr", "0.01"), "already holds a run", "--overwrite")
+    one_line_error(train(tmp_path, manifest, "--lr", "0.01"), "already holds a finished run", "--overwrite")
     assert train(tmp_path, manifest, "--lr", "0.01", "--overwrite").exit_code == 0
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["settings"]
     assert saved["lr"] == 0.01
 
 
 def test_a_map_is_not_a_pooled_feature(tmp_path):
-    from c2f.synthetic import _attrs
+    from c2f.demo.synthetic import _attrs
     from pipeline.cache import FeatureIndex, VideoFeatures
     manifest = make_cache(tmp_path, basic_videos())
     index = FeatureIndex.open(tmp_path / "cache" / "mobilenet_v2@224-map", _attrs("mobilenet_v2@224-map", 2, 0.3, 1, "map"))
@@ -114,10 +114,12 @@ def test_a_map_is_not_a_pooled_feature(tmp_path):
     one_line_error(train(tmp_path, manifest, "--fine", "mobilenet_v2@224-map"), "needs a pooled feature set for --fine")
 
 
-@pytest.mark.parametrize("args,fragment", [(["--frames", "0"], "--frames"), (["--lr", "0"], "learning rates"),
-                                           (["--coarse-hidden", "16", "--fine-hidden", "8"], "--coarse-hidden")])
-def test_bad_options(tmp_path, args, fragment):
-    one_line_error(train(tmp_path, make_cache(tmp_path, basic_videos()), *args), fragment)
+@pytest.mark.parametrize("method,args,fragment", [("uniform", ["--frames", "0"], "--frames"),
+                                                  ("liteeval", ["--lr", "0"], "learning rates"),
+                                                  ("liteeval", ["--coarse-hidden", "16", "--fine-hidden", "8"],
+                                                   "--coarse-hidden")])
+def test_bad_options(tmp_path, method, args, fragment):
+    one_line_error(train(tmp_path, make_cache(tmp_path, basic_videos()), *args, method=method), fragment)
 
 
 def test_evaluate_online_on_a_run_without_budgets(tmp_path):
@@ -128,7 +130,7 @@ def test_evaluate_online_on_a_run_without_budgets(tmp_path):
 
 
 def test_sets_decoded_differently_are_warned_about(tmp_path, caplog):
-    from c2f.synthetic import _attrs
+    from c2f.demo.synthetic import _attrs
     videos = basic_videos()
     rng = np.random.default_rng(0)
     features = {v: {COARSE: rng.normal(size=(n, 4)).astype(np.float16), FINE: rng.normal(size=(n, 6)).astype(np.float16)}

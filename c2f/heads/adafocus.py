@@ -14,74 +14,75 @@ patch policy's stage II.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Categorical
 
+from pipeline.core.options import option
+
 from ..data import Batch, segment_positions
-from ..methods import Method, Role, register
+from ..methods import Method, Role, Settings, register
 from . import expected, ppo
 from .base import Head, HeadDims, HeadOutput, Stage, soft_targets
+from .adafocus_rollouts import StageTwoRollouts
+from .policy import GlancePolicy
 from .rnn import Cell
 
 POLICIES = ("learned", "random", "central", "gaussian")
 REWARDS = ("adafocus", "confidence", "increments")
 STAGE2 = (*expected.OBJECTIVES, "ppo")
-REDUCED_CHANNELS = 32
 GAUSSIAN_STD = 0.25          # of the grid's width, per axis: "a Gaussian centred on the frame"
 
 
-class GlancePolicy(nn.Module):
-    """NOTES.md: 1x1 conv C -> 32, flatten, linear to `hidden`, GRU(hidden), an actor head
-    (logits over `actions`) and a critic head. Its input is the glance map only, so its
-    states do not depend on the actions and a whole sequence runs at once."""
+@dataclass
+class AdaFocusSettings(Settings):
+    frames: int = option(16, "segments, one frame read in each", minimum=1, variant=True)
+    policy: str = option("learned", "patch policy (Table 5)", choices=POLICIES, variant=True)
+    reward: str = option("adafocus", "PPO's stage-II reward: Eq. 7, or Table 5's variants", choices=REWARDS,
+                         variant=True)
+    stage2: str = option("expected", "stage II, the patch policy's objective: `expected` fits it to the best policy "
+                                     "for every candidate's reward (the cache holds them all), `expected-ascent` "
+                                     "ascends the expected reward, `ppo` is the paper's PPO on sampled patches "
+                                     "(Eq. 7 and --reward apply to it alone)", choices=STAGE2, variant=True)
+    reuse: bool = option(True, "the glance feature also feeds the classifier (--no-reuse: Table 4)", variant=True)
+    adafocus_hidden: int = option(1024, "GRU size of the classifier and the policies", minimum=1)
+    ppo_epochs: int = option(2, "updates per batch in stage II", minimum=1)
+    # the paper's appendix (ActivityNet / FCVID), stages I, II, III; SGD for I and III, Adam for II
+    stage_epochs: tuple[int, int, int] = option((50, 50, 10), "epochs of stages I, II, III", minimum=0)
+    stage_lrs: tuple[float, float, float] = option((0.05, 3e-4, 5e-3), "learning rates of stages I (SGD), II (Adam), "
+                                                                       "III (SGD)", above=0, what="learning rates")
 
-    def __init__(self, channels: int, map_cells: int, hidden: int, actions: int):
-        super().__init__()
-        self.reduce = nn.Conv2d(channels, REDUCED_CHANNELS, 1)
-        self.embed = nn.Linear(REDUCED_CHANNELS * map_cells, hidden)
-        self.cell = Cell("gru", hidden, hidden)
-        self.actor = nn.Linear(hidden, actions)
-        self.critic = nn.Linear(hidden, 1)
-
-    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """maps [B, T, C, H, W] -> action logits [B, T, actions], values [B, T]."""
-        B, T = maps.shape[:2]
-        x = F.relu(self.reduce(maps.flatten(0, 1))).flatten(1)
-        x = F.relu(self.embed(x)).view(B, T, -1)
-        state, states = self.cell.initial_state(B, maps.device), []
-        for projected in self.cell.project(x).unbind(1):
-            state = self.cell.step(projected, state)
-            states.append(state)
-        states = torch.stack(states, 1)
-        return self.actor(states), self.critic(states).squeeze(-1)
-
-    def step_probe(self, maps: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """One frame's inference cost (no critic: it is not run at test time)."""
-        x = F.relu(self.embed(F.relu(self.reduce(maps)).flatten(1)))
-        return self.actor(self.cell(x, state))
+    def __post_init__(self):
+        self.stage_epochs, self.stage_lrs = tuple(self.stage_epochs), tuple(self.stage_lrs)
+        super().__post_init__()
 
 
-class AdaFocusHead(Head):
+@dataclass
+class AdaFocusPlusSettings(AdaFocusSettings):
+    keep_ratio: float = option(0.5, "fraction of frames given a patch", above=0, maximum=1, variant=True)
+    eta: float = option(0.1, "weight of the patch cost in the keep reward (Eq. 10)", minimum=0)
+
+
+class AdaFocusHead(StageTwoRollouts, Head):
     video_loss = False                   # Eq. 5: cross-entropy averaged over every step
 
-    def __init__(self, dims: HeadDims, frames: int = 16, policy: str = "learned", reward: str = "adafocus",
-                 reuse: bool = True, plus: bool = False, keep_ratio: float = 0.5, eta: float = 0.1,
-                 hidden: int = 1024, ppo_epochs: int = 2, stage2: str = "expected"):
+    def __init__(self, dims: HeadDims, settings: AdaFocusSettings = AdaFocusSettings()):
         super().__init__(dims)
-        if policy not in POLICIES or reward not in REWARDS or stage2 not in STAGE2:
-            raise ValueError(f"policy must be one of {POLICIES}, reward one of {REWARDS}, stage2 one of {STAGE2}")
+        s, plus = settings, isinstance(settings, AdaFocusPlusSettings)
         channels, map_h, map_w = dims.coarse_shape
-        self.frames, self.policy_kind, self.reward_kind = frames, policy, reward
-        self.reuse, self.plus, self.keep_ratio, self.eta, self.ppo_epochs = reuse, plus, keep_ratio, eta, ppo_epochs
-        self.stage2 = stage2
+        self.frames, self.policy_kind, self.reward_kind = s.frames, s.policy, s.reward
+        self.reuse, self.plus, self.ppo_epochs, self.stage2 = s.reuse, plus, s.ppo_epochs, s.stage2
+        self.keep_ratio, self.eta = (s.keep_ratio, s.eta) if plus else (1.0, 0.0)
         self.candidates = dims.candidates
         self.grid = int(round(self.candidates ** 0.5))
-        self.input_dim = dims.fine_dim + (channels if reuse else 0)
+        self.input_dim = dims.fine_dim + (channels if s.reuse else 0)
+        hidden = s.adafocus_hidden
         self.classifier_cell = Cell("gru", self.input_dim, hidden)
         self.classifier = nn.Linear(hidden, dims.num_classes)
-        self.patch_policy = GlancePolicy(channels, map_h * map_w, hidden, self.candidates) if policy == "learned" else None
+        self.patch_policy = GlancePolicy(channels, map_h * map_w, hidden, self.candidates) if s.policy == "learned" else None
         self.keep_policy = GlancePolicy(channels, map_h * map_w, hidden, 1) if plus else None
         if plus:    # start by keeping most frames (p = 0.88): it explores before the patch policy is any good
             nn.init.constant_(self.keep_policy.actor.bias, 2.0)
@@ -177,94 +178,6 @@ class AdaFocusHead(Head):
                 probes[name] = (policy.step_probe, (torch.zeros(1, C, H, W), policy.cell.initial_state(1)))
         return probes
 
-    # ------------------------------------------------------------------ stage II: rewards
-
-    def _confidence(self, state: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Probability the classifier gives the video's labels from a hidden state: [B]."""
-        return (self.classifier(self.classifier_cell.hidden(state)).softmax(-1) * (targets > 0)).sum(-1)
-
-    def _classifier_step(self, pooled: torch.Tensor, focus: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """One classifier step from the pooled glance [B, C] and a focus feature [B, D]."""
-        return self.classifier_cell(torch.cat([pooled, focus], -1) if self.reuse else focus, state)
-
-    def _keep_step(self, pooled: torch.Tensor, state: torch.Tensor, with_patch: torch.Tensor, confidence: torch.Tensor,
-                   keep: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """AdaFocus+ at one step: Eq. 10's reward for the sampled keep decisions [B] (the gain in
-        confidence from the patch minus its cost where kept, 0 where skipped) and the next state."""
-        without = self._classifier_step(pooled, torch.zeros(len(state), self.dims.fine_dim, device=state.device), state)
-        gain = confidence - self._confidence(without, targets)
-        reward = torch.where(keep, gain - self.eta * self.dims.patch_area_fraction, torch.zeros_like(gain))
-        return reward, torch.where(keep[:, None], with_patch, without)
-
-    @torch.no_grad()
-    def _rollout(self, batch: Batch, positions: torch.Tensor, glance: torch.Tensor):
-        """Sample actions, run the frozen classifier along them, and compute each step's rewards
-        (Eq. 7 or a Table 5 variant for patches; Eq. 10 for keeping)."""
-        B, T = positions.shape
-        patch_logits = self.patch_policy(glance)[0] if self.patch_policy is not None else None
-        patches = (Categorical(logits=patch_logits).sample() if patch_logits is not None
-                   else self._fixed_patches((B, T), self.policy_kind, glance.device))
-        keep = self.choose_keep(glance, sample=True)
-        pooled = glance.mean((-2, -1))
-        state = self.classifier_cell.initial_state(B, glance.device)
-        previous = self._confidence(state, batch.targets)
-        rows = torch.arange(B)
-        patch_rewards, keep_rewards = torch.zeros(B, T), torch.zeros(B, T)
-        for t in range(T):
-            chosen = batch.read("fine", rows, positions[:, t], patches[:, t])
-            with_patch = self._classifier_step(pooled[:, t], chosen, state)
-            confidence = self._confidence(with_patch, batch.targets)
-            if self.reward_kind == "adafocus":          # minus the same with a random patch
-                random_patch = torch.randint(self.candidates, (B,), device=glance.device)
-                baseline = self._classifier_step(pooled[:, t], batch.read("fine", rows, positions[:, t], random_patch),
-                                                 state)
-                patch_rewards[:, t] = confidence - self._confidence(baseline, batch.targets)
-            elif self.reward_kind == "confidence":
-                patch_rewards[:, t] = confidence
-            else:
-                patch_rewards[:, t] = confidence - previous
-            if self.keep_policy is not None:
-                keep_rewards[:, t], state = self._keep_step(pooled[:, t], state, with_patch, confidence, keep[:, t],
-                                                            batch.targets)
-            else:
-                state = with_patch
-            previous = self._confidence(state, batch.targets)
-        return patches, keep, patch_rewards, keep_rewards
-
-    def _step_every_candidate(self, pooled: torch.Tensor, grid: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """The classifier's next state with each candidate patch: pooled glance [B, C], grid [B, A, D],
-        state [B, S] -> [B, A, S]; the state's part of the step is computed once for all candidates."""
-        x = torch.cat([pooled[:, None, :].expand(-1, grid.shape[1], -1), grid], -1) if self.reuse else grid
-        return self.classifier_cell.step(self.classifier_cell.project(x), state[:, None, :])
-
-    @torch.no_grad()
-    def _candidate_rollout(self, batch: Batch, positions: torch.Tensor, glance: torch.Tensor):
-        """Stage II on a cache (expected.py): every candidate's feature is there, so each step scores
-        every action. The history follows patches sampled from the policy (and keep decisions sampled
-        from AdaFocus+'s keep policy); at each step the frozen classifier takes one step with each
-        candidate. Training reads the whole grid at the sampled frames; evaluation reads one patch.
-        Returns the sampled patches and keeps, every candidate's score [B, T, A] (the log-odds of the
-        labels) and Eq. 10's keep rewards for the sampled patch [B, T]."""
-        B, T = positions.shape
-        patches = Categorical(logits=self.patch_policy(glance)[0]).sample()
-        keep = self.choose_keep(glance, sample=True)
-        pooled = glance.mean((-2, -1))
-        state = self.classifier_cell.initial_state(B, glance.device)
-        rows = torch.arange(B)
-        scores, keep_rewards = torch.zeros(B, T, self.candidates), torch.zeros(B, T)
-        for t in range(T):
-            after = self._step_every_candidate(pooled[:, t], batch.read("fine", rows, positions[:, t]), state)
-            logits = self.classifier(self.classifier_cell.hidden(after))
-            scores[:, t] = expected.label_log_odds(logits, batch.targets[:, None, :])
-            with_patch = after[rows, patches[:, t]]
-            if self.keep_policy is not None:
-                confidence = (logits[rows, patches[:, t]].softmax(-1) * (batch.targets > 0)).sum(-1)
-                keep_rewards[:, t], state = self._keep_step(pooled[:, t], state, with_patch, confidence, keep[:, t],
-                                                            batch.targets)
-            else:
-                state = with_patch
-        return patches, keep, scores, keep_rewards
-
     # ------------------------------------------------------------------ stage II: the losses
 
     def _ppo_losses(self, batch: Batch):
@@ -333,14 +246,9 @@ class AdaFocusHead(Head):
         self.train()
 
 
-def _build(plus: bool):
-    return lambda dims, cfg: AdaFocusHead(dims, cfg.frames, cfg.policy, cfg.reward, cfg.reuse, plus, cfg.keep_ratio,
-                                          cfg.eta, cfg.adafocus_hidden, cfg.ppo_epochs, stage2=cfg.stage2)
-
-
 # coarse: the glance map, read for every frame; fine: the patch grid, one candidate read per frame
 _ROLES = {"coarse": Role("glance", "map"), "fine": Role("focus", "grid")}
-register(Method("adafocus", _build(False), _ROLES, frames=16, budgeted=True, stages=("I", "II", "III"),
+register(Method("adafocus", AdaFocusHead, AdaFocusSettings, _ROLES, budgeted=True, stages=("I", "II", "III"),
                 summary="AdaFocus: a policy picks one patch per frame for the expensive CNN"))
-register(Method("adafocus_plus", _build(True), _ROLES, frames=16, budgeted=True, stages=("I", "II", "III"),
+register(Method("adafocus_plus", AdaFocusHead, AdaFocusPlusSettings, _ROLES, budgeted=True, stages=("I", "II", "III"),
                 summary="AdaFocus+: also decides whether a frame gets a patch at all"))

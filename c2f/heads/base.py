@@ -12,9 +12,18 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pipeline.backbones.flops import count_gmacs
+
+from pipeline.core.flops import count_gmacs
+from pipeline.core.options import option
 
 from ..data import Batch
+from ..methods import Settings
+
+
+@dataclass
+class EvenFrames(Settings):
+    """Settings of the heads that read a fixed number of evenly spaced frames."""
+    frames: int = option(25, "evenly spaced frames read per video", minimum=1, variant=True)
 
 
 @dataclass

@@ -5,25 +5,34 @@ The reward is the probability given to the video's labels minus `step_penalty` p
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 from torch.distributions import Categorical
 
+from pipeline.core.options import option
+
 from ..data import Batch
 from ..methods import Method, Role, register
 from .base import Head, HeadDims, HeadOutput
-from .rnn import Cell
+from .rnn import Cell, FineRNN
 
 JUMPS = (1, 2, 4, 8, 16)
 
 
+@dataclass
+class FastForwardSettings(FineRNN):
+    step_penalty: float = option(0.01, "reward cost per frame read", minimum=0)
+
+
 class FastForwardHead(Head):
-    def __init__(self, dims: HeadDims, hidden: int = 512, rnn: str = "lstm", step_penalty: float = 0.01):
+    def __init__(self, dims: HeadDims, settings: FastForwardSettings = FastForwardSettings()):
         super().__init__(dims)
-        self.step_penalty = step_penalty
-        self.cell = Cell(rnn, dims.fine_dim, hidden)
-        self.policy = nn.Linear(hidden, len(JUMPS) + 1)      # the last action stops
-        self.classifier = nn.Linear(hidden, dims.num_classes)
+        self.step_penalty = settings.step_penalty
+        self.cell = Cell(settings.rnn, dims.fine_dim, settings.fine_hidden)
+        self.policy = nn.Linear(settings.fine_hidden, len(JUMPS) + 1)      # the last action stops
+        self.classifier = nn.Linear(settings.fine_hidden, dims.num_classes)
         self.register_buffer("jumps", torch.tensor(JUMPS), persistent=False)
 
     def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
@@ -65,6 +74,5 @@ class FastForwardHead(Head):
                 "policy": (self.policy, (hidden,)), "classifier": (self.classifier, (hidden,))}
 
 
-register(Method("fastforward", lambda dims, cfg: FastForwardHead(dims, cfg.fine_hidden, cfg.rnn, cfg.step_penalty),
-                {"fine": Role("fine")}, frames=25, budgeted=True,
+register(Method("fastforward", FastForwardHead, FastForwardSettings, {"fine": Role("fine")}, budgeted=True,
                 summary="FASTFORWARD: an agent choosing how far to jump, or to stop (REINFORCE)"))

@@ -8,24 +8,34 @@ reward is the probability given to the video's labels.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 from torch.distributions import Normal
 
+from pipeline.core.options import option
+
 from ..data import Batch
 from ..methods import Method, Role, register
 from .base import Head, HeadDims, HeadOutput
-from .rnn import Cell
+from .rnn import Cell, FineRNN
+
+LOCATION_STD = 0.1      # of the Gaussian over the next position, in units of the video's length
+
+
+@dataclass
+class FrameGlimpseSettings(FineRNN):
+    glimpses: int = option(4, "frames looked at", minimum=1, variant=True)
 
 
 class FrameGlimpseHead(Head):
-    def __init__(self, dims: HeadDims, glimpses: int = 4, hidden: int = 512, rnn: str = "lstm",
-                 location_std: float = 0.1):
+    def __init__(self, dims: HeadDims, settings: FrameGlimpseSettings = FrameGlimpseSettings()):
         super().__init__(dims)
-        self.glimpses, self.location_std = glimpses, location_std
-        self.cell = Cell(rnn, dims.fine_dim + 1, hidden)
-        self.locator = nn.Linear(hidden, 1)
-        self.classifier = nn.Linear(hidden, dims.num_classes)
+        self.glimpses, self.location_std = settings.glimpses, LOCATION_STD
+        self.cell = Cell(settings.rnn, dims.fine_dim + 1, settings.fine_hidden)
+        self.locator = nn.Linear(settings.fine_hidden, 1)
+        self.classifier = nn.Linear(settings.fine_hidden, dims.num_classes)
 
     def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
         glimpses = self.glimpses if fine_budget is None else min(self.glimpses, fine_budget)
@@ -62,6 +72,5 @@ class FrameGlimpseHead(Head):
                 "locator": (self.locator, (hidden,)), "classifier": (self.classifier, (hidden,))}
 
 
-register(Method("frameglimpse", lambda dims, cfg: FrameGlimpseHead(dims, cfg.glimpses, cfg.fine_hidden, cfg.rnn),
-                {"fine": Role("fine")}, frames=25, budgeted=True,
+register(Method("frameglimpse", FrameGlimpseHead, FrameGlimpseSettings, {"fine": Role("fine")}, budgeted=True,
                 summary="FRAMEGLIMPSE: an agent choosing where to look next (REINFORCE)"))

@@ -10,33 +10,55 @@ fine feature is read, and the fine RNN stepped, only for the rows whose gate fir
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Categorical
 
+from pipeline.core.errors import SettingsError
+from pipeline.core.options import option
+
 from ..data import Batch
 from ..methods import Method, Role, register
 from .base import Head, HeadDims, HeadOutput
-from .rnn import Cell
+from .rnn import Cell, FineRNN
+
+GATE_TRAINING = ("gumbel", "reinforce")
+
+
+@dataclass
+class LiteEvalSettings(FineRNN):
+    coarse_hidden: int = option(64, "coarse RNN size (ActivityNet 64; FCVID 512)", minimum=1, variant=True)
+    gamma: float = option(0.05, "target fraction of fine reads", minimum=0, maximum=1, variant=True)
+    lam: float = option(2.0, "weight of the fire-rate penalty", minimum=0, variant=True)
+    sync: bool = option(True, "sync the fine RNN with the coarse one (--no-sync: do not)", variant=True)
+    tau_start: float = option(5.0, "Gumbel-softmax temperature, first epoch", above=0)
+    tau_end: float = option(0.5, "... and last epoch (exponential annealing)", above=0)
+    calibrate_gate: bool = option(True, "after training, set the gate's threshold on the training videos so that "
+                                        "--gamma of their frames read the fine feature at test time "
+                                        "(--no-calibrate-gate: the gate's arg-max, as the paper)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.sync and self.coarse_hidden > self.fine_hidden:
+            raise SettingsError(f"sync copies the coarse state into the fine one: --coarse-hidden "
+                                f"({self.coarse_hidden}) must not exceed --fine-hidden ({self.fine_hidden})")
 
 
 class LiteEvalHead(Head):
-    def __init__(self, dims: HeadDims, rnn: str = "lstm", coarse_hidden: int = 64, fine_hidden: int = 512,
-                 sync: bool = True, gamma: float = 0.05, lam: float = 2.0, tau_start: float = 5.0,
-                 tau_end: float = 0.5, gate_training: str = "gumbel", calibrate: bool = True):
+    def __init__(self, dims: HeadDims, settings: LiteEvalSettings = LiteEvalSettings(), gate_training: str = "gumbel"):
         super().__init__(dims)
-        if sync and coarse_hidden > fine_hidden:
-            raise ValueError(f"sync copies the coarse state into the fine one: --coarse-hidden ({coarse_hidden}) "
-                             f"must not exceed --fine-hidden ({fine_hidden})")
-        if gate_training not in ("gumbel", "reinforce"):
-            raise ValueError(f"gate_training must be gumbel or reinforce, not {gate_training!r}")
-        self.sync, self.gamma, self.lam, self.gate_training, self.calibrate = sync, gamma, lam, gate_training, calibrate
-        self.tau_start, self.tau_end, self.tau = tau_start, tau_end, tau_start
-        self.coarse_cell = Cell(rnn, dims.coarse_dim, coarse_hidden)
-        self.fine_cell = Cell(rnn, dims.coarse_dim + dims.fine_dim, fine_hidden)
-        self.gate = nn.Linear(dims.coarse_dim + fine_hidden, 2)       # logits of (skip, read fine)
-        self.classifier = nn.Linear(fine_hidden, dims.num_classes)
+        if gate_training not in GATE_TRAINING:
+            raise ValueError(f"gate_training must be one of {GATE_TRAINING}, not {gate_training!r}")
+        s = settings
+        self.sync, self.gamma, self.lam, self.gate_training = s.sync, s.gamma, s.lam, gate_training
+        self.calibrate, self.tau_start, self.tau_end, self.tau = s.calibrate_gate, s.tau_start, s.tau_end, s.tau_start
+        self.coarse_cell = Cell(s.rnn, dims.coarse_dim, s.coarse_hidden)
+        self.fine_cell = Cell(s.rnn, dims.coarse_dim + dims.fine_dim, s.fine_hidden)
+        self.gate = nn.Linear(dims.coarse_dim + s.fine_hidden, 2)       # logits of (skip, read fine)
+        self.classifier = nn.Linear(s.fine_hidden, dims.num_classes)
         # at test the gate reads the fine feature where logit(read) - logit(skip) exceeds this (0: the arg-max);
         # after training it is solved on the training set so that --gamma of its frames read it
         self.register_buffer("gate_threshold", torch.tensor(0.0))
@@ -172,13 +194,8 @@ class LiteEvalHead(Head):
                 "classifier": (self.classifier, (torch.zeros(1, self.fine_cell.hidden_size),))}
 
 
-def _build(gate_training: str):
-    return lambda dims, cfg: LiteEvalHead(dims, cfg.rnn, cfg.coarse_hidden, cfg.fine_hidden, cfg.sync, cfg.gamma,
-                                          cfg.lam, cfg.tau_start, cfg.tau_end, gate_training, cfg.calibrate_gate)
-
-
 _ROLES = {"coarse": Role("coarse"), "fine": Role("fine")}
-register(Method("liteeval", _build("gumbel"), _ROLES, frames=25, budgeted=True,
+register(Method("liteeval", lambda dims, s: LiteEvalHead(dims, s, "gumbel"), LiteEvalSettings, _ROLES, budgeted=True,
                 summary="LiteEval: a gate reads the fine feature where needed (Gumbel-softmax)"))
-register(Method("liteeval_rl", _build("reinforce"), _ROLES, frames=25, budgeted=True,
-                summary="LiteEval with the gate trained by REINFORCE"))
+register(Method("liteeval_rl", lambda dims, s: LiteEvalHead(dims, s, "reinforce"), LiteEvalSettings, _ROLES,
+                budgeted=True, summary="LiteEval with the gate trained by REINFORCE"))

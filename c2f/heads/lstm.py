@@ -2,23 +2,29 @@
 [coarse, fine] concatenated) of `frames` evenly spaced frames; the last step classifies."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
 from ..data import Batch, uniform_positions
 from ..methods import Method, Role, register
-from .base import Head, HeadDims, HeadOutput
-from .rnn import Cell
+from .base import EvenFrames, Head, HeadDims, HeadOutput
+from .rnn import Cell, FineRNN
+
+
+@dataclass
+class LSTMSettings(EvenFrames, FineRNN):
+    """An RNN over evenly spaced frames."""
 
 
 class LSTMHead(Head):
-    def __init__(self, dims: HeadDims, frames: int = 25, combine: bool = False, hidden: int = 512,
-                 rnn: str = "lstm"):
+    def __init__(self, dims: HeadDims, settings: LSTMSettings = LSTMSettings(), combine: bool = False):
         super().__init__(dims)
-        self.frames, self.combine = frames, combine
+        self.frames, self.combine = settings.frames, combine
         self.input_dim = dims.fine_dim + (dims.coarse_dim if combine else 0)
-        self.cell = Cell(rnn, self.input_dim, hidden)
-        self.classifier = nn.Linear(hidden, dims.num_classes)
+        self.cell = Cell(settings.rnn, self.input_dim, settings.fine_hidden)
+        self.classifier = nn.Linear(settings.fine_hidden, dims.num_classes)
 
     def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
         positions = uniform_positions(batch.lengths, self.frames)
@@ -38,10 +44,8 @@ class LSTMHead(Head):
                 "classifier": (self.classifier, (torch.zeros(1, self.cell.hidden_size),))}
 
 
-register(Method("lstm", lambda dims, cfg: LSTMHead(dims, cfg.frames, combine=False, hidden=cfg.fine_hidden, rnn=cfg.rnn),
-                {"fine": Role("fine")}, frames=25, budgeted=False,
-                summary="an RNN over the fine features of evenly spaced frames"))
-register(Method("lstm_cf", lambda dims, cfg: LSTMHead(dims, cfg.frames, combine=True, hidden=cfg.fine_hidden,
-                                                      rnn=cfg.rnn),
-                {"coarse": Role("coarse"), "fine": Role("fine")}, frames=25, budgeted=False,
+register(Method("lstm", lambda dims, s: LSTMHead(dims, s, combine=False), LSTMSettings, {"fine": Role("fine")},
+                budgeted=False, summary="an RNN over the fine features of evenly spaced frames"))
+register(Method("lstm_cf", lambda dims, s: LSTMHead(dims, s, combine=True), LSTMSettings,
+                {"coarse": Role("coarse"), "fine": Role("fine")}, budgeted=False,
                 summary="LSTM+CF: an RNN over [coarse, fine] features"))

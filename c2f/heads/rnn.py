@@ -10,8 +10,14 @@ LiteEval's sync can copy the coarse state into the first dims of each part of th
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
+
+from pipeline.core.options import option
+
+from ..methods import Settings
 
 RNN_KINDS = ("lstm", "gru", "sru")
 _PROJECTION_WIDTH = {"lstm": 4, "gru": 3, "sru": 4}      # gates computed from the input
@@ -84,3 +90,10 @@ class Cell(nn.Module):
             fine_part = fine_state[:, p * Hf:(p + 1) * Hf]
             parts += [coarse_state[:, p * Hc:(p + 1) * Hc], fine_part[:, Hc:]]
         return torch.cat(parts, dim=1)
+
+
+@dataclass
+class FineRNN(Settings):
+    """Settings of the heads with a recurrent network over the fine features."""
+    rnn: str = option("lstm", "recurrent cell", choices=RNN_KINDS, variant=True)
+    fine_hidden: int = option(512, "fine RNN size (LiteEval: ActivityNet 512, FCVID 2048)", minimum=1, variant=True)

@@ -9,15 +9,15 @@ import torch.nn.functional as F
 
 from ..data import Batch, uniform_positions
 from ..methods import Method, Role, register
-from .base import Head, HeadDims, HeadOutput, soft_targets
+from .base import EvenFrames, Head, HeadDims, HeadOutput, soft_targets
 
 
 class UniformHead(Head):
     video_loss = False
 
-    def __init__(self, dims: HeadDims, frames: int = 25, combine: bool = False):
+    def __init__(self, dims: HeadDims, settings: EvenFrames = EvenFrames(), combine: bool = False):
         super().__init__(dims)
-        self.frames, self.combine = frames, combine
+        self.frames, self.combine = settings.frames, combine
         self.fine_classifier = nn.Linear(dims.fine_dim, dims.num_classes)
         self.coarse_classifier = nn.Linear(dims.coarse_dim, dims.num_classes) if combine else None
 
@@ -48,9 +48,9 @@ class UniformHead(Head):
         return probes
 
 
-register(Method("uniform", lambda dims, cfg: UniformHead(dims, cfg.frames, combine=False),
-                {"fine": Role("fine")}, frames=25, budgeted=False,
+register(Method("uniform", lambda dims, s: UniformHead(dims, s, combine=False), EvenFrames,
+                {"fine": Role("fine")}, budgeted=False,
                 summary="a linear classifier per frame on evenly spaced frames; the mean softmax"))
-register(Method("uniform_cf", lambda dims, cfg: UniformHead(dims, cfg.frames, combine=True),
-                {"coarse": Role("coarse"), "fine": Role("fine")}, frames=25, budgeted=False,
+register(Method("uniform_cf", lambda dims, s: UniformHead(dims, s, combine=True), EvenFrames,
+                {"coarse": Role("coarse"), "fine": Role("fine")}, budgeted=False,
                 summary="UNIFORM+CF: coarse and fine classifiers per frame, scores averaged"))

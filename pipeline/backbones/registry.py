@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.errors import SettingsError
 from .weights import slowfast_builder, timm_builder, torchvision_builder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -51,6 +52,7 @@ class Backbone:
     # the weights' evaluation transform: resize the short side to input x resize_ratio, centre crop
     # the input (ImageNet: 256 for 224, torchvision's weights.transforms(); Kinetics: 256 for 256)
     resize_ratio: float = 256 / 224
+    library: str = "torchvision"                     # the package whose model definition it is
 
 
 REGISTRY: dict[str, Backbone] = {}
@@ -98,9 +100,9 @@ for _name, _enum, _dim in (("resnet18", "ResNet18_Weights", 512), ("resnet50", "
 register(Backbone("mobilenet_v2", "image", 224, 1280, 1280, IMAGENET_MEAN, IMAGENET_STD,
                   torchvision_builder("mobilenet_v2", "MobileNet_V2_Weights"), lambda m: m.features, ("classifier.",)))
 register(Backbone("dpn107", "image", 224, 2688, 2688, (124 / 255, 117 / 255, 104 / 255), (0.2348,) * 3,
-                  timm_builder("dpn107"), _TimmTrunk, ("classifier.",)))
+                  timm_builder("dpn107"), _TimmTrunk, ("classifier.",), library="timm"))
 register(Backbone("slowfast_r50", "clip", 256, 2304, 0, KINETICS_MEAN, KINETICS_STD,
-                  slowfast_builder, _SlowFastPooled, ("blocks.6.proj.",), resize_ratio=1.0))
+                  slowfast_builder, _SlowFastPooled, ("blocks.6.proj.",), resize_ratio=1.0, library="pytorchvideo"))
 
 
 # ------------------------------------------------------------------ feature sets
@@ -211,22 +213,35 @@ class FeatureSet:
 def parse_spec(spec: str) -> FeatureSet:
     match = SPEC_RE.match(spec.strip())
     if not match:
-        raise ValueError(f"bad feature set {spec!r}: expected NAME[@SIZE][-map|-gridGxP], e.g. resnet50@224-grid7x128")
+        raise SettingsError(f"bad feature set {spec!r}: expected NAME[@SIZE][-map|-gridGxP], e.g. resnet50@224-grid7x128")
     name = match["name"]
     if name not in REGISTRY:
-        raise ValueError(f"unknown backbone {name!r} in {spec!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise SettingsError(f"unknown backbone {name!r} in {spec!r}; known: {', '.join(sorted(REGISTRY))}")
     backbone = REGISTRY[name]
     size = int(match["size"] or backbone.default_size)
     out = match["out"]
     if backbone.kind == "clip":
         if out:
-            raise ValueError(f"{spec!r}: {name} gives one pooled vector per snippet; -map/-grid do not apply")
+            raise SettingsError(f"{spec!r}: {name} gives one pooled vector per snippet; -map/-grid do not apply")
         return FeatureSet(f"{name}@{size}" if match["size"] else name, backbone, size, "clip")
     if out == "map":
         return FeatureSet(f"{name}@{size}-map", backbone, size, "map")
     if out:
         grid, patch = int(match["grid"]), int(match["patch"])
         if grid < 1 or not 32 <= patch <= size:
-            raise ValueError(f"{spec!r}: need a grid of at least 1 and 32 <= patch <= {size}")
+            raise SettingsError(f"{spec!r}: need a grid of at least 1 and 32 <= patch <= {size}")
         return FeatureSet(f"{name}@{size}-grid{grid}x{patch}", backbone, size, "grid", grid, patch)
     return FeatureSet(f"{name}@{size}", backbone, size, "pooled")
+
+
+def parse_weights_option(items: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`--weights` values: bare ones (imagenet | random | PATH) and SET=VALUE ones, the latter keyed by
+    the canonical name of their feature set (`resnet101` and `resnet101@224` are one set)."""
+    bare, per_set = [], {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        if sep:
+            per_set[parse_spec(name).name] = value
+        else:
+            bare.append(item)
+    return bare, per_set

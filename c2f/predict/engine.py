@@ -24,18 +24,15 @@ import torch
 
 from pipeline import backbones as bb
 from pipeline.cache import attr
+from pipeline.core.devices import resolve_device
+from pipeline.core.errors import PredictError
+from pipeline.core.files import sha256_of
 from pipeline.decode import Sampling, decode_samples
-from pipeline.extract import resolve_device
-from pipeline.files import sha256_of
 from pipeline.runner import FeatureRunner
 
-from .data import VideoSet
-from .evaluate import EvalResult, decision_rows, run_head
-from .runs import load_run, read_config, require_finished
-
-
-class PredictError(ValueError):
-    """A run that cannot be rebuilt for prediction; the message says what to do."""
+from ..data import VideoSet
+from ..evaluate import EvalResult, decision_rows, run_head
+from ..rundir import RunDir
 
 
 @dataclass
@@ -138,13 +135,7 @@ def resolve_weights(recorded: dict[str, str], given: list[str], allow_other: boo
     set that recorded its sha256 (else, as another file, the sets that recorded a file);
     imagenet / random serve the sets that recorded nothing else usable. A set recorded with
     imagenet or random needs nothing given."""
-    explicit, bare = {}, []
-    for item in given:
-        name, sep, value = item.rpartition("=")
-        if sep:
-            explicit[bb.parse_spec(name).name] = value
-        else:
-            bare.append(value)
+    bare, explicit = bb.parse_weights_option(given)
     unknown = set(explicit) - set(recorded)
     if unknown:
         raise PredictError(f"--weights names feature sets this run does not use: {', '.join(sorted(unknown))}")
@@ -187,12 +178,13 @@ class Predictor:
     def from_run(cls, run: str | Path, weights: list[str] = (), device: str = "auto", allow_other_weights: bool = False,
                  budget: int | None = None, batch_size: int = 32) -> "Predictor":
         run = Path(run)
-        require_finished(run)
-        saved = read_config(run)
+        folder = RunDir(run)
+        folder.require_finished()
+        saved = folder.config()
         if "feature_sets" not in saved or not all("attrs" in s for s in saved["feature_sets"].values()):
             raise PredictError(f"{run}/config.json has no feature-set attributes (a run from an older c2f): "
                                "train it again with this c2f")
-        cfg, head, classes = load_run(run)
+        cfg, head, classes = folder.load()
         if budget is not None and not cfg.record.budgeted:
             raise PredictError(f"{cfg.method} has no online budget; --budget applies to the budgeted methods")
         attrs = {role: s["attrs"] for role, s in saved["feature_sets"].items()}

@@ -27,8 +27,8 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from .manifest import write_manifest
-from .options import option, validate
+from pipeline.core.manifest import write_manifest
+from pipeline.core.options import option, validate
 
 CLASSES = ("flat", "horizontal", "vertical", "checker", "dots")
 FRAME_SIDE = 256       # the video: the ImageNet evaluation transform's short side (256 for a 224 crop)

@@ -14,15 +14,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import ManifestError
+
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("video_id", "path", "labels", "split")
 SPLITS = ("train", "val", "test")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp")
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be used; the message lists every problem with its line number."""
 
 
 @dataclass(frozen=True)

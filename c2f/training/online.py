@@ -9,21 +9,20 @@ the first K' frames of each video, SEQ-K the first K frames.
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.manifest import read_manifest
-
 from pipeline.cache import Cache
+from pipeline.core.errors import RunError
+from pipeline.core.manifest import read_manifest
 
-from .data import Batch, VideoSet, length_batches, load_videos, uniform_positions
-from .evaluate import EvalResult, run_head, top1
-from .heads.uniform import UniformHead
-from .methods import methods
-from .runs import load_run
+from ..data import Batch, VideoSet, length_batches, load_videos, uniform_positions
+from ..evaluate import EVAL_BATCH, EvalResult, run_head, top1
+from ..heads import methods
+from ..heads.uniform import UniformHead
+from ..rundir import RunDir, load_run
 
 
 def _row(method: str, K: int, scores: np.ndarray, targets: np.ndarray, gflops: np.ndarray,
@@ -34,7 +33,7 @@ def _row(method: str, K: int, scores: np.ndarray, targets: np.ndarray, gflops: n
 
 @torch.no_grad()
 def frame_baseline(head: UniformHead, videos: VideoSet, frames_seen: np.ndarray, K: int, sequential: bool,
-                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores, GFLOPs and fine reads of UNIFORM-K (K frames over the first K') or SEQ-K (frames 0..K-1)."""
     head.eval()
     scores = np.zeros((len(videos), len(videos.classes)), dtype=np.float32)
@@ -56,13 +55,13 @@ def frame_baseline(head: UniformHead, videos: VideoSet, frames_seen: np.ndarray,
 
 
 def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | Path | None = None,
-                    batch_size: int = 256, progress: bool = True) -> list[dict]:
+                    batch_size: int = EVAL_BATCH, progress: bool = True) -> list[dict]:
     """One row per method and K; written to RUN/online.csv."""
     cfg, head, classes = load_run(run_dir)
     if not cfg.record.budgeted:
         budgeted = [name for name, m in methods().items() if m.budgeted]
-        raise ValueError(f"{run_dir} is a {cfg.method} run; online budgets apply to {', '.join(budgeted)} "
-                         "(give a uniform run with --uniform-run for the UNIFORM-K / SEQ-K baselines)")
+        raise RunError(f"{run_dir} is a {cfg.method} run; online budgets apply to {', '.join(budgeted)}",
+                       "give a uniform run with --uniform-run for the UNIFORM-K / SEQ-K baselines")
     manifest = read_manifest(cfg.manifest, check_paths=False)
     cache = Cache(cfg.cache)
     videos = load_videos(manifest, cfg.eval_split, cache, cfg.feature_sets(), classes)
@@ -70,11 +69,11 @@ def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | 
     if uniform_run is not None:
         base_cfg, baseline, base_classes = load_run(uniform_run)
         if base_cfg.method != "uniform" or base_cfg.fine != cfg.fine or base_classes != classes:
-            raise ValueError(f"{uniform_run} must be a uniform run on the same fine features ({cfg.fine}) "
-                             "and classes")
+            raise RunError(f"{uniform_run} must be a uniform run on the same fine features ({cfg.fine}) "
+                           "and classes")
         base_videos = load_videos(manifest, cfg.eval_split, cache, {"fine": cfg.fine}, classes)
         if base_videos.video_ids != videos.video_ids:
-            raise ValueError("the uniform run's videos differ from the run's (another cache or manifest?)")
+            raise RunError("the uniform run's videos differ from the run's (another cache or manifest?)")
     rows = []
     for K in budgets:
         result: EvalResult = run_head(head, videos, batch_size, fine_budget=K, progress=progress, desc=f"K={K}")
@@ -85,8 +84,5 @@ def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | 
                 scores, gflops, fine = frame_baseline(baseline, base_videos, seen, K, sequential, batch_size)
                 horizon = np.full(len(videos), K) if sequential else seen
                 rows.append(_row(name, K, scores, result.targets, gflops, fine, np.minimum(horizon, videos.lengths.numpy())))
-    with open(Path(run_dir) / "online.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    RunDir(run_dir).write_table("online.csv", rows)
     return rows

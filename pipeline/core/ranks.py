@@ -9,10 +9,15 @@ so the process group carries one small tensor: gloo on the CPU, NCCL on GPUs. Wi
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+from .errors import InUseError
+from .files import FolderLock
 
 
 @dataclass
@@ -52,3 +57,17 @@ class Ranks:
     def slice(self, items: list) -> list:
         """This rank's disjoint share, interleaved so that long and short videos spread evenly."""
         return items[self.rank::self.world]
+
+
+def lock_for_the_whole_run(stack: ExitStack, out: Path, ranks: Ranks, what: str = "extraction") -> None:
+    """Rank 0 holds the folder's lock for the run; if it cannot, every rank refuses together
+    (extraction locks its cache, prediction its output folder)."""
+    refusal = None
+    if ranks.rank == 0:
+        try:
+            stack.enter_context(FolderLock(out, what=what))
+        except InUseError as err:
+            refusal = err
+    if not ranks.all_true(refusal is None):
+        raise refusal or InUseError(f"{out} is in use by another {what} (rank 0 could not lock it)",
+                                    "wait for it to finish or use another --out")

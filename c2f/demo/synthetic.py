@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import manifest as pipeline_manifest
+from pipeline.core import manifest as pipeline_manifest
 from pipeline.cache import FeatureIndex, VideoFeatures, shard_attrs
 
 

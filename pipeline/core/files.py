@@ -1,5 +1,7 @@
 """Small file-system helpers every writer shares: write under a temporary name and rename
-(a reader never sees half a file), hashing, and a POSIX lock that ranks take turns on."""
+(a reader never sees half a file), CSV files written whole or appended line by line, hashing,
+disk-space checks, a POSIX lock that ranks take turns on, and the lock that keeps a second run
+out of a folder."""
 from __future__ import annotations
 
 import csv
@@ -12,13 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from .errors import DiskFullError, InUseError
+
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 RESERVE_BYTES = 8 << 20        # kept free: HDF5 and the index need room beyond the data itself
-
-
-class DiskFullError(RuntimeError):
-    """No room to write: the message says where and how much; nothing half-written was kept."""
 
 
 def require_space(folder: Path, needed: int, what: str) -> None:
@@ -109,3 +109,32 @@ def locked(path: Path):
             yield
         finally:
             fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+class FolderLock:
+    """An exclusive lock on a folder (a cache, a prediction's output): a second run on the same
+    folder refuses at once (InUseError).
+
+    A POSIX record lock (lockf), not flock: it belongs to this process alone, so forked
+    DataLoader workers, which outlive a SIGKILLed parent by a few seconds, do not hold it
+    and a rerun right after a crash is not refused.
+    """
+
+    def __init__(self, folder: Path, name: str = ".lock", what: str = "extraction"):
+        self.path, self.what = Path(folder) / name, what
+        self.handle = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.lockf(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.close()
+            raise InUseError(f"{self.path.parent} is in use by another {self.what} (lock {self.path})",
+                             "wait for it to finish or use another --out") from None
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.lockf(self.handle, fcntl.LOCK_UN)
+        self.handle.close()

@@ -41,8 +41,9 @@ def demo_steps(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bo
     manifest, cache, runs = f"{data}/manifest.csv", f"{out}/cache", f"{out}/runs"
     weights = f"{out}/{FINE.replace('@', '_')}_demo.pt"
     # the heads train with the defaults (until a held-out tenth of the training videos stops improving)
-    head = ["--manifest", manifest, "--cache", cache, "--frames", str(sizes.frames), "--overwrite"] + quiet
-    lite = head + ["--coarse", COARSE, "--fine", FINE, "--coarse-hidden", "32", "--fine-hidden", "128"]
+    head = ["--manifest", manifest, "--cache", cache, "--overwrite"] + quiet
+    sets = ["--coarse", COARSE, "--fine", FINE]
+    frames = ["--frames", str(sizes.frames)]
     steps = [
         ["demo-videos", "--out", data, "--train-videos", str(sizes.train_videos),
          "--val-videos", str(sizes.val_videos)] + quiet,
@@ -56,16 +57,18 @@ def demo_steps(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bo
          "--backbone", COARSE, "--backbone", FINE, "--backbone", GLANCE, "--backbone", FOCUS,
          "--weights", "imagenet", "--weights", f"{FINE}={weights}", "--weights", f"{FOCUS}={weights}"] + quiet,
     ]
-    for method in ("uniform", "lstm"):
-        steps.append(["train-head", "--method", method, "--out", f"{runs}/{method}"] + lite)
+    steps.append(["train-head", "--method", "uniform", "--out", f"{runs}/uniform"] + sets + frames + head)
+    steps.append(["train-head", "--method", "lstm", "--out", f"{runs}/lstm", "--fine-hidden", "128"]
+                 + sets + frames + head)
     # gamma, the target share of fine reads: the square is on about 3 of the 8 frames
-    steps.append(["train-head", "--method", "liteeval", "--gamma", "0.25", "--out", f"{runs}/liteeval"] + lite)
+    steps.append(["train-head", "--method", "liteeval", "--gamma", "0.25", "--out", f"{runs}/liteeval",
+                  "--coarse-hidden", "32", "--fine-hidden", "128"] + sets + head)
     budgets = [arg for k in sizes.budgets for arg in ("--budget", str(k))]
     steps.append(["evaluate-online", "--run", f"{runs}/liteeval", "--uniform-run", f"{runs}/uniform"]
                  + budgets + quiet)
     steps.append(["train-head", "--method", "adafocus", "--out", f"{runs}/adafocus", "--glance", GLANCE,
                   "--focus", FOCUS, "--adafocus-hidden", "128", "--stage-epochs", sizes.adafocus_stage_epochs,
-                  "--stage-lrs", "0.1,1e-3,0.01"] + head)
+                  "--stage-lrs", "0.1,1e-3,0.01"] + frames + head)
     steps.append(["report", "--runs", runs, "--out", f"{out}/report"])
     # deployment: the LiteEval head on raw videos, the fine CNN run only where its gate fires (the
     # fine-tuned weights are matched to the sets that recorded their sha256)

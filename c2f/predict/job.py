@@ -1,19 +1,8 @@
-"""`c2f predict` over many videos: the settings, the decoding workers, resume, torchrun ranks and
-the output files.
-
-    OUT/predictions.csv   video_id, pred, prob, top5 (class:prob|...), fine_count, gflops (executed), seconds, frames
-    OUT/decisions.csv     video_id, t, fine (1 where the expensive network ran), patch (AdaFocus; -1: none)
-    OUT/summary.json      videos, frames, seconds by stage, GFLOPs executed (mean), the run, weights, budget
-    OUT/errors.csv        video_id, path, reason: videos that could not be decoded
-    OUT/strips/*.png      with --visualize: the sampled frames, the fine reads outlined, the patch boxed
-
-Each rank appends to its own part files (OUT/parts/*-RRRR.csv) after every batch, flushed to disk,
-and the last step merges them into the files above; a rerun skips the videos already predicted,
-so a crash loses at most the batch in flight.
-"""
+"""`c2f predict` over many videos: the settings, the decoding workers, torchrun ranks (each takes an
+interleaved share of the videos not yet predicted), and the summary; the output folder is
+outputs.py's."""
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from dataclasses import dataclass
@@ -23,18 +12,19 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pipeline.extract import default_workers, resolve_device
-from pipeline.files import append_csv, atomic_write_csv, atomic_write_text
-from pipeline.manifest import SPLITS, read_manifest
-from pipeline.options import option, validate
-from pipeline.ranks import Ranks
+from pipeline.core.devices import DEVICE_HELP, default_workers, resolve_device
+from pipeline.core.errors import SettingsError
+from pipeline.core.files import atomic_write_text
+from pipeline.core.manifest import SPLITS, read_manifest
+from pipeline.core.options import option, validate
+from pipeline.core.ranks import Ranks, lock_for_the_whole_run
+from pipeline.decode import VIDEO_TIMEOUT
 
-from .evaluate import decision_columns
-from .predict import Decoded, Predictor, Timer
+from ..evaluate import decision_columns
+from .engine import Decoded, Predictor, Timer
+from .outputs import PREDICTION_COLUMNS, Outputs, read_rows
 
 log = logging.getLogger(__name__)
-PREDICTION_COLUMNS = ["video_id", "pred", "prob", "top5", "fine_count", "gflops", "seconds", "frames"]
-ERROR_COLUMNS = ["video_id", "path", "reason"]
 
 
 @dataclass
@@ -48,12 +38,12 @@ class PredictConfig:
     weights: list[str] = option([], "As for c2f extract (VALUE or SET=VALUE); a bare PATH serves every set that "
                                     "recorded its sha256. Default: what the cache recorded, for imagenet / random.")
     allow_other_weights: bool = option(False, "Accept weights other than the cache's (noted in summary.json).")
-    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    device: str = option("auto", DEVICE_HELP)
     budget: int | None = option(None, "Online: a video stops after its K-th fine read (AdaFocus: its first K "
                                       "frames).", minimum=1, kind=int)
     batch_size: int = option(16, "Videos per batch (the CNNs run across them).", minimum=1)
     workers: int | None = option(None, "Decoding processes (default as for c2f extract).", minimum=0, kind=int)
-    video_timeout: float = option(1800.0, "Seconds one video may take to decode; past it the video goes to "
+    video_timeout: float = option(VIDEO_TIMEOUT, "Seconds one video may take to decode; past it the video goes to "
                                           "errors.csv and the run goes on.", above=0)
     visualize: bool = option(False, "Write a PNG strip per video into OUT/strips.")
     progress: bool = option(True, "Show a progress bar.")
@@ -61,9 +51,10 @@ class PredictConfig:
     def __post_init__(self):
         validate(self)
         if bool(self.videos) == bool(self.manifest):
-            raise ValueError("give video files or --manifest, not both and not neither")
+            raise SettingsError("give video files or --manifest, not both and not neither")
         if self.split and not self.manifest:
-            raise ValueError("--split needs --manifest")
+            raise SettingsError("--split needs --manifest")
+        resolve_device(self.device)        # a device that is not there: one line, before anything is written
         if self.workers is None:
             self.workers = default_workers(self.device)
 
@@ -86,80 +77,6 @@ class _Decoding(Dataset):
 
     def __getitem__(self, i: int) -> Decoded:
         return self.predictor.decode(*self.entries[i])
-
-
-def _read_rows(path: Path) -> list[list[str]]:
-    if not path.exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.reader(handle))[1:]
-
-
-def _append(path: Path, header: list[str], rows: list) -> None:
-    if rows:
-        append_csv(path, header, rows)
-
-
-def _drop_torn_line(path: Path) -> None:
-    """A crash mid-append leaves a last line without its newline: cut it off."""
-    if path.exists() and path.stat().st_size:
-        data = path.read_bytes()
-        if not data.endswith(b"\n"):
-            with open(path, "r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
-
-
-class Outputs:
-    """OUT's files: this rank's part files, appended after every batch, and the merge into the final
-    files. A video counts as done once its predictions row is written (after its decisions)."""
-
-    def __init__(self, out: Path, rank: int, decision_columns: list[str]):
-        self.out, self.rank, self.decision_columns = out, rank, decision_columns
-        self.parts = out / "parts"
-        self.parts.mkdir(parents=True, exist_ok=True)
-
-    def part(self, kind: str, rank: int | None = None) -> Path:
-        return self.parts / f"{kind}-{self.rank if rank is None else rank:04d}.csv"
-
-    def _all(self, kind: str) -> list[Path]:
-        return [self.out / f"{kind}.csv"] + sorted(self.parts.glob(f"{kind}-*.csv"))
-
-    def repair(self) -> None:
-        """Before any rank appends: no torn line in any part."""
-        for path in self.parts.glob("*.csv"):
-            _drop_torn_line(path)
-
-    def done(self) -> set[str]:
-        """Videos predicted, or failed, by any earlier run or rank."""
-        return {row[0] for kind in ("predictions", "errors") for path in self._all(kind) for row in _read_rows(path)}
-
-    def append(self, predictions: list[dict], decisions: list[tuple], errors: list[tuple]) -> None:
-        _append(self.part("decisions"), self.decision_columns, decisions)
-        _append(self.part("errors"), ERROR_COLUMNS, errors)
-        _append(self.part("predictions"), PREDICTION_COLUMNS, [[p[c] for c in PREDICTION_COLUMNS] for p in predictions])
-
-    def merge(self, order: list[str]) -> list[list[str]]:
-        """Every part into predictions.csv, decisions.csv and errors.csv (in `order`, the input's), parts
-        removed; returns the predictions rows."""
-        position = {video_id: i for i, video_id in enumerate(order)}
-        key = lambda row: (position.get(row[0], len(position)), row[0])  # noqa: E731
-        predictions = {row[0]: row for path in self._all("predictions") for row in _read_rows(path)}
-        decisions = [row for path in self._all("decisions") for row in _read_rows(path) if row[0] in predictions]
-        decisions = list({(row[0], row[1]): row for row in decisions}.values())
-        errors = {row[0]: row for path in self._all("errors") for row in _read_rows(path) if row[0] not in predictions}
-        for kind, header, rows in (("predictions", PREDICTION_COLUMNS, predictions.values()),
-                                   ("decisions", self.decision_columns, decisions),
-                                   ("errors", ERROR_COLUMNS, errors.values())):
-            ordered = sorted(rows, key=lambda row: (*key(row), int(row[1]) if kind == "decisions" else 0))
-            atomic_write_csv(self.out / f"{kind}.csv", header, ordered)
-        for path in self.parts.glob("*.csv"):
-            path.unlink()
-        return sorted(predictions.values(), key=key)
-
-    def remove_parts(self) -> None:
-        for path in self.parts.glob("*"):
-            path.unlink()
-        self.parts.rmdir()
 
 
 def _predict_share(predictor: Predictor, entries: list[tuple[str, str]], cfg: PredictConfig, outputs: Outputs) -> Timer:
@@ -214,8 +131,6 @@ def _summary(predictor: Predictor, cfg: PredictConfig, rows: list[list[str]], er
 def predict_videos(cfg: PredictConfig) -> dict | None:
     """Run `c2f predict` (one rank of it under torchrun); rank 0 returns summary.json's content."""
     from contextlib import ExitStack
-
-    from pipeline.extract import lock_for_the_whole_run
     out = Path(cfg.out)
     entries = cfg.entries()
     ranks, device = Ranks.start(resolve_device(cfg.device))
@@ -249,7 +164,7 @@ def _merge(outputs: Outputs, predictor: Predictor, cfg: PredictConfig, entries: 
         for key, value in stored.get("seconds", stored).items():
             seconds[key] += value
     rows = outputs.merge([e[0] for e in entries])
-    errors = len(_read_rows(outputs.out / "errors.csv"))
+    errors = len(read_rows(outputs.out / "errors.csv"))
     summary = _summary(predictor, cfg, rows, errors, seconds)
     atomic_write_text(previous, json.dumps(summary, indent=1))
     outputs.remove_parts()
