@@ -11,6 +11,7 @@ import torch
 
 from . import backbones as bb
 
+__all__ = ["PRECISIONS", "FeatureRunner"]
 PRECISIONS = ("fp32", "bf16")
 
 

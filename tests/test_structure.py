@@ -1,6 +1,7 @@
 """The structure the code relies on: the extraction queue's whole-batch rule, options written once
-(click options and validation from the dataclass), one registered record per method, and the
-layering (nothing under pipeline/ or c2f/ imports the command line)."""
+(click options and validation from the dataclass, no default written twice), one registered record per
+method, and the layering: the direction of imports between the packages, no import circle, no module
+over 300 lines, no function over 60."""
 from __future__ import annotations
 
 import ast
@@ -133,12 +134,161 @@ def _python_files():
     return [REPO / "cli.py"] + sorted((REPO / "pipeline").rglob("*.py")) + sorted((REPO / "c2f").rglob("*.py"))
 
 
-def test_nothing_under_pipeline_or_c2f_imports_the_command_line():
+def _module_name(path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path) -> list[tuple[str, list[str], int]]:
+    """(module imported, names taken from it, line) for every import in the file, in functions too."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, [], node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.append((base, [a.name for a in node.names], node.lineno))
+    return found
+
+
+def _project_edges() -> dict[str, set[str]]:
+    """module -> the project modules it imports (a package's __init__ counts as the package)."""
+    modules = {_module_name(p) for p in _python_files()}
+    edges = {}
+    for path in _python_files():
+        targets = set()
+        for base, names, _ in _imports(path):
+            for candidate in [f"{base}.{n}" for n in names] + [base]:
+                if candidate in modules:
+                    targets.add(candidate)
+                    break
+        edges[_module_name(path)] = targets - {_module_name(path)}
+    return edges
+
+
+def test_nothing_imports_the_command_line():
     for path in _python_files()[1:]:
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            assert "cli" not in names, f"{path} imports cli"
+        assert all(base != "cli" for base, _, _ in _imports(path)), f"{path} imports cli"
+
+
+def test_imports_run_in_one_direction():
+    """Phase one never imports phase two; the kernel imports nothing else of the project; the heads
+    only the registry, the data and the kernel; training, prediction and the report do not import
+    each other; the demo is imported by nobody."""
+    rules = {"pipeline.core": ("pipeline.core",),
+             "pipeline": ("pipeline",),
+             "c2f.heads": ("c2f.heads", "c2f.methods", "c2f.data", "pipeline.core", "pipeline.cache"),
+             "c2f.training": ("c2f.training", "c2f.config", "c2f.data", "c2f.evaluate", "c2f.heads", "c2f.methods",
+                              "c2f.rundir", "c2f", "pipeline.core", "pipeline.cache"),
+             "c2f.report": ("c2f.report", "c2f.config", "c2f.heads", "c2f.methods", "c2f.rundir", "pipeline.core",
+                            "pipeline.backbones"),
+             "c2f.predict": ("c2f.predict", "c2f.data", "c2f.evaluate", "c2f.heads", "c2f.rundir", "pipeline")}
+    for module, targets in _project_edges().items():
+        rule = next((r for r in rules if module == r or module.startswith(r + ".")), None)
+        for target in targets:
+            assert not target.startswith("c2f.demo") or module.startswith(("c2f.demo", "cli")), f"{module} imports {target}"
+            if rule:
+                allowed = rules[rule]
+                assert any(target == a or target.startswith(a + ".") for a in allowed), f"{module} imports {target}"
+
+
+def test_deployment_uses_phase_one_only_through_its_public_names():
+    """c2f.predict takes from phase one (beyond the kernel and the cache contract) only what a module
+    lists in its __all__."""
+    import importlib
+    for path in sorted((REPO / "c2f" / "predict").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        aliases = {}
+        for base, names, line in _imports(path):
+            if not base.startswith("pipeline") or base.startswith(("pipeline.core", "pipeline.cache")):
+                continue
+            if base == "pipeline":
+                aliases |= {a.asname or a.name: f"pipeline.{a.name}" for node in ast.walk(tree)
+                            if isinstance(node, ast.ImportFrom) and node.module == "pipeline" for a in node.names}
+                continue
+            public = importlib.import_module(base).__all__
+            assert set(names) <= set(public), f"{path.name}:{line} takes {set(names) - set(public)} from {base}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+                public = importlib.import_module(aliases[node.value.id]).__all__
+                assert node.attr in public, f"{path.name}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}"
+
+
+def test_no_import_circle():
+    edges = _project_edges()
+    state: dict[str, int] = {}
+
+    def visit(module, trail):
+        state[module] = 1
+        for target in edges.get(module, ()):
+            assert state.get(target) != 1, "import circle: " + " -> ".join(trail + [target])
+            if target not in state:
+                visit(target, trail + [target])
+        state[module] = 2
+
+    for module in edges:
+        if module not in state:
+            visit(module, [module])
+
+
+def test_no_module_is_longer_than_300_lines():
+    for path in _python_files()[1:]:
+        assert len(path.read_text().splitlines()) <= 300, f"{path.relative_to(REPO)} is over 300 lines"
+
+
+def test_every_package_says_what_it_owns_and_may_import():
+    for init in sorted((REPO / "pipeline").rglob("__init__.py")) + sorted((REPO / "c2f").rglob("__init__.py")):
+        docstring = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert len(docstring) > 80, f"{init.relative_to(REPO)} has no docstring saying what the package owns"
+    for init in [REPO / "pipeline" / "__init__.py", REPO / "pipeline" / "core" / "__init__.py"] + [
+            REPO / "c2f" / name / "__init__.py" for name in ("heads", "training", "predict", "report", "demo")]:
+        assert "import" in ast.get_docstring(ast.parse(init.read_text())), f"{init}: say what it may import"
+
+
+def _defaults_shown(command, config_class, unset: bool = False):
+    """Each option's default is its field's: the same value, or (unset) None with the default in the help."""
+    params = {p.name: p for p in command.params}
+    for field in dataclasses.fields(config_class):
+        if (not field.metadata.get("cli", True) or field.name not in params or field.default is dataclasses.MISSING
+                or field.default is None):          # None: not given (its help says what happens then)
+            continue
+        param, default = params[field.name], field.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        if unset or param.default is None and default is not None:
+            assert param.default is None and f"default {shown}" in (param.help or ""), (command.name, field.name)
+        else:
+            assert param.default == shown, (command.name, field.name, param.default, shown)
+
+
+def test_no_default_is_written_twice():
+    """The command line's defaults are the dataclasses' (each written once, beside its setting): those
+    of extract, finetune-backbone and predict, and for train-head the shared settings' and every
+    method's (shown in the help, taken from the method's dataclass when the flag is not given)."""
+    from cli import main
+    from c2f.heads import methods
+    from c2f.predict import PredictConfig
+    from pipeline.extract import ExtractConfig
+    from pipeline.finetune import FinetuneConfig
+    for name, config_class in (("extract", ExtractConfig), ("finetune-backbone", FinetuneConfig),
+                               ("predict", PredictConfig)):
+        _defaults_shown(main.get_command(None, name), config_class)
+    train = main.get_command(None, "train-head")
+    _defaults_shown(train, TrainConfig, unset=True)
+    params = {p.name: p for p in train.params}
+    for record in methods().values():
+        for field in dataclasses.fields(record.settings):
+            shown = ",".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
+            assert params[field.name].default is None and f"{record.name}" in params[field.name].help
+            assert f"(default {shown})" in params[field.name].help, (record.name, field.name)
+        parsed = train.make_context("train-head", ["--method", record.name, "--manifest", "m", "--cache", "c",
+                                                   "--out", "o"]).params
+        cfg = TrainConfig.from_dict({k: v for k, v in parsed.items() if v is not None}, strict=True)
+        assert cfg.method_settings == record.settings()
 
 
 def test_no_function_is_longer_than_60_lines():

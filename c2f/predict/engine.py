@@ -37,7 +37,8 @@ from ..rundir import RunDir
 
 @dataclass
 class SetInfo:
-    """What Batch and the FLOP accounting need of a feature set (as the cache's FeatureIndex gives)."""
+    """What Batch and the FLOP accounting need of a feature set (c2f.data.FeatureSetInfo; the cache's
+    FeatureIndex is the other kind)."""
     name: str
     attrs: dict
     kind: str
@@ -51,13 +52,14 @@ class Timer:
 
 
 class ComputedFeatures:
-    """A feature set of a batch of decoded videos, computed on demand and indexed like the cache's
-    packed features: [rows] or, for a patch grid, [rows, candidates]. Each frame (each patch) is
-    computed at most once, in one call per read, and counted in `computed` (per row)."""
+    """A feature set of a batch of decoded videos, computed on demand (a c2f.data.FeatureSource, indexed
+    like the cache's packed features: [rows] or, for a patch grid, [rows, candidates]). Each frame (each
+    patch) is computed at most once, in one call per read, and counted in `computed` (per row)."""
 
     def __init__(self, fs: bb.FeatureSet, runner: FeatureRunner, squares: torch.Tensor, timer: Timer, stage: str):
         self.fs, self.runner, self.squares, self.timer, self.stage = fs, runner, squares, timer, stage
         self.shape = (len(squares), *fs.feature_shape)
+        self.dtype = torch.float16
         self.cache: dict[tuple[int, int], torch.Tensor] = {}
         self.computed = np.zeros(len(squares), dtype=np.int64)
 
