@@ -5,6 +5,7 @@ and, on a run of a few consecutive frames only, a bright yellow square that glid
 the frame. The class is the square's texture, drawn with 1-pixel periods:
 
     flat, horizontal lines, vertical lines, checkerboard, dots
+    (and `bricks`, vertical lines on every other row, for tasks of six classes: c2f.demo.real_task)
 
 Every texture has the same mean, and each is a sum of components at the Nyquist frequency of
 the 224 px frame that phase one sees: its ImageNet preprocessing keeps the central 224 px of the
@@ -31,6 +32,7 @@ from pipeline.core.manifest import write_manifest
 from pipeline.core.options import option, validate
 
 CLASSES = ("flat", "horizontal", "vertical", "checker", "dots")
+TEXTURES = CLASSES + ("bricks",)
 FRAME_SIDE = 256       # the video: the ImageNet evaluation transform's short side (256 for a 224 crop)
 CROP_SIDE = 224        # what phase one keeps of it: the central 224 px
 MARGIN = (FRAME_SIDE - CROP_SIDE) // 2
@@ -51,6 +53,7 @@ class DemoVideoConfig:
     fps: int = option(8, cli=False)
     object_side: int = option(56, cli=False)          # px at 224: most of it fits in a 96 px patch
     object_frames: tuple[int, int] = option((7, 11), cli=False)   # the square is on screen for this many frames
+    classes: tuple[str, ...] = option(CLASSES, cli=False, choices=TEXTURES)    # taken in turn
     seed: int = option(0)
     progress: bool = option(True, "Show a progress bar.")
 
@@ -70,6 +73,7 @@ def texture(name: str, side: int, amplitude: float) -> np.ndarray:
         "checker": rows * cols,
         # bright every other pixel of every other row: (1 + r)(1 + c) - 1, mean 0
         "dots": (1 + rows) * (1 + cols) / 3 - 1 / 3,
+        "bricks": (1 + rows) * cols / 2,         # vertical lines on every other row
     }
     # fade the texture in over the square's border: a hard edge would let a little of it
     # through the 112 px resize (a 4-tap filter straddling the edge does not cancel)
@@ -172,7 +176,7 @@ def plan(cfg: DemoVideoConfig) -> list[dict]:
         for i in range(count):
             path = SquarePath.draw(_video_rng(cfg, split, i), cfg)
             rows.append({"video_id": f"{split}_{i:04d}", "path": f"videos/{split}_{i:04d}.mp4",
-                         "labels": CLASSES[i % len(CLASSES)], "split": split, **path.columns(cfg.fps)})
+                         "labels": cfg.classes[i % len(cfg.classes)], "split": split, **path.columns(cfg.fps)})
     return rows
 
 
@@ -185,5 +189,5 @@ def write_demo_videos(cfg: DemoVideoConfig) -> Path:
         rng = _video_rng(cfg, row["split"], int(row["video_id"].split("_")[1]))
         path = SquarePath.draw(rng, cfg)          # the same draw as plan(); the background comes next
         write_mp4(out / row["path"], render_video(rng, row["labels"], path, cfg), cfg.fps)
-    (out / "classes.txt").write_text("\n".join(CLASSES) + "\n", encoding="utf-8")
+    (out / "classes.txt").write_text("\n".join(cfg.classes) + "\n", encoding="utf-8")
     return write_manifest(rows, out / "manifest.csv")
