@@ -30,7 +30,8 @@ from c2f.evaluate import run_head                                           # no
 from c2f.heads import build_head                                            # noqa: E402
 from c2f.demo.synthetic import adafocus_cache, liteeval_cache                     # noqa: E402
 from c2f.training.inputs import head_dims, load_data  # noqa: E402
-from c2f.training.loop import freeze_outside, make_optimizer, train_one_epoch  # noqa: E402
+from c2f.training.loop import freeze_outside, train_one_epoch  # noqa: E402
+from c2f.training.schedule import make_optimizer  # noqa: E402
 
 
 def stage_speeds(cfg: TrainConfig) -> dict[str, float]:
@@ -43,7 +44,7 @@ def stage_speeds(cfg: TrainConfig) -> dict[str, float]:
     for stage in stages:
         head.set_stage(stage.name)
         freeze_outside(head, stage)
-        optimizer, schedule = make_optimizer(stage, cfg, math.ceil(len(train) / cfg.batch_size), automatic=False)
+        optimizer, schedule = make_optimizer(stage, cfg, math.ceil(len(train) / cfg.batch_size))
         batches = (Batch(train, index) for index in length_batches(train.lengths, cfg.batch_size, shuffle=True,
                                                                      generator=torch.Generator().manual_seed(0)))
         t = time.time()

@@ -20,8 +20,9 @@ from .heads import method as method_record
 from .heads import methods
 from .methods import Method
 
-LR_CANDIDATES = (1e-3, 3e-3, 1e-2)     # Adam's rates tried on the held-out part when --lr is not given
-DEFAULT_LR = LR_CANDIDATES[0]          # ... and the rate of a fixed length (--epochs) without --lr
+# fixed parts of the single-stage heads' schedule (c2f.training.schedule), named in the settings' help
+MIN_EPOCHS = 10          # the length set by --steps is never shorter
+WARMUP_SHARE = 0.1       # of the steps, warming the rate up to --lr
 
 
 def _method_names() -> list[str]:
@@ -40,22 +41,16 @@ class TrainConfig:
     focus: str = option("resnet50@224-grid7x128", "AdaFocus: patch grid set.", variant=True)
     train_split: str = option("train", "Split to train on.", choices=SPLITS)
     eval_split: str = option("val", "Split to evaluate on.", choices=SPLITS)
-    # single-stage heads: by default trained until a held-out part of the training split stops improving
-    # (whatever the dataset size; the papers' 30 epochs at lr 1e-4 and batch 128 assume 10^4-10^5 videos)
-    epochs: int | None = option(None, "Fixed training epochs (single-stage heads); default: until the held-out "
-                                      "part stops improving (--holdout, --patience, --max-steps), then again on "
-                                      "the whole training split for the best epochs.", minimum=1, kind=int)
-    holdout: float = option(0.1, "Fraction of the training videos held out to choose the learning rate and the "
-                                 "number of epochs.", minimum=0, maximum=0.5)
-    patience: int = option(10, "Epochs without a better held-out score (errors, then loss) before stopping.",
-                           minimum=1)
-    max_steps: int = option(4000, "Most optimisation steps when the length is automatic.", minimum=1)
-    lr: float | None = option(None, "Adam's learning rate (single-stage heads; halved when the held-out loss "
-                                    "stalls). Default: the best of " + ", ".join(map(str, LR_CANDIDATES)) +
-                              f" on the held-out part ({DEFAULT_LR} with --epochs).", above=0, kind=float,
-                              what="learning rates")
+    # single-stage heads: one schedule set before training (c2f.training.schedule), its length counted in
+    # optimisation steps by default: a few hundred videos need many epochs, many videos few; no search
+    # (the papers' 30 epochs at lr 1e-4 and batch 128 assume 10^4-10^5 videos)
+    epochs: int | None = option(None, "Training epochs (single-stage heads). Default: as many as --steps "
+                                      f"optimisation steps take, and at least {MIN_EPOCHS}.", minimum=1, kind=int)
+    steps: int = option(300, "Optimisation steps (batches) to train for when --epochs is not given "
+                             "(single-stage heads).", minimum=1)
+    lr: float = option(1e-2, f"AdamW's peak learning rate (single-stage heads): warmed up over the first "
+                             f"{WARMUP_SHARE:.0%} of the steps, then annealed to nearly zero along a cosine.", above=0)
     batch_size: int = option(32, "Videos per batch.", minimum=1)
-    weight_decay: float = option(0.0, minimum=0)
     grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
     seed: int = option(0)
     device: str = option("auto", DEVICE_HELP)
@@ -108,7 +103,7 @@ class TrainConfig:
     def stage_schedule(self) -> tuple[list[int], list[float]]:
         if self.record.staged:
             return list(self.method_settings.stage_epochs), list(self.method_settings.stage_lrs)
-        return [self.epochs or 0], [self.lr or DEFAULT_LR]
+        return [self.epochs or 0], [self.lr]
 
     def setting(self, name: str, default=None):
         """A method setting by name, or `default` when the method has no such setting."""

@@ -3,7 +3,7 @@
     config.json      every setting (flat, paths absolute; a valid `--config`), the feature sets used and
                      their attributes, the manifest's sha256, the classes, the head's counted costs,
                      provenance (c2f and torch versions, the command line, the weights' files)
-    log.csv          one row per epoch of each stage (and each rate tried), written as training goes
+    log.csv          one row per epoch of each stage, written as training goes
     head.pt          the trained weights (loaded with weights_only=True)
     predictions.csv  video_id, label, pred, fine_count, gflops
     decisions.csv    video_id, t, fine, and patch for the heads that read one patch per frame
@@ -11,7 +11,7 @@
                      it is a finished run
     skipped.csv      manifest videos left out, and why (only when there are)
     online.csv       `c2f evaluate-online`'s rows
-    checkpoint.pt, lr_search.json   only while training runs (a killed run resumes from them)
+    checkpoint.pt    only while training runs (a killed run resumes from it)
 
 A folder becomes a run only when training has finished (metrics.json). An unfinished one resumes
 when its settings are the same, and is replaced otherwise: it never blocks a rerun. A finished
@@ -33,11 +33,11 @@ from .evaluate import EvalResult, decision_columns, decision_rows
 from .heads import Head, HeadDims, build_head
 
 RUN_FILES = ("config.json", "log.csv", "head.pt", "predictions.csv", "decisions.csv", "metrics.json", "skipped.csv",
-             "online.csv", "curve.csv", "checkpoint.pt", "lr_search.json")
+             "online.csv", "curve.csv", "checkpoint.pt")
 RUN_FOLDERS = ("tensorboard",)
-TEMPORARY = ("checkpoint.pt", "lr_search.json")
+TEMPORARY = ("checkpoint.pt",)
 NOT_REPEATED = ("overwrite", "progress")        # settings of the invocation, not of the run
-LOG_COLUMNS = ["stage", "epoch", "lr", "train_loss", "held_out_errors", "held_out_loss", "seconds", "logs"]
+LOG_COLUMNS = ["stage", "epoch", "lr", "train_loss", "seconds", "logs"]
 
 
 class RunDir:
@@ -97,7 +97,7 @@ class RunDir:
     # -------------------------------------------------------------- while training
 
     def append_log(self, row: dict) -> None:
-        """One row of log.csv (stage, epoch, lr, losses, held-out score, seconds), flushed as it is written."""
+        """One row of log.csv (stage, epoch, lr, loss, seconds, what else the head logs), flushed as it is written."""
         logs = {k: v for k, v in row.items() if k not in LOG_COLUMNS}
         values = {k: row.get(k, "") for k in LOG_COLUMNS if k != "logs"}
         append_csv(self.file("log.csv"), LOG_COLUMNS,
@@ -109,13 +109,6 @@ class RunDir:
     def checkpoint(self, device="cpu") -> dict | None:
         path = self.file("checkpoint.pt")
         return torch.load(path, weights_only=True, map_location=device) if path.exists() else None
-
-    def save_search(self, tried: dict) -> None:
-        atomic_write_text(self.file("lr_search.json"), json.dumps(tried))
-
-    def search(self) -> dict:
-        path = self.file("lr_search.json")
-        return json.loads(path.read_text()) if path.exists() else {}
 
     def restart_log(self) -> None:
         """A run that starts over (not resumed) starts its log over too."""

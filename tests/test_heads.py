@@ -206,43 +206,41 @@ class SimulatedCrash(Exception):
     pass
 
 
-def test_defaults_stop_on_the_held_out_part_and_choose_the_rate(small_cache, tmp_path, monkeypatch):
-    """No --epochs, no --lr: every candidate rate trains until a held-out tenth stops improving, the
-    best held-out score wins and is trained again on the whole split for its best epochs; metrics.json
-    says so; a run interrupted in the middle of the search resumes without training the finished
-    candidates again and ends with the same head."""
+def test_defaults_train_one_cycle_for_a_step_budget_and_resume_bit_identically(small_cache, tmp_path, monkeypatch):
+    """No --epochs, no --lr: AdamW at the default rate for as many epochs as --steps batches take (here
+    20 epochs of 3 batches), the rate warmed up to its peak and annealed to nearly nothing, on the whole
+    training split; metrics.json and log.csv say so. A run killed in the middle and started again with
+    the same command resumes (each epoch logged once) and ends with the same head, bit for bit."""
     import c2f.training.loop
+    from c2f.training.schedule import MIN_EPOCHS
     settings = dict(method="lstm", manifest=str(small_cache.manifest), cache=str(small_cache.cache), frames=5,
-                    coarse_hidden=4, fine_hidden=8, batch_size=16, progress=False, patience=3)
+                    coarse_hidden=4, fine_hidden=8, batch_size=16, progress=False, steps=60)
     straight = train_head(TrainConfig.of(out=str(tmp_path / "straight"), **settings))
-    training = straight["training"]
-    assert training["held_out_videos"] == 5 and training["fit_videos"] == 43
-    assert set(training["lr_search"]) == {"0.001", "0.003", "0.01"}
-    score = {lr: (s["held_out_errors"], s["held_out_loss"]) for lr, s in training["lr_search"].items()}
-    assert str(training["lr"]) == min(score, key=score.get)
-    assert "did not improve" in training["stopped"] or "budget" in training["stopped"]
-    assert training["refit"] == f"{training['best_epoch']} epochs at lr {training['lr']} on all 48 training videos"
-    original = c2f.training.loop._one_epoch
-    seen_rates, crashed = [], []
+    training, default_lr = straight["training"], TrainConfig.lr
+    assert training["epochs"] == 20 and training["steps"] == 60 and training["lr"] == default_lr
+    assert training["length"] == "20 epochs: --steps 60 at 3 batches an epoch"
+    assert "one cycle" in training["schedule"] and training["seconds"] > 0
+    rates = pd.read_csv(tmp_path / "straight" / "log.csv").lr.to_numpy()
+    assert len(rates) == 20 and rates.max() == pytest.approx(default_lr, rel=0.01)
+    assert rates.argmax() <= 2 and rates[-1] < 0.01 * default_lr            # warmed up, then annealed
+    short = train_head(TrainConfig.of(out=str(tmp_path / "short"), **(settings | {"steps": 6})))
+    assert short["training"]["epochs"] == MIN_EPOCHS and short["training"]["steps"] == 3 * MIN_EPOCHS
+    original, epochs_seen = c2f.training.loop._one_epoch, []
 
-    def crash_inside_the_second_rate(head, train, fit, cfg, generator, optimiser, bar, progress, stage, label,
-                                     **more):
-        seen_rates.append(cfg.lr)
-        if cfg.lr == 0.003 and progress.epoch == 2 and not crashed:
-            crashed.append(True)
+    def crash_at_epoch_13(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label):
+        if progress.epoch == 12 and not epochs_seen:
+            epochs_seen.append("crashed")
             raise SimulatedCrash
-        original(head, train, fit, cfg, generator, optimiser, bar, progress, stage, label, **more)
+        original(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label)
 
-    monkeypatch.setattr(c2f.training.loop, "_one_epoch", crash_inside_the_second_rate)
+    monkeypatch.setattr(c2f.training.loop, "_one_epoch", crash_at_epoch_13)
     cfg = TrainConfig.of(out=str(tmp_path / "interrupted"), **settings)
     with pytest.raises(SimulatedCrash):
         train_head(cfg)
-    assert (tmp_path / "interrupted" / "lr_search.json").exists() and (tmp_path / "interrupted" / "checkpoint.pt").exists()
-    seen_rates.clear()
+    assert (tmp_path / "interrupted" / "checkpoint.pt").exists()
     again = train_head(cfg)
-    assert 0.001 not in seen_rates and seen_rates[0] == 0.003      # the finished candidate is not trained again
-    assert again["training"]["lr_search"] == training["lr_search"]
-    assert not (tmp_path / "interrupted" / "lr_search.json").exists()
+    assert again["training"]["steps"] == 60 and not (tmp_path / "interrupted" / "checkpoint.pt").exists()
+    assert pd.read_csv(tmp_path / "interrupted" / "log.csv").epoch.tolist() == list(range(1, 21))
     a = torch.load(tmp_path / "straight" / "head.pt", weights_only=True)
     b = torch.load(tmp_path / "interrupted" / "head.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -14,7 +14,7 @@ def test_liteeval_matches_lstm_reading_few_fine_features(tmp_path):
     features mark (11% of the frames). LiteEval, with gamma at that share and the paper's lambda,
     must match the LSTM over every fine feature within 3 points of top-1 while reading the fine
     feature on at most 40% of frames, and read it far more often on the marked frames. Both train
-    with the defaults (early stopping on a held-out tenth); the calibrated gate reads gamma of the
+    with the defaults (one cycle of AdamW over 300 steps); the calibrated gate reads gamma of the
     frames, within a factor 1.5."""
     syn = liteeval_cache(tmp_path, num_train=600, num_val=300, evidence=5.0)
     common = dict(manifest=str(syn.manifest), cache=str(syn.cache), coarse_hidden=16, fine_hidden=64, frames=24,

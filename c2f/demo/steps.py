@@ -40,7 +40,7 @@ def demo_steps(data: str, out: str, sizes: DemoSizes = DemoSizes(), progress: bo
     quiet = [] if progress else ["--no-progress"]
     manifest, cache, runs = f"{data}/manifest.csv", f"{out}/cache", f"{out}/runs"
     weights = f"{out}/{FINE.replace('@', '_')}_demo.pt"
-    # the heads train with the defaults (until a held-out tenth of the training videos stops improving)
+    # the single-stage heads train with the defaults (one cycle of AdamW over --steps 300 batches)
     head = ["--manifest", manifest, "--cache", cache, "--overwrite"] + quiet
     sets = ["--coarse", COARSE, "--fine", FINE]
     frames = ["--frames", str(sizes.frames)]

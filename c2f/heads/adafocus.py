@@ -54,6 +54,7 @@ class AdaFocusSettings(Settings):
     stage_epochs: tuple[int, int, int] = option((50, 50, 10), "epochs of stages I, II, III", minimum=0)
     stage_lrs: tuple[float, float, float] = option((0.05, 3e-4, 5e-3), "learning rates of stages I (SGD), II (Adam), "
                                                                        "III (SGD)", above=0, what="learning rates")
+    weight_decay: float = option(0.0, "L2 penalty of every stage (the paper: 1e-4)", minimum=0)
 
     def __post_init__(self):
         self.stage_epochs, self.stage_lrs = tuple(self.stage_epochs), tuple(self.stage_lrs)

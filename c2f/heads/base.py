@@ -51,7 +51,7 @@ class Stage:
     name: str
     epochs: int
     lr: float
-    optimizer: str               # "adam", or "sgd" (Nesterov momentum 0.9, cosine annealing)
+    optimizer: str               # "adamw" (one cycle), "adam" (constant) or "sgd" (Nesterov, cosine): c2f.training.schedule
     parameters: list
 
 
@@ -115,8 +115,8 @@ class Head(nn.Module):
         """Called before each epoch with the fraction of the stage done (for annealed temperatures)."""
 
     def training_stages(self, epochs: list[int], lrs: list[float]) -> list[Stage]:
-        """One stage, every parameter, Adam (heads with several stages override this)."""
-        return [Stage("train", epochs[0], lrs[0], "adam", list(self.parameters()))]
+        """One stage, every parameter, AdamW (heads with several stages override this)."""
+        return [Stage("train", epochs[0], lrs[0], "adamw", list(self.parameters()))]
 
     def set_stage(self, name: str) -> None:
         """Called when a stage starts."""

@@ -97,3 +97,6 @@ class FineRNN(Settings):
     """Settings of the heads with a recurrent network over the fine features."""
     rnn: str = option("lstm", "recurrent cell", choices=RNN_KINDS, variant=True)
     fine_hidden: int = option(512, "fine RNN size (LiteEval: ActivityNet 512, FCVID 2048)", minimum=1, variant=True)
+    # a recurrent head needs large weights to remember over many steps: ten times as much collapses it
+    weight_decay: float = option(1.0, "AdamW's decoupled weight decay (each step shrinks every weight by the rate "
+                                      "times this)", minimum=0)

@@ -3,13 +3,25 @@ spaced frames, trained per frame; the video's score is the mean of the frames' s
 UNIFORM+CF also classifies the coarse feature and averages the two frame scores."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pipeline.core.options import option
+
 from ..data import Batch, uniform_positions
 from ..methods import Method, Role, register
 from .base import EvenFrames, Head, HeadDims, HeadOutput, soft_targets
+
+
+@dataclass
+class FrameClassifierSettings(EvenFrames):
+    # every frame is trained with the video's label, most of them showing nothing of it: a weak decay lets
+    # the classifier memorise those frames (each training video's look), which no other video shares
+    weight_decay: float = option(10.0, "AdamW's decoupled weight decay (each step shrinks every weight by the rate "
+                                       "times this)", minimum=0)
 
 
 class UniformHead(Head):
@@ -48,9 +60,9 @@ class UniformHead(Head):
         return probes
 
 
-register(Method("uniform", lambda dims, s: UniformHead(dims, s, combine=False), EvenFrames,
+register(Method("uniform", lambda dims, s: UniformHead(dims, s, combine=False), FrameClassifierSettings,
                 {"fine": Role("fine")}, budgeted=False,
                 summary="a linear classifier per frame on evenly spaced frames; the mean softmax"))
-register(Method("uniform_cf", lambda dims, s: UniformHead(dims, s, combine=True), EvenFrames,
+register(Method("uniform_cf", lambda dims, s: UniformHead(dims, s, combine=True), FrameClassifierSettings,
                 {"coarse": Role("coarse"), "fine": Role("fine")}, budgeted=False,
                 summary="UNIFORM+CF: coarse and fine classifiers per frame, scores averaged"))

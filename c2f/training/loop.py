@@ -1,18 +1,19 @@
 """The trainer's loop, as torchvision's video_classification reference: the trainer owns the loop and
 the optimiser (`train_one_epoch(head, optimizer, ...)`), a head computes losses. The head's stages
-(one for most; AdaFocus has three) each have their parameters and optimiser; batches hold videos
-of similar length. After every epoch a row goes to log.csv and a checkpoint is written, so a run
-killed midway resumes from that (stage, epoch) when the same command is given again."""
+(one for most; AdaFocus has three) each have their parameters, optimiser and rate schedule
+(schedule.py); batches hold videos of similar length. After every epoch a row goes to log.csv and
+a checkpoint is written, so a run killed midway resumes from that (stage, epoch) when the same
+command is given again, and ends with the same weights as a run that was not interrupted."""
 from __future__ import annotations
 
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 
 import torch
 import torch.nn as nn
-from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from pipeline.core.errors import TrainingError
@@ -23,31 +24,27 @@ from ..evaluate import EVAL_BATCH
 from ..heads import Head
 from ..heads.base import Stage
 from ..rundir import RunDir
-from .stopping import Progress, early_stopping, plan, running_average, stopping_record
+from .schedule import make_optimizer, planned_epochs
 
 log = logging.getLogger(__name__)
 
 
-def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int, automatic: bool):
-    """SGD with cosine annealing for AdaFocus's classifier stages; Adam otherwise, its rate halved
-    when the held-out loss stops improving (automatic length) or constant (fixed epochs)."""
-    if stage.optimizer == "sgd":       # AdaFocus's classifier stages: SGD, Nesterov 0.9, cosine annealing
-        optimizer = torch.optim.SGD(stage.parameters, lr=stage.lr, momentum=0.9, nesterov=True,
-                                    weight_decay=cfg.weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, stage.epochs * batches_per_epoch))
-        return optimizer, schedule
-    optimizer = torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=cfg.weight_decay)
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, cfg.patience // 3))
-    return optimizer, plateau if automatic else None
+@dataclass
+class Progress:
+    """How far training is: checkpointed after every epoch."""
+    stage: int = 0
+    epoch: int = 0               # epochs done in the current stage
+    steps: int = 0               # optimisation steps (batches) done, all stages
+    seconds: float = 0.0         # spent training, all stages (a resumed run adds its own)
+    last_logs: dict = dataclass_field(default_factory=dict)
 
 
-def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, bar,
-                    averaged: AveragedModel | None = None) -> dict[str, float]:
-    """One pass over the batches: an optimiser step after each loss the head gives; returns the
-    epoch's mean of what the head logs (each batch's last logs, weighted by its videos)."""
+def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, bar) -> dict[str, float]:
+    """One pass over the batches: an optimiser step after each loss the head gives, the rate
+    schedule's step after each batch; returns the epoch's mean of what the head logs (each batch's
+    last logs, weighted by its videos)."""
     totals, seen = {}, 0
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    per_step = schedule is not None and not isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau)
     for batch in batches:
         for loss, logs in head.losses(batch):
             if not torch.isfinite(loss.detach()):
@@ -57,9 +54,7 @@ def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, 
             if grad_clip:
                 nn.utils.clip_grad_norm_(parameters, grad_clip)
             optimizer.step()
-            if averaged is not None:
-                averaged.update_parameters(head)
-        if per_step:
+        if schedule is not None:
             schedule.step()
         seen += len(batch)
         for k, v in logs.items():
@@ -75,98 +70,90 @@ def freeze_outside(head: Head, stage: Stage) -> None:
         p.requires_grad_(id(p) in trained)
 
 
-def _checkpoint(run: RunDir, progress: Progress, head: Head, optimiser: tuple, generator: torch.Generator,
+def _checkpoint(run: RunDir, progress: Progress, head: Head, optimizer, schedule, generator: torch.Generator,
                 plan: list) -> None:
-    optimizer, schedule, averaged = optimiser
     run.save_checkpoint({"plan": plan, "progress": asdict(progress),
                          "head": head.state_dict(), "optimizer": optimizer.state_dict(),
                          "schedule": schedule.state_dict() if schedule is not None else {},
-                         "averaged": averaged.state_dict() if averaged is not None else {},
                          "generator": generator.get_state(), "torch_rng": torch.get_rng_state()})
 
 
 def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch.Generator,
-                 checkpoint: dict | None = None, phase: str = "") -> dict:
+                 checkpoint: dict | None = None) -> dict:
     """Every stage of the head (one for most), each epoch logged and checkpointed: a rerun resumes where
-    it stopped. `phase` names this training in log.csv (a rate tried, the refit). Returns what was
-    chosen and why training stopped (metrics.json's `training`)."""
+    it stopped. Returns how it was trained (metrics.json's `training`)."""
     run = RunDir(cfg.out)
-    fit, holdout, epochs, rule = plan(cfg, train)
+    epochs, rule = planned_epochs(cfg, len(train))
     stages = head.training_stages(epochs, cfg.stage_schedule()[1])
-    per_epoch = math.ceil(len(fit) / cfg.batch_size)
+    per_epoch = math.ceil(len(train) / cfg.batch_size)
     progress = Progress(**checkpoint["progress"]) if checkpoint else Progress()
     bar = tqdm(total=sum(s.epochs for s in stages) * per_epoch, initial=progress.steps, unit="batch",
                desc=f"train {cfg.method}", disable=not cfg.progress)
-    for number, stage in enumerate(stages[progress.stage:], start=progress.stage):
+    for stage in stages[progress.stage:]:
         head.set_stage(stage.name)
         freeze_outside(head, stage)
-        optimizer, schedule = make_optimizer(stage, cfg, per_epoch, automatic=len(holdout) > 0)
+        optimizer, schedule = make_optimizer(stage, cfg, per_epoch)
         if progress.epoch:      # resumed inside this stage (a finished stage's optimiser is not the next one's)
             optimizer.load_state_dict(checkpoint["optimizer"])
             if schedule is not None:
                 schedule.load_state_dict(checkpoint["schedule"])
-        averaged = running_average(head, per_epoch) if len(holdout) else None
-        if averaged is not None and progress.epoch:
-            averaged.load_state_dict(checkpoint["averaged"])
-        label = " ".join(filter(None, [f"train {cfg.method}", phase, f"stage {stage.name}" if len(stages) > 1 else ""]))
-        finished = False
-        while not finished:
+        label = " ".join(filter(None, [f"train {cfg.method}", f"stage {stage.name}" if len(stages) > 1 else ""]))
+        for _ in range(progress.epoch, stage.epochs):
             started = time.perf_counter()
-            _one_epoch(head, train, fit, cfg, generator, (optimizer, schedule, averaged), bar, progress, stage, label,
-                       automatic=len(holdout) > 0)
-            if averaged is not None:
-                early_stopping(progress, averaged.module, train, holdout, cfg, schedule)
-            run.append_log(_log_row(progress, stage, phase, optimizer, time.perf_counter() - started))
+            _one_epoch(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label)
+            seconds = time.perf_counter() - started
+            progress.seconds += seconds
+            run.append_log(_log_row(progress, stage, optimizer, seconds))
             progress.epoch += 1
-            finished = progress.epoch >= stage.epochs or bool(progress.stopped)
-            if finished:
-                _finish_stage(head, stage, train, fit, cfg, progress)
-            _checkpoint(run, progress, head, (optimizer, schedule, averaged), generator, [cfg.lr, cfg.epochs])
+            if progress.epoch == stage.epochs:
+                _finish_stage(head, stage, train, cfg, progress)
+            _checkpoint(run, progress, head, optimizer, schedule, generator, epochs)
     for p in head.parameters():
         p.requires_grad_(True)
     bar.close()
-    return {"length": rule, "batch_size": cfg.batch_size, "steps": progress.steps, "fit_videos": len(fit),
-            "held_out_videos": len(holdout), **stopping_record(progress, holdout)}
+    return _record(cfg, stages, rule, progress)
 
 
-def _log_row(progress: Progress, stage: Stage, phase: str, optimizer, seconds: float) -> dict:
-    """log.csv's row for the epoch just trained (held-out score: when the length is automatic)."""
+def _record(cfg: TrainConfig, stages: list[Stage], rule: str, progress: Progress) -> dict:
+    """metrics.json's `training`: the schedule, rate, epochs (a list for several stages) and how they were
+    set, weight decay, batch size, steps and seconds, and the last epoch's mean of what the head logs."""
+    names = {"adamw": "AdamW, one cycle (warm-up, cosine annealing)", "adam": "Adam, constant rate",
+             "sgd": "SGD with Nesterov momentum, cosine annealing"}
+    one = len(stages) == 1
+
+    def each(values: list):
+        return values[0] if one else values
+    return {"schedule": "; ".join(names[s.optimizer] if one else f"{s.name}: {names[s.optimizer]}" for s in stages),
+            "length": rule, "epochs": each([s.epochs for s in stages]), "lr": each([s.lr for s in stages]),
+            "weight_decay": cfg.setting("weight_decay", 0.0),
+            "batch_size": cfg.batch_size, "steps": progress.steps, "seconds": round(progress.seconds, 2),
+            "last_epoch_logs": progress.last_logs}
+
+
+def _log_row(progress: Progress, stage: Stage, optimizer, seconds: float) -> dict:
+    """log.csv's row for the epoch just trained (the rate is the one its last step used)."""
     logs = dict(progress.last_logs)
     loss = logs.pop("ce", None)
-    score = progress.history[-1] if progress.history else ("", "")
-    return {"stage": " ".join(filter(None, [phase, stage.name])), "epoch": progress.epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"], "train_loss": loss if loss is not None else "",
-            "held_out_errors": score[0] if progress.history else "", "held_out_loss": score[1] if progress.history else "",
-            "seconds": seconds, **logs}
+    return {"stage": stage.name, "epoch": progress.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss if loss is not None else "", "seconds": seconds, **logs}
 
 
-def _one_epoch(head: Head, train: VideoSet, fit: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
-               optimiser: tuple, bar, progress: Progress, stage: Stage, label: str, automatic: bool) -> None:
+def _one_epoch(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch.Generator, optimizer, schedule, bar,
+               progress: Progress, stage: Stage, label: str) -> None:
     head.train()
-    head.set_progress(progress.epoch / max(1, stage.epochs - 1))     # an automatic length anneals over its cap
-    if automatic:        # its length is a cap, not a plan: say how the held-out part is doing instead
-        best = (f", held-out errors {progress.best_score[0]:.3f} at epoch {progress.best_epoch}"
-                if progress.best_epoch else "")
-        bar.set_description(f"{label} epoch {progress.epoch + 1}{best}")
-    else:
-        bar.set_description(f"{label} epoch {progress.epoch + 1}/{stage.epochs}")
-    batches = (Batch(train, fit[rows], cfg.device) for rows in
-               length_batches(train.lengths[fit], cfg.batch_size, shuffle=True, generator=generator))
-    optimizer, schedule, averaged = optimiser
-    logs = train_one_epoch(head, optimizer, schedule, batches, cfg.grad_clip, bar, averaged)
-    progress.steps += math.ceil(len(fit) / cfg.batch_size)
+    head.set_progress(progress.epoch / max(1, stage.epochs - 1))     # annealed temperatures follow the stage
+    bar.set_description(f"{label} epoch {progress.epoch + 1}/{stage.epochs}")
+    batches = (Batch(train, rows, cfg.device) for rows in
+               length_batches(train.lengths, cfg.batch_size, shuffle=True, generator=generator))
+    logs = train_one_epoch(head, optimizer, schedule, batches, cfg.grad_clip, bar)
+    progress.steps += math.ceil(len(train) / cfg.batch_size)
     progress.last_logs = logs
     bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
     log.info("%s epoch %d: %s", label, progress.epoch + 1, {k: round(v, 4) for k, v in logs.items()})
 
 
-def _finish_stage(head: Head, stage: Stage, train: VideoSet, fit: torch.Tensor, cfg: TrainConfig,
-                  progress: Progress) -> None:
-    """The best held-out weights back in place, then the head's end-of-stage step (thresholds)."""
-    if progress.best_state is not None:
-        head.load_state_dict(progress.best_state)
-    head.after_stage(stage.name, [Batch(train, fit[rows], cfg.device) for rows in
-                                  length_batches(train.lengths[fit], max(cfg.batch_size, EVAL_BATCH), shuffle=False)])
-    progress.final_stopped = progress.stopped or progress.final_stopped
-    progress.stage, progress.epoch, progress.stopped = progress.stage + 1, 0, ""
-
+def _finish_stage(head: Head, stage: Stage, train: VideoSet, cfg: TrainConfig, progress: Progress) -> None:
+    """The head's end-of-stage step (thresholds), then the next stage."""
+    head.after_stage(stage.name, [Batch(train, rows, cfg.device) for rows in
+                                  length_batches(train.lengths, max(cfg.batch_size, EVAL_BATCH), shuffle=False)])
+    progress.stage, progress.epoch = progress.stage + 1, 0

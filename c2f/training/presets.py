@@ -23,10 +23,13 @@ _LITEEVAL = {"method": "liteeval", "coarse": "mobilenet_v2@112", "fine": "resnet
              "lr": 1e-4, "weight_decay": 1e-4, "epochs": 100}
 _LITEEVAL_SOURCE = ("LiteEval Sec. 4.1 (Adam at 1e-4, lambda 2, the batch and hidden sizes of each dataset), Table 7 "
                     "(gamma 0.05); weight decay 1e-4 and gradient clip 5 from the released main.py. The number of "
-                    "epochs is stated in neither: 100, past the released code's last rate step (epoch 80)")
+                    "epochs is stated in neither: 100, past the released code's last rate step (epoch 80). c2f "
+                    "trains single-stage heads with AdamW under one cycle (c2f.training.schedule): 1e-4 is the "
+                    "peak rate, and the weight decay is decoupled rather than Adam's L2")
 _ADAFOCUS = {"method": "adafocus", "glance": "mobilenet_v2@224-map", "focus": "resnet50@224-grid7x128", "frames": 16,
              "adafocus_hidden": 1024, "policy": "learned", "stage2": "ppo", "reward": "adafocus", "ppo_epochs": 1,
-             "stage_epochs": [50, 50, 10], "stage_lrs": [0.05, 3e-4, 5e-3], "batch_size": 64, "weight_decay": 1e-4}
+             "stage_epochs": [50, 50, 10], "stage_lrs": [0.05, 3e-4, 5e-3], "batch_size": 64,
+             "weight_decay": 1e-4}
 _ADAFOCUS_SOURCE = ("AdaFocus Sec. 4.1 and Appendix B (16 frames, GRU 1024, 7 x 7 candidates of 128 px; SGD with "
                     "Nesterov momentum and cosine annealing, batch 64, L2 1e-4; stages of 50, 50 and 10 epochs; "
                     "classifier rates 0.05 in stage I and 5e-3 in stage III for ActivityNet and FCVID) and the "
