@@ -23,6 +23,7 @@ from .methods import Method
 # fixed parts of the single-stage heads' schedule (c2f.training.schedule), named in the settings' help
 MIN_EPOCHS = 10          # the length set by --steps is never shorter
 WARMUP_SHARE = 0.1       # of the steps, warming the rate up to --lr
+RATE_WIDTH = 64          # --lr is the peak rate of a weight reading this many inputs or fewer
 
 
 def _method_names() -> list[str]:
@@ -48,8 +49,9 @@ class TrainConfig:
                                       f"optimisation steps take, and at least {MIN_EPOCHS}.", minimum=1, kind=int)
     steps: int = option(300, "Optimisation steps (batches) to train for when --epochs is not given "
                              "(single-stage heads).", minimum=1)
-    lr: float = option(1e-2, f"AdamW's peak learning rate (single-stage heads): warmed up over the first "
-                             f"{WARMUP_SHARE:.0%} of the steps, then annealed to nearly zero along a cosine.", above=0)
+    lr: float = option(1e-2, f"AdamW's peak learning rate (single-stage heads), warmed up over the first "
+                             f"{WARMUP_SHARE:.0%} of the steps, then annealed to nearly zero along a cosine; a layer "
+                             f"of more than {RATE_WIDTH} inputs peaks at lr x sqrt({RATE_WIDTH} / inputs).", above=0)
     batch_size: int = option(32, "Videos per batch.", minimum=1)
     grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
     seed: int = option(0)

@@ -2,7 +2,8 @@
 
 Single-stage heads: AdamW whose rate follows one cycle (torch.optim.lr_scheduler.OneCycleLR): it
 warms up from --lr / WARMUP_DIVIDER over the first WARMUP_SHARE of the steps, then anneals to nearly
-zero along a cosine. The length is --epochs, or by default as many epochs as --steps optimisation
+zero along a cosine; a weight reading more than RATE_WIDTH inputs peaks lower, by the square root of
+the ratio (width_groups), so that one --lr suits 64-d synthetic features and 2048-d ones. The length is --epochs, or by default as many epochs as --steps optimisation
 steps take at --batch-size, and at least MIN_EPOCHS: a few hundred videos (a few batches an epoch)
 get the many passes they need, large datasets at least MIN_EPOCHS. The weight decay is each method's
 own setting (decoupled: every step shrinks the weights by the rate times it): strong for the
@@ -25,7 +26,7 @@ import math
 
 import torch
 
-from ..config import MIN_EPOCHS, WARMUP_SHARE, TrainConfig
+from ..config import MIN_EPOCHS, RATE_WIDTH, WARMUP_SHARE, TrainConfig
 from ..heads.base import Stage
 
 WARMUP_DIVIDER = 25.0    # the first step's rate: --lr / 25 (OneCycleLR's default)
@@ -46,6 +47,18 @@ def planned_epochs(cfg: TrainConfig, videos: int) -> tuple[list[int], str]:
     return [by_steps], f"{by_steps} epochs: --steps {cfg.steps} at {batches} batches an epoch"
 
 
+def width_groups(parameters: list, lr: float) -> list[dict]:
+    """AdamW's parameter groups by peak rate: `lr` for a weight of at most RATE_WIDTH inputs (and every
+    bias), lr x sqrt(RATE_WIDTH / inputs) for a wider one, the group at `lr` first (log.csv's rate).
+    Adam moves every weight by about the rate a step whatever its size, so a layer's output moves with
+    the number of inputs it sums: 2048-d features at the rate that suits 64-d ones jump about."""
+    rates: dict[float, list] = {}
+    for p in parameters:
+        inputs = p[0].numel() if p.ndim > 1 else 1
+        rates.setdefault(lr * min(1.0, math.sqrt(RATE_WIDTH / inputs)), []).append(p)
+    return [{"params": rates[rate], "lr": rate} for rate in sorted(rates, reverse=True)]
+
+
 def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
     """(optimiser, its rate schedule stepped after every batch, or None: constant)."""
     steps = max(1, stage.epochs * batches_per_epoch)
@@ -55,12 +68,13 @@ def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
         return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     if stage.optimizer == "adam":
         return torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=decay), None
-    optimizer = torch.optim.AdamW(stage.parameters, lr=stage.lr, weight_decay=decay)
+    groups = width_groups(stage.parameters, stage.lr)
+    optimizer = torch.optim.AdamW(groups, lr=stage.lr, weight_decay=decay)
     # OneCycleLR's last rate is its step total_steps - 1; the trainer steps the schedule after every batch, the
     # last one included: one more step than batches. The warm-up is a whole number of steps (at least one),
     # OneCycleLR dividing by zero where a fraction of a few steps rounds to nothing.
     warmup = max(1, round(WARMUP_SHARE * steps))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=stage.lr, total_steps=steps + 1, pct_start=(warmup + 1) / (steps + 1),
+        optimizer, max_lr=[group["lr"] for group in groups], total_steps=steps + 1, pct_start=(warmup + 1) / (steps + 1),
         anneal_strategy="cos", cycle_momentum=False, div_factor=WARMUP_DIVIDER, final_div_factor=FINAL_DIVIDER)
     return optimizer, schedule
