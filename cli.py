@@ -402,6 +402,8 @@ def _predict_command() -> click.Command:
         click.echo(f"{summary['videos']} videos ({summary['errors']} failed, see errors.csv), {summary['frames']} "
                    f"frames: {summary['gflops_executed_mean'] or 0:.2f} GFLOPs executed a video; seconds: "
                    + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()) + f"; written to {cfg.out}")
+        if summary["videos"] == 0 and summary["errors"]:        # nothing could be predicted
+            sys.exit(1)
     return predict
 
 

@@ -137,10 +137,13 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
 
 
 def _attrs(fs: bb.FeatureSet, weights: str, cfg: ExtractConfig, runner: FeatureRunner) -> dict:
+    # a checkpoint file is recorded by its sha256 (what the features are) and its path (where it was:
+    # c2f predict finds it there, and says where to look when it is gone)
+    where = {"weights_file": str(Path(weights).resolve())} if weights not in ("imagenet", "random") else {}
     return shard_attrs(fs.name, fs.backbone.name, fs.input_size, fs.output, bb.weights_tag(weights),
                        runner.gflops[fs.name], fs.feature_dim, cfg.sampling.attrs(), fs.grid, fs.patch_size,
                        preprocess=cfg.preprocess, canvas=runner.canvas, seek=cfg.seek, precision=runner.precision,
-                       channels_last=int(runner.channels_last))
+                       channels_last=int(runner.channels_last), **where)
 
 
 def _pending(entries: list[VideoEntry], indices: dict[str, FeatureIndex], retry_failed: bool,

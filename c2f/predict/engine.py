@@ -24,15 +24,16 @@ import torch
 
 from pipeline import backbones as bb
 from pipeline.cache import attr
-from pipeline.core.devices import resolve_device
 from pipeline.core.errors import PredictError
-from pipeline.core.files import sha256_of
-from pipeline.decode import Sampling, decode_samples
+from pipeline.core.files import error_line
+from pipeline.decode import decode_samples
 from pipeline.runner import FeatureRunner
 
 from ..data import VideoSet
-from ..evaluate import EvalResult, decision_rows, run_head
+from ..evaluate import EvalResult, run_head
 from ..rundir import RunDir
+from .prediction import Prediction, predictions_of
+from .rebuild import rebuild, require_attributes, sampling_of
 
 
 @dataclass
@@ -108,63 +109,6 @@ class BatchResult:
     seconds: np.ndarray                    # [V]: its decode plus its share of the batch's compute
 
 
-def _sampling(attrs: dict) -> Sampling:
-    return Sampling(num_frames=int(attrs["num_frames"])) if "num_frames" in attrs else Sampling(fps=float(attrs["fps"]))
-
-
-def rebuild_set(name: str, attrs: dict) -> bb.FeatureSet:
-    """The registered feature set behind a cached one, refused when the cache's attributes do not
-    describe it (a cache made by another tool, or a synthetic one)."""
-    try:
-        fs = bb.parse_spec(name)
-    except ValueError as err:
-        raise PredictError(f"cannot rebuild feature set {name!r} ({err}); was the cache made by another tool?") from None
-    recorded = {k: attrs.get(k) for k in ("backbone", "input_size", "output", "grid", "patch_size")}
-    expected = {"backbone": fs.backbone.name, "input_size": fs.input_size, "output": fs.output, "grid": fs.grid,
-                "patch_size": fs.patch_size}
-    if recorded != expected:
-        raise PredictError(f"feature set {name}: the cache records {recorded}, the registry builds {expected}; "
-                           "was the cache made by another tool?")
-    if fs.output == "clip":
-        raise PredictError(f"{name}: snippet sets (SlowFast) are not predicted from raw videos yet; only frame sets")
-    return fs
-
-
-def resolve_weights(recorded: dict[str, str], given: list[str], allow_other: bool) -> tuple[dict[str, str], list[str]]:
-    """Each set's weights, and notes on those that differ from what the cache recorded.
-
-    `given` as for `c2f extract`: SET=VALUE for one set, or bare values: a bare PATH serves every
-    set that recorded its sha256 (else, as another file, the sets that recorded a file);
-    imagenet / random serve the sets that recorded nothing else usable. A set recorded with
-    imagenet or random needs nothing given."""
-    bare, explicit = bb.parse_weights_option(given)
-    unknown = set(explicit) - set(recorded)
-    if unknown:
-        raise PredictError(f"--weights names feature sets this run does not use: {', '.join(sorted(unknown))}")
-    for value in list(explicit.values()) + bare:
-        bb.check_weights(value)
-    hashes = {value: sha256_of(value) for value in bare if value not in ("imagenet", "random")}
-    chosen, notes = {}, []
-    for name, tag in recorded.items():
-        by_hash = [value for value, digest in hashes.items() if digest == tag]
-        words = [value for value in bare if value in ("imagenet", "random")]
-        files = list(hashes) if tag not in ("imagenet", "random") else []
-        value = explicit.get(name) or (by_hash[0] if by_hash else None) or \
-            (tag if tag in ("imagenet", "random") else None) or (files[0] if files else None) or \
-            (words[0] if words else None)
-        if value is None:
-            raise PredictError(f"{name} was extracted with the weights whose sha256 is {tag[:16]}...: "
-                               f"pass that file with --weights {name}=PATH")
-        used = bb.weights_tag(value)
-        if used != tag:
-            if not allow_other:
-                raise PredictError(f"{name}: the weights given ({value}, {used[:16]}) are not the cache's "
-                                   f"({tag[:16]}); pass the same file, or --allow-other-weights")
-            notes.append(f"{name}: {value} ({used[:16]}) instead of the cache's {tag[:16]}")
-        chosen[name] = value
-    return chosen, notes
-
-
 class Predictor:
     """A trained head with the phase-one pipeline it was trained on."""
 
@@ -173,39 +117,31 @@ class Predictor:
         self.run, self.head, self.cfg, self.classes = run, head, cfg, classes
         self.sets, self.attrs, self.runner, self.budget, self.notes = sets, attrs, runner, budget, notes
         first = next(iter(attrs.values()))
-        self.sampling, self.seek = _sampling(first), attr(first, "seek")
+        self.sampling, self.seek = sampling_of(first), attr(first, "seek")
         self.video_timeout: float | None = None        # seconds one video may take to decode
+        self.weights: dict[str, str] = {}              # set -> the weights used (imagenet, random or a sha256)
 
     @classmethod
     def from_run(cls, run: str | Path, weights: list[str] = (), device: str = "auto", allow_other_weights: bool = False,
                  budget: int | None = None, batch_size: int = 32) -> "Predictor":
-        run = Path(run)
+        """The run's head with its phase-one pipeline rebuilt (c2f.predict.rebuild); `weights` as for
+        `c2f extract` (needed only where the cache's checkpoint is not where extraction read it)."""
         folder = RunDir(run)
         folder.require_finished()
-        saved = folder.config()
-        if "feature_sets" not in saved or not all("attrs" in s for s in saved["feature_sets"].values()):
-            raise PredictError(f"{run}/config.json has no feature-set attributes (a run from an older c2f): "
-                               "train it again with this c2f")
+        try:
+            require_attributes(folder.config())
+        except PredictError as err:
+            raise PredictError(f"{folder.path}/{err}", err.hint) from None
         cfg, head, classes = folder.load()
         if budget is not None and not cfg.record.budgeted:
             raise PredictError(f"{cfg.method} has no online budget; --budget applies to the budgeted methods")
-        attrs = {role: s["attrs"] for role, s in saved["feature_sets"].items()}
-        sets = {role: rebuild_set(s["name"], s["attrs"]) for role, s in saved["feature_sets"].items()}
-        for key in ("fps", "num_frames", "seek", "preprocess", "canvas", "precision"):
-            values = {str(a.get(key)) for a in attrs.values()}
-            if len(values) > 1:
-                raise PredictError(f"the run's feature sets were extracted with different {key} ({', '.join(values)}): "
-                                   "predict rebuilds one decoding for all of them")
-        chosen, notes = resolve_weights({s.name: attrs[r]["weights"] for r, s in sets.items()}, list(weights),
-                                        allow_other_weights)
-        first = next(iter(attrs.values()))
-        preprocess = attr(first, "preprocess")
-        runner = FeatureRunner(list({s.name: s for s in sets.values()}.values()), chosen, resolve_device(device),
-                               batch_size, first.get("precision", "fp32"), bool(first.get("channels_last", 1)),
-                               preprocess)
-        # the decoded square's side as extraction had it (a run of more sets may have had a larger one)
-        runner.canvas = int(first.get("canvas", runner.canvas))
-        return cls(run, head.to(runner.device), cfg, classes, sets, attrs, runner, budget, notes)
+        try:
+            sets, attrs, runner, used, notes = rebuild(folder.config(), weights, device, allow_other_weights, batch_size)
+        except PredictError as err:
+            raise PredictError(f"{folder.path}: {err}", err.hint) from None
+        predictor = cls(folder.path, head.to(runner.device), cfg, classes, sets, attrs, runner, budget, notes)
+        predictor.weights = used
+        return predictor
 
     # ------------------------------------------------------------------ running
 
@@ -216,21 +152,33 @@ class Predictor:
             samples = list(decode_samples(path, self.sampling, self.runner.canvas, seek=self.seek,
                                           timeout=self.video_timeout))
         except Exception as err:  # noqa: BLE001 - one bad file must never stop the run
-            reason = str(err).splitlines()[0] if str(err).strip() else err.__class__.__name__
-            return Decoded(video_id, str(path), error=reason, seconds=time.perf_counter() - started)
+            return Decoded(video_id, str(path), error=error_line(err), seconds=time.perf_counter() - started)
         if not samples:
             return Decoded(video_id, str(path), error="no frames sampled", seconds=time.perf_counter() - started)
         squares = torch.from_numpy(np.stack([s.image for s in samples]))
         stamps = np.array([s.timestamp for s in samples], dtype=np.float32)
         return Decoded(video_id, str(path), stamps, squares, time.perf_counter() - started)
 
-    def predict(self, path: str | Path, video_id: str | None = None) -> dict:
-        """One video (for a notebook): its top-5, fine reads, GFLOPs executed, seconds and decisions."""
+    def predict(self, path: str | Path, video_id: str | None = None) -> Prediction:
+        """One video (in a notebook): PredictError when it cannot be decoded."""
         decoded = self.decode(video_id or Path(path).stem, path)
         if decoded.error:
             raise PredictError(f"{path}: {decoded.error}")
-        predictions, decisions = self.rows(self.run_batch([decoded], Timer()))
-        return predictions[0] | {"decisions": decisions}
+        return self.predictions(self.run_batch([decoded], Timer()))[0]
+
+    def predict_many(self, paths: list[str | Path], batch_size: int = 16) -> list[Prediction | PredictError]:
+        """Many videos, the CNNs run across each batch of them; in the order given, a PredictError in
+        place of a video that cannot be decoded."""
+        out: list[Prediction | PredictError] = []
+        for start in range(0, len(paths), batch_size):
+            decoded = [self.decode(Path(p).stem, p) for p in paths[start:start + batch_size]]
+            good = [d for d in decoded if d.error is None]
+            done = iter(self.predictions(self.run_batch(good, Timer())) if good else [])
+            out += [next(done) if d.error is None else PredictError(f"{d.path}: {d.error}") for d in decoded]
+        return out
+
+    def predictions(self, batch: "BatchResult") -> list[Prediction]:
+        return predictions_of(batch, self.classes)
 
     def run_batch(self, videos: list[Decoded], timer: Timer) -> BatchResult:
         """The head over decoded videos, their features computed where it reads them."""
@@ -263,16 +211,3 @@ class Predictor:
     def _read_gflops(result: EvalResult, infos: dict[str, SetInfo]) -> np.ndarray:
         """The feature part of the evaluation's GFLOPs (reads x cost), to leave the head's own steps."""
         return sum(result.per_video(role) * info.gflops_per_frame for role, info in infos.items())
-
-    def rows(self, batch: BatchResult) -> tuple[list[dict], list[tuple]]:
-        """predictions.csv rows (top-5 with probabilities) and decisions.csv rows of a batch."""
-        result, predictions = batch.result, []
-        fine = result.fine_count()
-        for i, video in enumerate(batch.videos):
-            top = np.argsort(-result.scores[i])[:5]
-            predictions.append({"video_id": video.video_id, "pred": self.classes[top[0]],
-                                "prob": f"{result.scores[i, top[0]]:.4f}",
-                                "top5": "|".join(f"{self.classes[k]}:{result.scores[i, k]:.4f}" for k in top),
-                                "fine_count": int(fine[i]), "gflops": f"{batch.executed_gflops[i]:.4f}",
-                                "seconds": f"{batch.seconds[i]:.4f}", "frames": len(video.timestamps)})
-        return predictions, list(decision_rows(result))

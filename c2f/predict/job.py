@@ -20,9 +20,14 @@ from pipeline.core.options import option, validate
 from pipeline.core.ranks import Ranks, lock_for_the_whole_run
 from pipeline.decode import VIDEO_TIMEOUT
 
-from ..evaluate import decision_columns
+from pipeline.core.errors import PredictError
+from pipeline.core.files import sha256_of
+
+from .. import __version__
+from ..evaluate import decision_columns, decision_rows
 from .engine import Decoded, Predictor, Timer
-from .outputs import PREDICTION_COLUMNS, Outputs, read_rows
+from .outputs import Outputs, claim, read_rows
+from .prediction import PREDICTION_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,8 @@ class PredictConfig:
     video_timeout: float = option(VIDEO_TIMEOUT, "Seconds one video may take to decode; past it the video goes to "
                                           "errors.csv and the run goes on.", above=0)
     visualize: bool = option(False, "Write a PNG strip per video into OUT/strips.")
+    overwrite: bool = option(False, "Replace what OUT holds when it was predicted with another run, other weights, "
+                                    "another budget or another c2f (otherwise refused: two never mix).")
     progress: bool = option(True, "Show a progress bar.")
 
     def __post_init__(self):
@@ -90,8 +97,7 @@ def _predict_share(predictor: Predictor, entries: list[tuple[str, str]], cfg: Pr
 
     def flush():
         result = predictor.run_batch(batch, timer)
-        predictions, decisions = predictor.rows(result)
-        outputs.append(predictions, decisions, [])
+        outputs.append(predictor.predictions(result), list(decision_rows(result.result)), [])
         if cfg.visualize:
             from .strips import write_strips
             write_strips(Path(cfg.out) / "strips", predictor, result)
@@ -128,6 +134,24 @@ def _summary(predictor: Predictor, cfg: PredictConfig, rows: list[list[str]], er
             "weights_other_than_the_cache": predictor.notes}
 
 
+def identity(predictor: Predictor, cfg: PredictConfig) -> dict:
+    """What OUT's predictions are made with (OUT/prediction.json): a rerun must match it to resume there."""
+    return {"run": str(predictor.run.resolve()), "head_sha256": sha256_of(predictor.run / "head.pt"),
+            "method": predictor.cfg.method, "weights": predictor.weights, "budget": cfg.budget, "c2f": __version__}
+
+
+def _claim_together(out: Path, made_with: dict, overwrite: bool, ranks: Ranks) -> None:
+    """Rank 0 claims OUT (outputs.claim); if it refuses, every rank refuses together."""
+    refusal = None
+    if ranks.rank == 0:
+        try:
+            claim(out, made_with, overwrite)
+        except PredictError as err:
+            refusal = err
+    if not ranks.all_true(refusal is None):
+        raise refusal or PredictError(f"{out}: rank 0 refused the output folder")
+
+
 def predict_videos(cfg: PredictConfig) -> dict | None:
     """Run `c2f predict` (one rank of it under torchrun); rank 0 returns summary.json's content."""
     from contextlib import ExitStack
@@ -139,13 +163,14 @@ def predict_videos(cfg: PredictConfig) -> dict | None:
             lock_for_the_whole_run(stack, out, ranks, what="prediction")
             predictor = Predictor.from_run(cfg.run, cfg.weights, str(device), cfg.allow_other_weights, cfg.budget)
             predictor.video_timeout = cfg.video_timeout
+            _claim_together(out, identity(predictor, cfg), cfg.overwrite, ranks)
             outputs = Outputs(out, ranks.rank,
                               decision_columns(any(fs.output == "grid" for fs in predictor.sets.values())))
             if ranks.rank == 0:
                 outputs.repair()
             ranks.barrier()          # every part is whole before any rank reads or appends
             done = outputs.done()
-            mine = ranks.slice([e for e in entries if e[0] not in done])
+            mine = ranks.slice([e for e in entries if e not in done])
             timer = _predict_share(predictor, mine, cfg, outputs)
             atomic_write_text(outputs.parts / f"summary-{ranks.rank:04d}.json", json.dumps(timer.seconds))
             ranks.barrier()          # every rank's parts are written

@@ -24,6 +24,9 @@ KINDS = ("pooled", "map", "grid", "clip")
 # attributes caches written before they existed lack; what those caches did
 LEGACY_ATTRS = {"preprocess": "full", "seek": "exact"}
 UNRECORDED_BEFORE = ("canvas", "precision", "channels_last")       # unknown for an older cache: not compared
+# where the set's features came from, not what they are: never compared (a checkpoint moved elsewhere
+# and given again by its new path is the same weights: its sha256 is the `weights` attribute)
+PROVENANCE = ("weights_file",)
 
 
 def attr(attrs: dict, key: str):
@@ -103,8 +106,21 @@ class ShardLayout:
             return "its offsets are not increasing from 0, one per video"
         if not int(self.offsets[-1]) == len(self.timestamps) == self.features_shape[0] == frames:
             return f"it holds {self.features_shape[0]} frames where index.json lists {frames}"
-        differing = sorted(k for k in set(attrs) | set(self.attrs) if str(attrs.get(k)) != str(self.attrs.get(k)))
-        return f"its attributes differ from the set's ({', '.join(differing)})" if differing else None
+        return attrs_difference(self.attrs, attrs)
+
+
+def attrs_difference(shard: dict, expected: dict) -> str | None:
+    """What a shard's attributes say that the set's do not, named: another feature set first (a shard
+    of another set left in this folder), then each differing attribute with both values."""
+    differing = sorted(k for k in set(expected) | set(shard)
+                       if k not in PROVENANCE and str(expected.get(k)) != str(shard.get(k)))
+    if not differing:
+        return None
+    values = ", ".join(f"{k} {shard.get(k)!r} where the set has {expected.get(k)!r}" for k in differing[:4])
+    more = f" and {len(differing) - 4} more" if len(differing) > 4 else ""
+    if "feature_set" in differing:
+        return f"it holds another feature set ({values}{more})"
+    return f"its attributes differ from the set's ({values}{more})"
 
 
 def open_shard(path: Path) -> tuple[ShardLayout | None, str | None]:
