@@ -54,6 +54,11 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def main(self, args=None, *rest, **kwargs):
+        # the command line as given, for the provenance a run records (the demo runs its steps in-process)
+        self.args = list(sys.argv[1:] if args is None else args)
+        return super().main(args, *rest, **kwargs)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -332,7 +337,7 @@ def _train_head_command() -> click.Command:
         if missing:
             _fail(f"give {', '.join(missing)} (or set them in --config)")
         cfg = TrainConfig.from_dict(values, strict=True)
-        metrics = run_train(cfg)
+        metrics = run_train(cfg, command=shlex.join(["c2f", *main.args]))
         click.echo(f"{cfg.method} on {metrics['num_videos']} {cfg.eval_split} videos: {_shown(metrics)}; "
                    f"run in {Path(cfg.out).resolve()}")
     return train_head

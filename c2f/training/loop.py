@@ -44,7 +44,7 @@ def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int, autom
 def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, bar,
                     averaged: AveragedModel | None = None) -> dict[str, float]:
     """One pass over the batches: an optimiser step after each loss the head gives; returns the
-    epoch's mean of what the head logs (each batch's last logs, weighted by its videos)."""
+    epoch's mean of the loss and of what the head logs (each batch's last, weighted by its videos)."""
     totals, seen = {}, 0
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     per_step = schedule is not None and not isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -62,7 +62,7 @@ def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, 
         if per_step:
             schedule.step()
         seen += len(batch)
-        for k, v in logs.items():
+        for k, v in ({"loss": float(loss.detach())} | logs).items():
             totals[k] = totals.get(k, 0.0) + v * len(batch)
         bar.update()
     return {k: v / max(1, seen) for k, v in totals.items()}
@@ -111,12 +111,12 @@ def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch
         label = " ".join(filter(None, [f"train {cfg.method}", phase, f"stage {stage.name}" if len(stages) > 1 else ""]))
         finished = False
         while not finished:
-            started = time.perf_counter()
+            started, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
             _one_epoch(head, train, fit, cfg, generator, (optimizer, schedule, averaged), bar, progress, stage, label,
                        automatic=len(holdout) > 0)
             if averaged is not None:
                 early_stopping(progress, averaged.module, train, holdout, cfg, schedule)
-            run.append_log(_log_row(progress, stage, phase, optimizer, time.perf_counter() - started))
+            run.append_log(_log_row(progress, stage, phase, lr, time.perf_counter() - started))
             progress.epoch += 1
             finished = progress.epoch >= stage.epochs or bool(progress.stopped)
             if finished:
@@ -129,14 +129,13 @@ def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch
             "held_out_videos": len(holdout), **stopping_record(progress, holdout)}
 
 
-def _log_row(progress: Progress, stage: Stage, phase: str, optimizer, seconds: float) -> dict:
-    """log.csv's row for the epoch just trained (held-out score: when the length is automatic)."""
+def _log_row(progress: Progress, stage: Stage, phase: str, lr: float, seconds: float) -> dict:
+    """log.csv's row for the epoch just trained: its rate (at its start), mean loss and the head's own
+    logs; the held-out score when the length is automatic."""
     logs = dict(progress.last_logs)
-    loss = logs.pop("ce", None)
     score = progress.history[-1] if progress.history else ("", "")
-    return {"stage": " ".join(filter(None, [phase, stage.name])), "epoch": progress.epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"], "train_loss": loss if loss is not None else "",
-            "held_out_errors": score[0] if progress.history else "", "held_out_loss": score[1] if progress.history else "",
+    return {"stage": " ".join(filter(None, [phase, stage.name])), "epoch": progress.epoch + 1, "lr": lr,
+            "train_loss": logs.pop("loss", ""), "held_out_errors": score[0], "held_out_loss": score[1],
             "seconds": seconds, **logs}
 
 
