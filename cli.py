@@ -160,11 +160,15 @@ def manifest_folder(root, split, out):
 def manifest_check(path):
     """Validate a manifest: errors with line numbers, unreadable paths as warnings."""
     from pipeline.core.manifest import read_manifest
+    logging.getLogger("pipeline.core.manifest").setLevel(logging.ERROR)    # the warnings are listed below
     checked = read_manifest(path)
     classes = checked.classes()
-    for warning in checked.warnings:
+    for warning in checked.warnings[:20]:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{path}: {len(checked.entries)} videos, {len(classes)} classes, ok")
+    if len(checked.warnings) > 20:
+        click.echo(f"warning: ... and {len(checked.warnings) - 20} more paths that cannot be read", err=True)
+    readable = len(checked.entries) - len(checked.warnings)
+    click.echo(f"{path}: {len(checked.entries)} videos ({readable} readable), {len(classes)} classes, ok")
 
 
 # ------------------------------------------------------------------ phase one

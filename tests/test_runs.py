@@ -79,6 +79,7 @@ def test_log_csv_has_a_row_per_epoch_of_every_stage(caches, tmp_path):
     log = pd.read_csv(tmp_path / "ada" / "log.csv")
     assert log.stage.tolist() == ["I", "I", "II", "III"] and log.epoch.tolist() == [1, 2, 1, 1]
     assert (log.lr > 0).all() and (log.seconds >= 0).all()
+    assert list((tmp_path / "ada" / "tensorboard").glob("events.out.tfevents.*"))        # the test extra has it
     assert train("--method", "lstm", "--manifest", lite.manifest, "--cache", lite.cache, "--out", tmp_path / "lstm",
                  "--fine-hidden", "8", "--patience", "2", "--holdout", "0.2").exit_code == 0
     log = pd.read_csv(tmp_path / "lstm" / "log.csv")

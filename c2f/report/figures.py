@@ -1,5 +1,6 @@
 """The report's figures (PNG, matplotlib): accuracy against GFLOPs for every run (LiteEval Fig. 2,
-AdaFocus Fig. 6), online accuracy per budget, and fine-feature use per class (LiteEval Fig. 4)."""
+AdaFocus Fig. 6), online accuracy per budget, fine-feature use per class (LiteEval Fig. 4), and each
+run's training curves (from its log.csv)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,3 +66,35 @@ def make_figures(runs: list[Run], out: Path) -> list[str]:
     return written
 
 
+
+
+def training_curves(runs: list[Run], out: Path, runs_dir: Path) -> list[str]:
+    """curves/RUN.png per run with a log.csv: the training loss and the held-out score per epoch, each
+    stage (and each rate tried) a line of its own."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for run in runs:
+        if not (run.path / "log.csv").exists():
+            continue
+        log = pd.read_csv(run.path / "log.csv")
+        name = str(run.path.relative_to(runs_dir)).replace("/", "__")
+        fig, (loss_ax, held_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
+        for stage, rows in log.groupby("stage", sort=False):
+            loss_ax.plot(rows.epoch, rows.train_loss, marker=".", label=str(stage))
+            if rows.held_out_errors.notna().any():
+                held_ax.plot(rows.epoch, rows.held_out_errors, marker=".", label=f"{stage}: errors")
+                held_ax.plot(rows.epoch, rows.held_out_loss, linestyle="--", label=f"{stage}: loss")
+        loss_ax.set(xlabel="epoch", ylabel="training loss", title=f"{name} ({run.method})")
+        held_ax.set(xlabel="epoch", ylabel="held-out", title="held-out part of the training split")
+        for ax in (loss_ax, held_ax):
+            if ax.lines:
+                ax.legend(fontsize=6)
+        fig.tight_layout()
+        (out / "curves").mkdir(exist_ok=True)
+        fig.savefig(out / "curves" / f"{name}.png", dpi=100)
+        plt.close(fig)
+        written.append(f"curves/{name}.png")
+    return written

@@ -151,8 +151,9 @@ def read_manifest(path: str | os.PathLike, check_paths: bool = True) -> Manifest
         more = f" ({len(problems) - 1} more problems below)" if len(problems) > 1 else ""
         shown = problems[1:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
         raise ManifestError("\n".join([problems[0] + more, *shown]))
-    for message in warnings:
-        log.warning(message)
+    if warnings:                # one line however many: a manifest of 10^5 missing videos must not flood the log
+        more = f" (and {len(warnings) - 1} more: c2f manifest check lists them)" if len(warnings) > 1 else ""
+        log.warning("%s%s", warnings[0], more)
     return Manifest(path, entries, warnings)
 
 
