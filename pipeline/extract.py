@@ -29,7 +29,8 @@ from . import backbones as bb
 from .cache import FeatureIndex, shard_attrs
 from .core.devices import DEVICE_HELP, default_workers, resolve_device
 from .core.errors import SettingsError
-from .core.manifest import VideoEntry, read_manifest
+from .core.converters import from_paths, from_paths_file, from_video_folder
+from .core.manifest import Manifest, VideoEntry, manifest_of_rows, read_manifest, write_manifest
 from .core.options import option, validate
 from .core.ranks import Ranks, lock_for_the_whole_run
 from .decode import SEEK_MODES, VIDEO_TIMEOUT, Sampling
@@ -42,11 +43,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExtractConfig:
-    manifest: str = option(help="Manifest CSV (DESIGN.md).")
-    out: str = option(help="Cache folder.")
-    backbones: list[str] = option(help="Feature set, e.g. mobilenet_v2@112, resnet101@224, mobilenet_v2@224-map, "
-                                       "resnet50@224-grid7x128, slowfast_r50. Repeat for several: one decode feeds all.",
-                                  flag="--backbone", repeat=True)
+    manifest: str | None = option(None, "Manifest CSV (video_id, path, labels, split). Or give the videos: VIDEO...,"
+                                        " --paths or --folder.")
+    out: str = option(None, "Cache folder.", required=True)
+    backbones: list[str] = option([], "Feature set, e.g. mobilenet_v2@112, resnet101@224, mobilenet_v2@224-map, "
+                                      "resnet50@224-grid7x128, slowfast_r50, any torchvision model (resnet34@224), "
+                                      "timm:NAME. Repeat for several: one decode feeds all.",
+                                  flag="--backbone", required=True)
     fps: float | None = option(None, "Frames per second to sample (default 1).", above=0, kind=float)
     num_frames: int | None = option(None, "Sample N evenly spaced frames instead.", minimum=1, kind=int)
     weights: list[str] = option(["imagenet"], "imagenet | random | PATH, for all sets, or SET=VALUE for one set.")
@@ -70,9 +73,17 @@ class ExtractConfig:
     channels_last: bool = option(True, "channels_last memory format for the 2D backbones (1.3-1.8x faster on "
                                        "this project's CPUs too, README).")
     progress: bool = option(True, "Show a progress bar.")
+    videos: list[str] = option([], "Video files (the command's arguments): ids from their file names.", cli=False)
+    paths: str | None = option(None, "A text file listing video files, one per line: ids from their file names.")
+    folder: str | None = option(None, "A folder of videos (searched below too): ids from their paths under it.")
 
     def __post_init__(self):
         validate(self)
+        given = [name for name, value in (("--manifest", self.manifest), ("VIDEO...", self.videos),
+                                          ("--paths", self.paths), ("--folder", self.folder)) if value]
+        if len(given) != 1:
+            raise SettingsError("give the videos one way: --manifest, VIDEO..., --paths or --folder"
+                                + (f" (not {' and '.join(given)})" if given else ""))
         if self.fps is not None and self.num_frames is not None:
             raise SettingsError("give --fps or --num-frames, not both")
         if self.fps is None and self.num_frames is None:
@@ -82,6 +93,14 @@ class ExtractConfig:
             self.workers = default_workers(self.device)
         if self.seek != "exact" and any(bb.parse_spec(b).output == "clip" for b in self.backbones):
             raise SettingsError("snippet sets (SlowFast) need every frame: --seek exact")
+
+    def read_videos(self) -> Manifest:
+        """The videos to extract: the manifest, or the files given (ids from their names, no labels)."""
+        if self.manifest:
+            return read_manifest(self.manifest)
+        rows = (from_paths(self.videos) if self.videos else from_paths_file(self.paths) if self.paths
+                else from_video_folder(self.folder))
+        return manifest_of_rows(rows, self.paths or self.folder or "VIDEO arguments")
 
     @property
     def sampling(self) -> Sampling:
@@ -108,7 +127,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     started = time.perf_counter()
     specs = list({fs.name: fs for fs in map(bb.parse_spec, cfg.backbones)}.values())
     weights = weights_for(specs, cfg.weights)
-    manifest = read_manifest(cfg.manifest)
+    manifest = cfg.read_videos()
     out = Path(cfg.out)
     ranks, device = Ranks.start(resolve_device(cfg.device))
     summary = ExtractSummary(rank=ranks.rank, world=ranks.world)
@@ -130,10 +149,16 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
             ranks.barrier()      # every rank's shards are in the index
             if ranks.rank == 0:
                 _judge_completeness(indices, manifest.entries)
+                if not cfg.manifest:         # the videos given, as a manifest (labels and splits to fill in)
+                    write_manifest([_row(e) for e in manifest.entries], out / "videos.csv")
     finally:
         ranks.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _row(entry: VideoEntry) -> dict:
+    return {"video_id": entry.video_id, "path": str(entry.path), "labels": list(entry.labels), "split": entry.split}
 
 
 def _attrs(fs: bb.FeatureSet, weights: str, cfg: ExtractConfig, runner: FeatureRunner) -> dict:
@@ -167,7 +192,7 @@ def _pending(entries: list[VideoEntry], indices: dict[str, FeatureIndex], retry_
 def _decoded(entries: list[VideoEntry], cfg: ExtractConfig, runner: FeatureRunner) -> DataLoader:
     """Chunks of decoded samples, from worker processes when cfg.workers > 0 (overlapping compute)."""
     dataset = DecodedVideos(entries, cfg.sampling, runner.canvas, runner.clip_frames, cfg.batch_size, cfg.seek,
-                            cfg.video_timeout)
+                            cfg.video_timeout, runner.clip_stride)
     return DataLoader(dataset, batch_size=None, num_workers=cfg.workers, pin_memory=runner.device.type == "cuda",
                       prefetch_factor=4 if cfg.workers else None)
 

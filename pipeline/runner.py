@@ -10,9 +10,20 @@ import numpy as np
 import torch
 
 from . import backbones as bb
+from .core.errors import SettingsError
 
-__all__ = ["PRECISIONS", "FeatureRunner"]
+__all__ = ["PRECISIONS", "FeatureRunner", "snippet_of"]
 PRECISIONS = ("fp32", "bf16")
+
+
+def snippet_of(specs: list[bb.FeatureSet]) -> tuple[int, int]:
+    """(frames, stride) of the one snippet a run's snippet sets read around each sample ((0, 0): none)."""
+    snippets = {(fs.backbone.clip_frames, fs.backbone.clip_stride) for fs in specs if fs.output == "clip"}
+    if len(snippets) > 1:
+        raise SettingsError(f"the snippet sets of one run must read one snippet (here: "
+                            f"{', '.join(f'{n} frames {s} apart' for n, s in sorted(snippets))})",
+                            "extract them in separate runs")
+    return snippets.pop() if snippets else (0, 0)
 
 
 class FeatureRunner:
@@ -26,7 +37,7 @@ class FeatureRunner:
         self.specs, self.device, self.batch_size = specs, device, batch_size
         self.precision, self.channels_last, self.preprocess = precision, channels_last, preprocess
         self.canvas = bb.canvas_for(specs, preprocess)
-        self.clip_frames = bb.CLIP_WINDOW // bb.CLIP_STRIDE if any(fs.output == "clip" for fs in specs) else 0
+        self.clip_frames, self.clip_stride = snippet_of(specs)
         self.modules, self.gflops = {}, {}
         for fs in specs:
             module = bb.build(fs, weights[fs.name])

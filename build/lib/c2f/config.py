@@ -1,0 +1,129 @@
+"""Settings of one phase-two run, each written once: the settings every method shares are here;
+each method's own settings are a small dataclass beside its head (c2f.heads), registered with the
+method. The command line is generated from both (c2f.cli_options).
+
+A run's settings as one flat mapping ({"method": "liteeval", "gamma": 0.1, ...}) is what config.json
+stores, what `--config FILE` reads and what the report matches rows against:
+`TrainConfig.from_dict(flat)` and `to_dict()` convert."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+from pipeline.core.devices import DEVICE_HELP
+from pipeline.core.errors import SettingsError
+from pipeline.core.manifest import SPLITS
+from pipeline.core.options import option, validate
+
+from .heads import method as method_record
+from .heads import methods
+from .methods import Method
+
+LR_CANDIDATES = (1e-3, 3e-3, 1e-2)     # Adam's rates tried on the held-out part when --lr is not given
+DEFAULT_LR = LR_CANDIDATES[0]          # ... and the rate of a fixed length (--epochs) without --lr
+
+
+def _method_names() -> list[str]:
+    return list(methods())
+
+
+@dataclass
+class TrainConfig:
+    method: str = option(help="The head to train.", choices=_method_names)
+    manifest: str = option(help="Manifest CSV.")
+    cache: str = option(help="Feature cache folder (c2f extract).")
+    out: str = option(help="Run directory.")
+    coarse: str = option("mobilenet_v2@112", "Coarse feature set (LiteEval, the +CF baselines).", variant=True)
+    fine: str = option("resnet101@224", "Fine feature set (LiteEval and the baselines).", variant=True)
+    glance: str = option("mobilenet_v2@224-map", "AdaFocus: glance map set.", variant=True)
+    focus: str = option("resnet50@224-grid7x128", "AdaFocus: patch grid set.", variant=True)
+    train_split: str = option("train", "Split to train on.", choices=SPLITS)
+    eval_split: str = option("val", "Split to evaluate on.", choices=SPLITS)
+    # single-stage heads: by default trained until a held-out part of the training split stops improving
+    # (whatever the dataset size; the papers' 30 epochs at lr 1e-4 and batch 128 assume 10^4-10^5 videos)
+    epochs: int | None = option(None, "Fixed training epochs (single-stage heads); default: until the held-out "
+                                      "part stops improving (--holdout, --patience, --max-steps), then again on "
+                                      "the whole training split for the best epochs.", minimum=1, kind=int)
+    holdout: float = option(0.1, "Fraction of the training videos held out to choose the learning rate and the "
+                                 "number of epochs.", minimum=0, maximum=0.5)
+    patience: int = option(10, "Epochs without a better held-out score (errors, then loss) before stopping.",
+                           minimum=1)
+    max_steps: int = option(4000, "Most optimisation steps when the length is automatic.", minimum=1)
+    lr: float | None = option(None, "Adam's learning rate (single-stage heads; halved when the held-out loss "
+                                    "stalls). Default: the best of " + ", ".join(map(str, LR_CANDIDATES)) +
+                              f" on the held-out part ({DEFAULT_LR} with --epochs).", above=0, kind=float,
+                              what="learning rates")
+    batch_size: int = option(32, "Videos per batch.", minimum=1)
+    weight_decay: float = option(0.0, minimum=0)
+    grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
+    seed: int = option(0)
+    device: str = option("auto", DEVICE_HELP)
+    overwrite: bool = option(False, "Replace the run directory if it holds a finished run.")
+    progress: bool = option(True, "Show progress bars.")
+    # the method's own settings: its Settings dataclass (a dict of its fields is accepted and converted)
+    method_settings: Any = option(None, cli=False)
+
+    def __post_init__(self):
+        validate(self)
+        self.method_settings = self.record.make_settings(self.method_settings)
+
+    @property
+    def record(self) -> Method:
+        """The method's registered record (c2f.methods)."""
+        return method_record(self.method)
+
+    @classmethod
+    def from_dict(cls, data: dict, strict: bool = False) -> "TrainConfig":
+        """From one flat mapping of shared and method settings. strict (flags, a config file): a key no
+        method knows is an error and another method's setting a warning; otherwise both are ignored
+        (an older c2f's config.json held every method's settings)."""
+        shared = {f.name for f in fields(cls)} - {"method_settings"}
+        if "method" not in data:
+            raise SettingsError("the settings name no method", "give --method, or `method:` in the config file")
+        record = method_record(data["method"])
+        own = {k: v for k, v in data.items() if k not in shared}
+        known = {name for m in methods().values() for name in m.setting_names()}
+        if strict and set(own) - known:
+            raise SettingsError(f"unknown settings: {', '.join(sorted(set(own) - known))}",
+                                f"see `c2f train-head --help` for the settings of --method {record.name}")
+        if not strict:
+            own = {k: v for k, v in own.items() if k in record.setting_names()}
+        return cls(**{k: v for k, v in data.items() if k in shared}, method_settings=record.make_settings(own))
+
+    @classmethod
+    def of(cls, **flat) -> "TrainConfig":
+        """TrainConfig.of(method="lstm", frames=8, ...): shared and method settings as keywords."""
+        return cls.from_dict(flat, strict=True)
+
+    def to_dict(self) -> dict:
+        """Every setting, flat: the shared ones, then the method's (JSON-ready but for tuples)."""
+        shared = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "method_settings"}
+        return shared | dataclasses.asdict(self.method_settings)
+
+    def feature_sets(self) -> dict[str, str]:
+        """Role -> feature set, for the roles the method reads."""
+        return {role: getattr(self, r.option) for role, r in self.record.roles.items()}
+
+    def stage_schedule(self) -> tuple[list[int], list[float]]:
+        if self.record.staged:
+            return list(self.method_settings.stage_epochs), list(self.method_settings.stage_lrs)
+        return [self.epochs or 0], [self.lr or DEFAULT_LR]
+
+    def setting(self, name: str, default=None):
+        """A method setting by name, or `default` when the method has no such setting."""
+        return getattr(self.method_settings, name, default)
+
+
+def variant_keys() -> list[str]:
+    """Every setting that makes a run another variant of its method (the report's rows), shared or the methods'."""
+    shared = [f.name for f in fields(TrainConfig) if f.metadata.get("variant")]
+    own = [name for m in methods().values() for name in m.variant_keys()]
+    return list(dict.fromkeys(shared + own))
+
+
+def defaults_of(method: str) -> dict:
+    """The defaults of a method's run: the shared settings' and the method's own."""
+    shared = {f.name: f.default for f in fields(TrainConfig)
+              if f.default is not dataclasses.MISSING and f.name != "method_settings"}
+    return shared | method_record(method).defaults()

@@ -1,0 +1,51 @@
+"""LSTM and LSTM+CF (LiteEval Table 1): a recurrent network over the fine features (LSTM+CF:
+[coarse, fine] concatenated) of `frames` evenly spaced frames; the last step classifies."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..data import Batch, uniform_positions
+from ..methods import Method, Role, register
+from .base import EvenFrames, Head, HeadDims, HeadOutput
+from .rnn import Cell, FineRNN
+
+
+@dataclass
+class LSTMSettings(EvenFrames, FineRNN):
+    """An RNN over evenly spaced frames."""
+
+
+class LSTMHead(Head):
+    def __init__(self, dims: HeadDims, settings: LSTMSettings = LSTMSettings(), combine: bool = False):
+        super().__init__(dims)
+        self.frames, self.combine = settings.frames, combine
+        self.input_dim = dims.fine_dim + (dims.coarse_dim if combine else 0)
+        self.cell = Cell(settings.rnn, self.input_dim, settings.fine_hidden)
+        self.classifier = nn.Linear(settings.fine_hidden, dims.num_classes)
+
+    def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
+        positions = uniform_positions(batch.lengths, self.frames)
+        inputs = batch.read_frames("fine", positions)
+        if self.combine:
+            inputs = torch.cat([batch.read_frames("coarse", positions), inputs], dim=-1)
+        state = self.cell.initial_state(len(batch), inputs.device)
+        for projected in self.cell.project(inputs).unbind(1):    # all steps in one matmul, split once
+            state = self.cell.step(projected, state)
+        logits = self.classifier(self.cell.hidden(state))
+        head = torch.full((len(batch),), self.frames * self.costs["step"] + self.costs["classifier"],
+                          device=logits.device)
+        return HeadOutput(logits, head)
+
+    def cost_probes(self):
+        return {"step": (self.cell, (torch.zeros(1, self.input_dim), self.cell.initial_state(1))),
+                "classifier": (self.classifier, (torch.zeros(1, self.cell.hidden_size),))}
+
+
+register(Method("lstm", lambda dims, s: LSTMHead(dims, s, combine=False), LSTMSettings, {"fine": Role("fine")},
+                budgeted=False, summary="an RNN over the fine features of evenly spaced frames"))
+register(Method("lstm_cf", lambda dims, s: LSTMHead(dims, s, combine=True), LSTMSettings,
+                {"coarse": Role("coarse"), "fine": Role("fine")}, budgeted=False,
+                summary="LSTM+CF: an RNN over [coarse, fine] features"))

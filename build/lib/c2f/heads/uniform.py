@@ -1,0 +1,56 @@
+"""UNIFORM and UNIFORM+CF (LiteEval Table 1): a linear classifier per frame on `frames` evenly
+spaced frames, trained per frame; the video's score is the mean of the frames' softmax.
+UNIFORM+CF also classifies the coarse feature and averages the two frame scores."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data import Batch, uniform_positions
+from ..methods import Method, Role, register
+from .base import EvenFrames, Head, HeadDims, HeadOutput, soft_targets
+
+
+class UniformHead(Head):
+    video_loss = False
+
+    def __init__(self, dims: HeadDims, settings: EvenFrames = EvenFrames(), combine: bool = False):
+        super().__init__(dims)
+        self.frames, self.combine = settings.frames, combine
+        self.fine_classifier = nn.Linear(dims.fine_dim, dims.num_classes)
+        self.coarse_classifier = nn.Linear(dims.coarse_dim, dims.num_classes) if combine else None
+
+    def frame_probs(self, batch: Batch, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame class probabilities [B, F, C] at `positions`, and the frame logits' CE terms' input."""
+        logits = [self.fine_classifier(batch.read_frames("fine", positions))]
+        if self.combine:
+            logits.append(self.coarse_classifier(batch.read_frames("coarse", positions)))
+        probs = torch.stack([l.softmax(-1) for l in logits]).mean(0)
+        return probs, logits
+
+    def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
+        positions = uniform_positions(batch.lengths, self.frames)
+        probs, frame_logits = self.frame_probs(batch, positions)
+        video_logits = probs.mean(1).clamp(min=1e-12).log()      # softmax of this is the mean score
+        extra = {}
+        if self.training:
+            target = soft_targets(batch.targets)[:, None, :].expand(-1, self.frames, -1)
+            extra["frame_ce"] = sum(F.cross_entropy(l.flatten(0, 1), target.flatten(0, 1)) for l in frame_logits)
+        per_frame = self.costs["fine_classifier"] + (self.costs["coarse_classifier"] if self.combine else 0.0)
+        head = torch.full((len(batch),), self.frames * per_frame, device=video_logits.device)
+        return HeadOutput(video_logits, head, extra)
+
+    def cost_probes(self):
+        probes = {"fine_classifier": (self.fine_classifier, (torch.zeros(1, self.dims.fine_dim),))}
+        if self.combine:
+            probes["coarse_classifier"] = (self.coarse_classifier, (torch.zeros(1, self.dims.coarse_dim),))
+        return probes
+
+
+register(Method("uniform", lambda dims, s: UniformHead(dims, s, combine=False), EvenFrames,
+                {"fine": Role("fine")}, budgeted=False,
+                summary="a linear classifier per frame on evenly spaced frames; the mean softmax"))
+register(Method("uniform_cf", lambda dims, s: UniformHead(dims, s, combine=True), EvenFrames,
+                {"coarse": Role("coarse"), "fine": Role("fine")}, budgeted=False,
+                summary="UNIFORM+CF: coarse and fine classifiers per frame, scores averaged"))

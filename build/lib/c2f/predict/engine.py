@@ -1,0 +1,213 @@
+"""`c2f predict`'s engine: a trained head on raw videos, the expensive network run only where the
+head decides.
+
+`Predictor.from_run(RUN)` rebuilds, from RUN/config.json and the cache attributes recorded there,
+the phase-one pipeline the head was trained on: the same feature sets, sampling, seek mode,
+preprocessing (one decoded square, each set's crop: pipeline.decode, FeatureSet.prepare, the
+functions `c2f extract` uses), precision and weights (their sha256 checked against the cache's).
+`predict(paths)` decodes the videos and hands the head a batch whose features are *computed when
+the head reads them* (`ComputedFeatures`): LiteEval's coarse CNN runs on every frame it steps
+through and its fine CNN only on the frames whose gate fired, across the videos of the batch;
+AdaFocus's glance CNN runs on its sampled frames and the local CNN only on the one chosen patch of
+each kept frame; the baselines compute what they read. The head's code is the same as in
+evaluation on the cache (c2f.evaluate.run_head), so its decisions are the cache's up to the
+float16 rounding of features computed in other batches.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline import backbones as bb
+from pipeline.cache import attr
+from pipeline.core.errors import PredictError
+from pipeline.core.files import error_line
+from pipeline.decode import decode_samples
+from pipeline.runner import FeatureRunner
+
+from ..data import VideoSet
+from ..evaluate import EvalResult, run_head
+from ..rundir import RunDir
+from .prediction import Prediction, predictions_of
+from .rebuild import rebuild, require_attributes, sampling_of
+
+
+@dataclass
+class SetInfo:
+    """What Batch and the FLOP accounting need of a feature set (c2f.data.FeatureSetInfo; the cache's
+    FeatureIndex is the other kind)."""
+    name: str
+    attrs: dict
+    kind: str
+    gflops_per_frame: float
+
+
+@dataclass
+class Timer:
+    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "cheap_cnn": 0.0,
+                                                               "expensive_cnn": 0.0, "head": 0.0})
+
+
+class ComputedFeatures:
+    """A feature set of a batch of decoded videos, computed on demand (a c2f.data.FeatureSource, indexed
+    like the cache's packed features: [rows] or, for a patch grid, [rows, candidates]). Each frame (each
+    patch) is computed at most once, in one call per read, and counted in `computed` (per row)."""
+
+    def __init__(self, fs: bb.FeatureSet, runner: FeatureRunner, squares: torch.Tensor, timer: Timer, stage: str):
+        self.fs, self.runner, self.squares, self.timer, self.stage = fs, runner, squares, timer, stage
+        self.shape = (len(squares), *fs.feature_shape)
+        self.dtype = torch.float16
+        self.cache: dict[tuple[int, int], torch.Tensor] = {}
+        self.computed = np.zeros(len(squares), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @torch.no_grad()
+    def __getitem__(self, key) -> torch.Tensor:
+        rows, candidates = key if isinstance(key, tuple) else (key, None)
+        if candidates is None and self.fs.output == "grid":
+            raise ValueError("a whole patch grid is never computed in prediction: read one candidate per frame")
+        rows = [int(r) for r in torch.as_tensor(rows).reshape(-1)]
+        picks = [-1] * len(rows) if candidates is None else [int(c) for c in torch.as_tensor(candidates).reshape(-1)]
+        keys = list(zip(rows, picks))
+        missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        if missing:
+            started = time.perf_counter()
+            frames = torch.tensor([r for r, _ in missing])
+            x = self.fs.prepare(self.squares[frames], self.runner.preprocess)
+            if self.fs.output == "grid":
+                x = self.fs.cut_patches(x, torch.tensor([c for _, c in missing]))
+            features = self.runner.run(self.fs, x, padded=False).to(torch.float16).cpu()
+            for k, feature in zip(missing, features):
+                self.cache[k] = feature
+            np.add.at(self.computed, frames.numpy(), 1)
+            self.timer.seconds[self.stage] += time.perf_counter() - started
+        return torch.stack([self.cache[k] for k in keys]) if keys else torch.zeros(0, *self.shape[1:])
+
+
+@dataclass
+class Decoded:
+    """One video's sampled frames, or why it could not be decoded."""
+    video_id: str
+    path: str
+    timestamps: np.ndarray | None = None
+    squares: torch.Tensor | None = None       # [T, Q, Q, 3] uint8
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class BatchResult:
+    videos: list[Decoded]
+    result: EvalResult
+    executed_gflops: np.ndarray            # [V]: what ran, counted per frame / patch, plus the head's steps
+    seconds: np.ndarray                    # [V]: its decode plus its share of the batch's compute
+
+
+class Predictor:
+    """A trained head with the phase-one pipeline it was trained on."""
+
+    def __init__(self, run: Path, head, cfg, classes: list[str], sets: dict[str, bb.FeatureSet],
+                 attrs: dict[str, dict], runner: FeatureRunner, budget: int | None, notes: list[str]):
+        self.run, self.head, self.cfg, self.classes = run, head, cfg, classes
+        self.sets, self.attrs, self.runner, self.budget, self.notes = sets, attrs, runner, budget, notes
+        first = next(iter(attrs.values()))
+        self.sampling, self.seek = sampling_of(first), attr(first, "seek")
+        self.video_timeout: float | None = None        # seconds one video may take to decode
+        self.weights: dict[str, str] = {}              # set -> the weights used (imagenet, random or a sha256)
+
+    @classmethod
+    def from_run(cls, run: str | Path, weights: list[str] = (), device: str = "auto", allow_other_weights: bool = False,
+                 budget: int | None = None, batch_size: int = 32) -> "Predictor":
+        """The run's head with its phase-one pipeline rebuilt (c2f.predict.rebuild); `weights` as for
+        `c2f extract` (needed only where the cache's checkpoint is not where extraction read it)."""
+        folder = RunDir(run)
+        folder.require_finished()
+        try:
+            require_attributes(folder.config())
+        except PredictError as err:
+            raise PredictError(f"{folder.path}/{err}", err.hint) from None
+        cfg, head, classes = folder.load()
+        if budget is not None and not cfg.record.budgeted:
+            raise PredictError(f"{cfg.method} has no online budget; --budget applies to the budgeted methods")
+        try:
+            sets, attrs, runner, used, notes = rebuild(folder.config(), weights, device, allow_other_weights, batch_size)
+        except PredictError as err:
+            raise PredictError(f"{folder.path}: {err}", err.hint) from None
+        predictor = cls(folder.path, head.to(runner.device), cfg, classes, sets, attrs, runner, budget, notes)
+        predictor.weights = used
+        return predictor
+
+    # ------------------------------------------------------------------ running
+
+    def decode(self, video_id: str, path: str | Path) -> Decoded:
+        """The video's sampled squares, as phase one decoded them for the cache."""
+        started = time.perf_counter()
+        try:
+            samples = list(decode_samples(path, self.sampling, self.runner.canvas, seek=self.seek,
+                                          timeout=self.video_timeout))
+        except Exception as err:  # noqa: BLE001 - one bad file must never stop the run
+            return Decoded(video_id, str(path), error=error_line(err), seconds=time.perf_counter() - started)
+        if not samples:
+            return Decoded(video_id, str(path), error="no frames sampled", seconds=time.perf_counter() - started)
+        squares = torch.from_numpy(np.stack([s.image for s in samples]))
+        stamps = np.array([s.timestamp for s in samples], dtype=np.float32)
+        return Decoded(video_id, str(path), stamps, squares, time.perf_counter() - started)
+
+    def predict(self, path: str | Path, video_id: str | None = None) -> Prediction:
+        """One video (in a notebook): PredictError when it cannot be decoded."""
+        decoded = self.decode(video_id or Path(path).stem, path)
+        if decoded.error:
+            raise PredictError(f"{path}: {decoded.error}")
+        return self.predictions(self.run_batch([decoded], Timer()))[0]
+
+    def predict_many(self, paths: list[str | Path], batch_size: int = 16) -> list[Prediction | PredictError]:
+        """Many videos, the CNNs run across each batch of them; in the order given, a PredictError in
+        place of a video that cannot be decoded."""
+        out: list[Prediction | PredictError] = []
+        for start in range(0, len(paths), batch_size):
+            decoded = [self.decode(Path(p).stem, p) for p in paths[start:start + batch_size]]
+            good = [d for d in decoded if d.error is None]
+            done = iter(self.predictions(self.run_batch(good, Timer())) if good else [])
+            out += [next(done) if d.error is None else PredictError(f"{d.path}: {d.error}") for d in decoded]
+        return out
+
+    def predictions(self, batch: "BatchResult") -> list[Prediction]:
+        return predictions_of(batch, self.classes)
+
+    def run_batch(self, videos: list[Decoded], timer: Timer) -> BatchResult:
+        """The head over decoded videos, their features computed where it reads them."""
+        offsets = np.zeros(len(videos) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(v.timestamps) for v in videos])
+        squares = torch.cat([v.squares for v in videos])
+        features, infos = {}, {}
+        for role, fs in self.sets.items():
+            stage = "expensive_cnn" if role == "fine" else "cheap_cnn"
+            features[role] = ComputedFeatures(fs, self.runner, squares, timer, stage)
+            infos[role] = SetInfo(fs.name, self.attrs[role], fs.output, float(self.attrs[role]["gflops_per_frame"]))
+        video_set = VideoSet([v.video_id for v in videos], torch.zeros(len(videos), len(self.classes)),
+                             torch.from_numpy(offsets), np.concatenate([v.timestamps for v in videos]), features,
+                             infos, self.classes)
+        cnn_before = timer.seconds["cheap_cnn"] + timer.seconds["expensive_cnn"]
+        started = time.perf_counter()
+        result = run_head(self.head, video_set, batch_size=len(videos), device=str(self.runner.device),
+                          fine_budget=self.budget)
+        compute = time.perf_counter() - started
+        cnn = timer.seconds["cheap_cnn"] + timer.seconds["expensive_cnn"] - cnn_before
+        timer.seconds["head"] += compute - cnn
+        timer.seconds["decode"] += sum(v.seconds for v in videos)
+        ran = sum(np.add.reduceat(f.computed, offsets[:-1]) * infos[r].gflops_per_frame for r, f in features.items())
+        executed = ran + (result.gflops - self._read_gflops(result, infos))     # + the head's own steps
+        share = executed / executed.sum() if executed.sum() > 0 else np.full(len(videos), 1 / len(videos))
+        seconds = np.array([v.seconds for v in videos]) + compute * share
+        return BatchResult(videos, result, executed, seconds)
+
+    @staticmethod
+    def _read_gflops(result: EvalResult, infos: dict[str, SetInfo]) -> np.ndarray:
+        """The feature part of the evaluation's GFLOPs (reads x cost), to leave the head's own steps."""
+        return sum(result.per_video(role) * info.gflops_per_frame for role, info in infos.items())

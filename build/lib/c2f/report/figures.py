@@ -1,0 +1,100 @@
+"""The report's figures (PNG, matplotlib): accuracy against GFLOPs for every run (LiteEval Fig. 2,
+AdaFocus Fig. 6), online accuracy per budget, fine-feature use per class (LiteEval Fig. 4), and each
+run's training curves (from its log.csv)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .runs import Run, select
+
+
+def _score(metrics: dict) -> tuple[float, str]:
+    if metrics.get("mAP") is not None and np.isfinite(metrics["mAP"]):
+        return metrics["mAP"], "mAP"
+    return metrics["top1"], "top-1"
+
+
+def make_figures(runs: list[Run], out: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if runs:                                     # LiteEval Fig. 2 / AdaFocus Fig. 6 (offline)
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for method in sorted({r.settings["method"] for r in runs}):
+            points = [(r.metrics["gflops_mean"], _score(r.metrics)[0]) for r in runs if r.settings["method"] == method]
+            ax.scatter(*zip(*points), label=method)
+        ax.set_xscale("log")
+        ax.set(xlabel="GFLOPs per video", ylabel=_score(runs[0].metrics)[1], title="accuracy vs computation")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "accuracy_vs_gflops.png", dpi=120)
+        plt.close(fig)
+        written.append("accuracy_vs_gflops.png")
+    online = [(r, pd.read_csv(r.path / "online.csv")) for r in runs if (r.path / "online.csv").exists()]
+    if online:                                   # online recognition with a budget (LiteEval Fig. 2)
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for run, table in online:
+            for method, rows in table.groupby("method", sort=False):
+                ax.plot(rows.gflops_mean, rows.top1, marker="o", label=f"{run.path.name}: {method}")
+        ax.set(xlabel="GFLOPs per video", ylabel="top-1", title="online recognition with a budget of K")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "online.png", dpi=120)
+        plt.close(fig)
+        written.append("online.png")
+    main = select(runs, {"method": "liteeval"})
+    if main is not None:                         # LiteEval Fig. 4: fine-feature use per class
+        predictions = pd.read_csv(main.path / "predictions.csv")
+        predictions["class"] = predictions.label.astype(str).str.split("|").str[0]
+        classes = predictions["class"].value_counts().index[:12]
+        groups = [predictions.fine_count[predictions["class"] == c].to_numpy() for c in classes]
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.boxplot(groups, tick_labels=list(classes))
+        ax.scatter(range(1, len(groups) + 1), [g.mean() for g in groups], color="gold", zorder=3, label="mean")
+        ax.set(ylabel="fine features read per video", title=f"fine-feature use per class ({main.path.name})")
+        ax.tick_params(axis="x", rotation=45)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "fine_usage_per_class.png", dpi=120)
+        plt.close(fig)
+        written.append("fine_usage_per_class.png")
+    return written
+
+
+
+
+def training_curves(runs: list[Run], out: Path, runs_dir: Path) -> list[str]:
+    """curves/RUN.png per run with a log.csv: the training loss and the held-out score per epoch, each
+    stage (and each rate tried) a line of its own."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for run in runs:
+        if not (run.path / "log.csv").exists():
+            continue
+        log = pd.read_csv(run.path / "log.csv")
+        name = str(run.path.relative_to(runs_dir)).replace("/", "__")
+        fig, (loss_ax, held_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
+        for stage, rows in log.groupby("stage", sort=False):
+            loss_ax.plot(rows.epoch, rows.train_loss, marker=".", label=str(stage))
+            if rows.held_out_errors.notna().any():
+                held_ax.plot(rows.epoch, rows.held_out_errors, marker=".", label=f"{stage}: errors")
+                held_ax.plot(rows.epoch, rows.held_out_loss, linestyle="--", label=f"{stage}: loss")
+        loss_ax.set(xlabel="epoch", ylabel="training loss", title=f"{name} ({run.method})")
+        held_ax.set(xlabel="epoch", ylabel="held-out", title="held-out part of the training split")
+        for ax in (loss_ax, held_ax):
+            if ax.lines:
+                ax.legend(fontsize=6)
+        fig.tight_layout()
+        (out / "curves").mkdir(exist_ok=True)
+        fig.savefig(out / "curves" / f"{name}.png", dpi=100)
+        plt.close(fig)
+        written.append(f"curves/{name}.png")
+    return written

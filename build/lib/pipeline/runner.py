@@ -1,0 +1,87 @@
+"""The frozen backbones of a run's feature sets, fed from one decoded square per frame.
+
+Precision and memory format are settings, not device checks: bf16 autocast and channels_last
+run on the CPU as well as on CUDA (the defaults on a GPU), so the GPU path is code that the
+tests execute; only the device the tensors live on differs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import backbones as bb
+from .core.errors import SettingsError
+
+__all__ = ["PRECISIONS", "FeatureRunner", "snippet_of"]
+PRECISIONS = ("fp32", "bf16")
+
+
+def snippet_of(specs: list[bb.FeatureSet]) -> tuple[int, int]:
+    """(frames, stride) of the one snippet a run's snippet sets read around each sample ((0, 0): none)."""
+    snippets = {(fs.backbone.clip_frames, fs.backbone.clip_stride) for fs in specs if fs.output == "clip"}
+    if len(snippets) > 1:
+        raise SettingsError(f"the snippet sets of one run must read one snippet (here: "
+                            f"{', '.join(f'{n} frames {s} apart' for n, s in sorted(snippets))})",
+                            "extract them in separate runs")
+    return snippets.pop() if snippets else (0, 0)
+
+
+class FeatureRunner:
+    """The frozen modules of all feature sets; `__call__` computes every set's features of a
+    batch of decoded squares, `run` one set's on prepared inputs."""
+
+    def __init__(self, specs: list[bb.FeatureSet], weights: dict[str, str], device: torch.device, batch_size: int,
+                 precision: str = "fp32", channels_last: bool = False, preprocess: str = "eval"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        self.specs, self.device, self.batch_size = specs, device, batch_size
+        self.precision, self.channels_last, self.preprocess = precision, channels_last, preprocess
+        self.canvas = bb.canvas_for(specs, preprocess)
+        self.clip_frames, self.clip_stride = snippet_of(specs)
+        self.modules, self.gflops = {}, {}
+        for fs in specs:
+            module = bb.build(fs, weights[fs.name])
+            self.gflops[fs.name] = module.gflops_per_frame   # counted on the CPU, batch 1
+            module = module.to(device)
+            if channels_last and fs.output != "clip":
+                module = module.to(memory_format=torch.channels_last)
+            self.modules[fs.name] = module
+
+    def _forward(self, module, part: torch.Tensor) -> torch.Tensor:
+        # One memory format for every call: convolution kernels (and so the last bits of the
+        # results) differ between formats, and a padded tail would otherwise differ.
+        four_d = self.channels_last and part.dim() == 4
+        part = part.contiguous(memory_format=torch.channels_last if four_d else torch.contiguous_format)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return module(part).float()
+
+    def run(self, fs: bb.FeatureSet, x: torch.Tensor, padded: bool = True) -> torch.Tensor:
+        """The set's module on prepared inputs x [n, ...]. padded: in calls of exactly the batch size
+        (zero-padded tail), so that a frame's feature does not depend on its neighbours (resumes are
+        bit-identical); otherwise in calls of at most the batch size, nothing more computed."""
+        batch = max(1, self.batch_size // 8) if fs.output == "clip" else self.batch_size
+        outputs = []
+        for start in range(0, len(x), batch):
+            part = x[start:start + batch].to(self.device, non_blocking=True)
+            rows = len(part)
+            if padded and rows < batch:
+                part = torch.cat([part, part.new_zeros((batch - rows,) + part.shape[1:])])
+            outputs.append(self._forward(self.modules[fs.name], part)[:rows])
+        return torch.cat(outputs) if outputs else torch.zeros(0, *fs.feature_shape[-1:], device=self.device)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, clips: torch.Tensor | None) -> dict[str, np.ndarray]:
+        """images [n, S, S, 3] uint8 -> {set: features [n, ...] float16}."""
+        images = images.to(self.device, non_blocking=True)
+        out = {}
+        for fs in self.specs:
+            if fs.output == "clip":
+                feats = self.run(fs, fs.prepare_clips(clips.to(self.device, non_blocking=True), self.preprocess))
+            elif fs.output == "grid":
+                # one gather cuts every candidate: [n * G * G, 3, P, P], row-major
+                x = fs.cut_patches(fs.prepare(images, self.preprocess))
+                feats = self.run(fs, x).view(len(images), fs.grid ** 2, -1)
+            else:
+                feats = self.run(fs, fs.prepare(images, self.preprocess))
+            out[fs.name] = feats.to(torch.float16).cpu().numpy()
+        return out
