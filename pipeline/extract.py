@@ -27,7 +27,9 @@ from torch.utils.data import DataLoader
 
 from . import backbones as bb
 from .cache import FeatureIndex, shard_attrs
+from .batching import CPU_BATCH, measured_gpu_batch, recorded
 from .core.devices import DEVICE_HELP, default_workers, resolve_device
+from .core.memory import keep_freed_memory
 from .core.errors import SettingsError
 from .core.converters import from_paths, from_paths_file, from_video_folder
 from .core.manifest import Manifest, VideoEntry, manifest_of_rows, read_manifest, write_manifest
@@ -53,7 +55,9 @@ class ExtractConfig:
     fps: float | None = option(None, "Frames per second to sample (default 1).", above=0, kind=float)
     num_frames: int | None = option(None, "Sample N evenly spaced frames instead.", minimum=1, kind=int)
     weights: list[str] = option(["imagenet"], "imagenet | random | PATH, for all sets, or SET=VALUE for one set.")
-    batch_size: int = option(32, "Frames per backbone call (the last is padded).", minimum=1)
+    batch_size: int | None = option(None, "Frames per backbone call (the last is padded). Default: 8 on the CPU, on "
+                                          "a GPU the largest up to 256 that fits a quarter of its free memory; a "
+                                          "resumed cache keeps its own.", minimum=1, kind=int)
     workers: int | None = option(None, "Decoding processes (default: GPU every core but one; CPU an eighth, 0 on "
                                        "2 cores: decode in the main process, since the backbones need every core).",
                                  minimum=0, kind=int)
@@ -134,7 +138,8 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     try:
         with ExitStack() as stack:
             lock_for_the_whole_run(stack, out, ranks)
-            runner = FeatureRunner(specs, weights, device, cfg.batch_size, *cfg.numerics(device), cfg.preprocess)
+            runner = _runner(cfg, specs, weights, device, out)
+            summary.batch_size = runner.batch_size
             indices = {fs.name: FeatureIndex.open(out / fs.name, _attrs(fs, weights[fs.name], cfg, runner),
                                                   remove_stale=ranks.rank == 0) for fs in specs}
             pending = _pending(manifest.entries, indices, cfg.retry_failed, summary)
@@ -157,6 +162,18 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     return summary
 
 
+def _runner(cfg: ExtractConfig, specs: list[bb.FeatureSet], weights: dict, device, out: Path) -> FeatureRunner:
+    """The backbones, at the batch size given, else the one the cache was extracted with, else the device's
+    (pipeline.batching); on the CPU, the allocator keeps what each batch frees (pipeline.core.memory)."""
+    if device.type == "cpu":
+        keep_freed_memory()
+    batch = cfg.batch_size or recorded(out, [fs.name for fs in specs])
+    runner = FeatureRunner(specs, weights, device, batch or CPU_BATCH, *cfg.numerics(device), cfg.preprocess)
+    if batch is None and device.type == "cuda":
+        runner.batch_size = measured_gpu_batch(runner)
+    return runner
+
+
 def _row(entry: VideoEntry) -> dict:
     return {"video_id": entry.video_id, "path": str(entry.path), "labels": list(entry.labels), "split": entry.split}
 
@@ -168,7 +185,7 @@ def _attrs(fs: bb.FeatureSet, weights: str, cfg: ExtractConfig, runner: FeatureR
     return shard_attrs(fs.name, fs.backbone.name, fs.input_size, fs.output, bb.weights_tag(weights),
                        runner.gflops[fs.name], fs.feature_dim, cfg.sampling.attrs(), fs.grid, fs.patch_size,
                        preprocess=cfg.preprocess, canvas=runner.canvas, seek=cfg.seek, precision=runner.precision,
-                       channels_last=int(runner.channels_last), **where)
+                       channels_last=int(runner.channels_last), batch_size=runner.batch_size, **where)
 
 
 def _pending(entries: list[VideoEntry], indices: dict[str, FeatureIndex], retry_failed: bool,
@@ -191,7 +208,7 @@ def _pending(entries: list[VideoEntry], indices: dict[str, FeatureIndex], retry_
 
 def _decoded(entries: list[VideoEntry], cfg: ExtractConfig, runner: FeatureRunner) -> DataLoader:
     """Chunks of decoded samples, from worker processes when cfg.workers > 0 (overlapping compute)."""
-    dataset = DecodedVideos(entries, cfg.sampling, runner.canvas, runner.clip_frames, cfg.batch_size, cfg.seek,
+    dataset = DecodedVideos(entries, cfg.sampling, runner.canvas, runner.clip_frames, runner.batch_size, cfg.seek,
                             cfg.video_timeout, runner.clip_stride)
     return DataLoader(dataset, batch_size=None, num_workers=cfg.workers, pin_memory=runner.device.type == "cuda",
                       prefetch_factor=4 if cfg.workers else None)

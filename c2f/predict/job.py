@@ -22,6 +22,7 @@ from pipeline.decode import VIDEO_TIMEOUT
 
 from pipeline.core.errors import PredictError
 from pipeline.core.files import sha256_of
+from pipeline.core.memory import keep_freed_memory
 
 from .. import __version__
 from ..evaluate import decision_columns, decision_rows
@@ -158,6 +159,8 @@ def predict_videos(cfg: PredictConfig) -> dict | None:
     out = Path(cfg.out)
     entries = cfg.entries()
     ranks, device = Ranks.start(resolve_device(cfg.device))
+    if device.type == "cpu":
+        keep_freed_memory()          # the CNNs' activations, freed after every batch, stay in the heap
     try:
         with ExitStack() as stack:
             lock_for_the_whole_run(stack, out, ranks, what="prediction")

@@ -25,8 +25,9 @@ KINDS = ("pooled", "map", "grid", "clip")
 LEGACY_ATTRS = {"preprocess": "full", "seek": "exact"}
 UNRECORDED_BEFORE = ("canvas", "precision", "channels_last")       # unknown for an older cache: not compared
 # where the set's features came from, not what they are: never compared (a checkpoint moved elsewhere
-# and given again by its new path is the same weights: its sha256 is the `weights` attribute)
-PROVENANCE = ("weights_file",)
+# and given again by its new path is the same weights: its sha256 is the `weights` attribute; the
+# batch size changes the last bits of a feature, not what it is)
+PROVENANCE = ("weights_file", "batch_size")
 
 
 def attr(attrs: dict, key: str):
