@@ -107,7 +107,7 @@ def compute_metrics(result: EvalResult, method: str, split: str, classes: list[s
 
 
 def decision_columns(patches: bool) -> list[str]:
-    """decisions.csv's header (DESIGN.md): `patch` for the heads that read one patch per frame."""
+    """decisions.csv's header (docs/contracts/runs.md): `patch` for the heads that read one patch per frame."""
     return ["video_id", "t", "fine"] + (["patch"] if patches else [])
 
 

@@ -3,6 +3,7 @@ was, and the installed `c2f` answers --version and extracts a video."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -29,9 +30,15 @@ def test_pip_install_keeps_the_environments_torch(tmp_path):
     existing = Path(torch.__file__).parents[1]
     (site / "existing_packages.pth").write_text(str(existing) + "\n")
     torch_before = run(python, "-c", "import torch; print(torch.__version__, torch.__file__)").stdout
-    # as a user would: pip may fetch what the build needs (setuptools), and must find every requirement
-    # already satisfied, a torch above all
-    run(python, "-m", "pip", "install", "--quiet", REPO)
+    # as a user would, from a copy of the sources (pip builds in the tree it is given): pip may fetch
+    # what the build needs (setuptools), and must find every requirement satisfied, a torch above all
+    source = tmp_path / "c2f-source"
+    source.mkdir()
+    for name in ("cli.py", "setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    for package in ("c2f", "pipeline"):
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    run(python, "-m", "pip", "install", "--quiet", source)
     assert run(python, "-c", "import torch; print(torch.__version__, torch.__file__)").stdout == torch_before
     assert not list(site.glob("torch-*.dist-info")), "pip installed a torch of its own"
     assert run(env / "bin" / "c2f", "--version").stdout.strip() == f"c2f, version {c2f.__version__}"

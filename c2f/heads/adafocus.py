@@ -6,7 +6,7 @@ feature is read from the grid. A GRU classifier reads [pooled glance, patch feat
 ([patch feature] with --no-reuse). AdaFocus+ adds a second policy that decides whether to
 read a patch at all; a skipped frame feeds zeros and costs no patch.
 
-Training (NOTES.md), with the CNNs frozen as the cache implies: stage I trains the
+Training (the paper's appendix), with the CNNs frozen as the cache implies: stage I trains the
 classifier on random patches; stage II trains the policies with PPO (ppo.py) with the
 classifier frozen; stage III fine-tunes the
 classifier with the learned policy. Fixed policies (random, central, gaussian) skip the

@@ -4,7 +4,7 @@ The run's head stops each video once it has read the fine feature K times and pr
 there (K' = frames seen so far); the methods with a budget say so in their record
 (c2f.methods: fine reads for LiteEval, glimpses for FrameGlimpse, frames read for FastForward,
 the first K sampled frames for AdaFocus, its Fig. 6 online setting). The baselines use the per-frame classifier of a `uniform`
-run on the same fine features (NOTES.md): UNIFORM-K averages K frames spread evenly over
+run on the same fine features (as LiteEval's paper): UNIFORM-K averages K frames spread evenly over
 the first K' frames of each video, SEQ-K the first K frames.
 """
 from __future__ import annotations

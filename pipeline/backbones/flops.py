@@ -58,7 +58,7 @@ def _store(key: str, value: float) -> None:
 
 def full_model_gmacs(full: nn.Module, fs) -> float:
     """The cost of one frame (patch, snippet) is the published network's, classifier included: the
-    papers' and DESIGN.md's convention (its 1000-way head is ~0.002 GMACs of MobileNetV2's 0.08)."""
+    papers' convention (docs/contracts/flops.md) (its 1000-way head is ~0.002 GMACs of MobileNetV2's 0.08)."""
     example = fs.example_input()
     return count_gmacs(full, fs.backbone.full_input(example) if fs.backbone.full_input else example)
 

@@ -36,7 +36,7 @@ def attr(attrs: dict, key: str):
 
 
 class IndexDamaged(CacheError):
-    """An index.json that cannot be read as DESIGN.md lays it out; the shards can rebuild it."""
+    """An index.json that cannot be read as the cache contract lays it out; the shards can rebuild it."""
 
 
 SHARD_NAME = re.compile(r"shard-(\d{4})-(\d{5})\.h5")
@@ -45,7 +45,7 @@ REPAIR = "rerun the c2f extract command that made the cache: it re-extracts brok
 
 def shard_attrs(feature_set: str, backbone: str, input_size: int, output: str, weights: str, gflops: float,
                 feature_dim: int, sampling: dict, grid: int = 0, patch_size: int = 0, **extra) -> dict:
-    """The attributes every shard of a set carries (and index.json repeats): DESIGN.md's list,
+    """The attributes every shard of a set carries (and index.json repeats): the contract's list (docs/contracts/cache.md),
     `output` (the kind: pooled, map, grid or clip) and any further provenance in `extra`."""
     if output not in KINDS:
         raise ValueError(f"output must be one of {KINDS}, not {output!r}")
@@ -143,7 +143,7 @@ def shard_problem(folder: Path, listed: dict, attrs: dict) -> str | None:
 
 
 def read_index_json(path: Path) -> dict:
-    """index.json's content, checked against DESIGN.md's layout; the errors name the file."""
+    """index.json's content, checked against the contract's layout; the errors name the file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -158,7 +158,7 @@ def read_index_json(path: Path) -> dict:
             or not isinstance(data.get("failed", {}), dict) \
             or not all(isinstance(s, dict) and {"file", "rank", "number", "videos", "num_frames"} <= set(s)
                        and SHARD_NAME.fullmatch(str(s["file"])) for s in shards):
-        raise IndexDamaged(f"{path} does not follow DESIGN.md's index.json layout (schema_version 1, attrs, shards "
+        raise IndexDamaged(f"{path} does not follow the index.json layout (schema_version 1, attrs, shards "
                            "with file, rank, number, videos, num_frames)")
     return data
 

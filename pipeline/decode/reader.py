@@ -10,7 +10,7 @@ from the stream's first frame.
 Each picked frame is converted to RGB, resized as torchvision's evaluation transforms resize
 (short side to `canvas` px, antialiased bilinear, torchvision's own kernel), centre-cropped to
 canvas x canvas, and rotated as its display matrix says. Every feature set takes its own central
-crop of this same square (backbones.registry: DESIGN.md's "Preprocessing"), resized to its input;
+crop of this same square (backbones.featureset: docs/contracts/cache.md, "Preprocessing"), resized to its input;
 patches are cut from that.
 
 The decoder streams: it yields samples as it goes and holds at most one snippet window.
