@@ -32,6 +32,16 @@ class EvalResult:
     def fine_count(self) -> np.ndarray:
         return self.per_video("fine")
 
+    def subset(self, keep: list[int]) -> "EvalResult":
+        """The result of the videos `keep` (indices, in order) alone."""
+        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in keep]) if keep else \
+            np.zeros(0, dtype=np.int64)
+        lengths = np.diff(self.offsets)[keep]
+        return EvalResult([self.video_ids[i] for i in keep], self.targets[keep], self.scores[keep],
+                          np.concatenate([[0], np.cumsum(lengths)]).astype(self.offsets.dtype),
+                          {role: read[rows] for role, read in self.reads.items()}, self.gflops[keep],
+                          None if self.patches is None else self.patches[rows])
+
     def frames_seen(self) -> np.ndarray:
         """1 + the last frame any feature was read at (where an online run stopped)."""
         seen = np.logical_or.reduce([r > 0 for r in self.reads.values()])

@@ -36,7 +36,13 @@ class GlancePolicy(nn.Module):
         states = torch.stack(states, 1)
         return self.actor(states), self.critic(states).squeeze(-1)
 
-    def step_probe(self, maps: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """One frame's inference cost (no critic: it is not run at test time)."""
+    def step(self, maps: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame at inference: maps [k, C, H, W], states [k, S] -> action logits [k, actions], the
+        next states (no critic: it is not run at test time)."""
         x = F.relu(self.embed(F.relu(self.reduce(maps)).flatten(1)))
-        return self.actor(self.cell(x, state))
+        state = self.cell(x, state)
+        return self.actor(state), state
+
+    def step_probe(self, maps: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """One frame's inference cost."""
+        return self.step(maps, state)[0]

@@ -26,12 +26,14 @@ from pipeline import backbones as bb
 from pipeline.cache import attr
 from pipeline.core.errors import PredictError
 from pipeline.core.files import error_line
-from pipeline.decode import decode_samples
+from pipeline.decode import SamplePlan, decode_samples, plan_samples
 from pipeline.runner import FeatureRunner
 
 from ..data import VideoSet
 from ..evaluate import EvalResult, run_head
 from ..rundir import RunDir
+from .lazy import LazySquares
+from .operating import apply_point, apply_thresholds, parse_thresholds, point_within
 from .prediction import Prediction, predictions_of
 from .rebuild import rebuild, require_attributes, sampling_of
 
@@ -96,9 +98,11 @@ class Decoded:
     video_id: str
     path: str
     timestamps: np.ndarray | None = None
-    squares: torch.Tensor | None = None       # [T, Q, Q, 3] uint8
+    squares: torch.Tensor | None = None       # [T, Q, Q, 3] uint8 (lazily decoded: the frames decoded)
     seconds: float = 0.0
     error: str | None = None
+    plan: SamplePlan | None = None            # lazily decoded: planned, squares decoded as the head reads
+    frames_decoded: int | None = None
 
 
 @dataclass
@@ -107,6 +111,7 @@ class BatchResult:
     result: EvalResult
     executed_gflops: np.ndarray            # [V]: what ran, counted per frame / patch, plus the head's steps
     seconds: np.ndarray                    # [V]: its decode plus its share of the batch's compute
+    failed: list[Decoded] = field(default_factory=list)     # lazily decoded videos that failed part-way
 
 
 class Predictor:
@@ -120,12 +125,16 @@ class Predictor:
         self.sampling, self.seek = sampling_of(first), attr(first, "seek")
         self.video_timeout: float | None = None        # seconds one video may take to decode
         self.weights: dict[str, str] = {}              # set -> the weights used (imagenet, random or a sha256)
+        self.operating_point: dict = {}                # what from_run set the head at (--gflops-budget, --threshold)
 
     @classmethod
     def from_run(cls, run: str | Path, weights: list[str] = (), device: str = "auto", allow_other_weights: bool = False,
-                 budget: int | None = None, batch_size: int = 32) -> "Predictor":
+                 budget: int | None = None, batch_size: int = 32, gflops_budget: float | None = None,
+                 thresholds: list[str] = ()) -> "Predictor":
         """The run's head with its phase-one pipeline rebuilt (c2f.predict.rebuild); `weights` as for
-        `c2f extract` (needed only where the cache's checkpoint is not where extraction read it)."""
+        `c2f extract` (needed only where the cache's checkpoint is not where extraction read it). The
+        head runs as trained, or at the best point of its curve within `gflops_budget`, or with the
+        `thresholds` given (KNOB=VALUE; c2f.predict.operating)."""
         folder = RunDir(run)
         folder.require_finished()
         try:
@@ -133,6 +142,11 @@ class Predictor:
         except PredictError as err:
             raise PredictError(f"{folder.path}/{err}", err.hint) from None
         cfg, head, classes = folder.load()
+        point = point_within(folder, gflops_budget) if gflops_budget is not None else None
+        if point is not None:
+            budget = apply_point(head, point) or budget
+        chosen = parse_thresholds(list(thresholds), head)
+        apply_thresholds(head, chosen)
         if budget is not None and not cfg.record.budgeted:
             raise PredictError(f"{cfg.method} has no online budget; --budget applies to the budgeted methods")
         try:
@@ -141,13 +155,28 @@ class Predictor:
             raise PredictError(f"{folder.path}: {err}", err.hint) from None
         predictor = cls(folder.path, head.to(runner.device), cfg, classes, sets, attrs, runner, budget, notes)
         predictor.weights = used
+        predictor.operating_point = {"gflops_budget": gflops_budget, "point": point, "thresholds": chosen}
         return predictor
 
     # ------------------------------------------------------------------ running
 
+    @property
+    def lazy(self) -> bool:
+        """Whether videos may stop early (early exit, a budget): then they are decoded as the head reads."""
+        return self.budget is not None or (self.head.can_exit and bool(torch.isfinite(self.head.exit_threshold)))
+
     def decode(self, video_id: str, path: str | Path) -> Decoded:
-        """The video's sampled squares, as phase one decoded them for the cache."""
+        """The video's sampled squares, as phase one decoded them for the cache (lazily: its sample plan)."""
         started = time.perf_counter()
+        if self.lazy:
+            try:
+                plan = plan_samples(path, self.sampling, self.seek, self.video_timeout)
+            except Exception as err:  # noqa: BLE001 - one bad file must never stop the run
+                return Decoded(video_id, str(path), error=error_line(err), seconds=time.perf_counter() - started)
+            if not plan.count:
+                return Decoded(video_id, str(path), error="no frames sampled", seconds=time.perf_counter() - started)
+            return Decoded(video_id, str(path), np.array(plan.wanted, dtype=np.float32), None,
+                           time.perf_counter() - started, plan=plan)
         try:
             samples = list(decode_samples(path, self.sampling, self.runner.canvas, seek=self.seek,
                                           timeout=self.video_timeout))
@@ -164,7 +193,10 @@ class Predictor:
         decoded = self.decode(video_id or Path(path).stem, path)
         if decoded.error:
             raise PredictError(f"{path}: {decoded.error}")
-        return self.predictions(self.run_batch([decoded], Timer()))[0]
+        batch = self.run_batch([decoded], Timer())
+        if batch.failed:
+            raise PredictError(f"{path}: {batch.failed[0].error}")
+        return self.predictions(batch)[0]
 
     def predict_many(self, paths: list[str | Path], batch_size: int = 16) -> list[Prediction | PredictError]:
         """Many videos, the CNNs run across each batch of them; in the order given, a PredictError in
@@ -173,7 +205,7 @@ class Predictor:
         for start in range(0, len(paths), batch_size):
             decoded = [self.decode(Path(p).stem, p) for p in paths[start:start + batch_size]]
             good = [d for d in decoded if d.error is None]
-            done = iter(self.predictions(self.run_batch(good, Timer())) if good else [])
+            done = iter(self.predictions(self.run_batch(good, Timer())) if good else [])   # sets .error where it fails
             out += [next(done) if d.error is None else PredictError(f"{d.path}: {d.error}") for d in decoded]
         return out
 
@@ -184,7 +216,9 @@ class Predictor:
         """The head over decoded videos, their features computed where it reads them."""
         offsets = np.zeros(len(videos) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(v.timestamps) for v in videos])
-        squares = torch.cat([v.squares for v in videos])
+        lazy = videos[0].plan is not None
+        squares = LazySquares([v.plan for v in videos], self.runner.canvas, timer) if lazy else \
+            torch.cat([v.squares for v in videos])
         features, infos = {}, {}
         for role, fs in self.sets.items():
             stage = "expensive_cnn" if role == "fine" else "cheap_cnn"
@@ -198,14 +232,27 @@ class Predictor:
         result = run_head(self.head, video_set, batch_size=len(videos), device=str(self.runner.device),
                           fine_budget=self.budget)
         compute = time.perf_counter() - started
+        if lazy:
+            squares.close()
+            compute -= squares.seconds.sum()         # decoding, counted per video below
+            for i, video in enumerate(videos):
+                video.seconds += squares.seconds[i]
+                video.squares, video.frames_decoded = squares.squares_of(i), squares.decoded_count(i)
         cnn = timer.seconds["cheap_cnn"] + timer.seconds["expensive_cnn"] - cnn_before
         timer.seconds["head"] += compute - cnn
-        timer.seconds["decode"] += sum(v.seconds for v in videos)
+        timer.seconds["decode"] += sum(v.seconds for v in videos) - (squares.seconds.sum() if lazy else 0.0)
         ran = sum(np.add.reduceat(f.computed, offsets[:-1]) * infos[r].gflops_per_frame for r, f in features.items())
         executed = ran + (result.gflops - self._read_gflops(result, infos))     # + the head's own steps
         share = executed / executed.sum() if executed.sum() > 0 else np.full(len(videos), 1 / len(videos))
         seconds = np.array([v.seconds for v in videos]) + compute * share
-        return BatchResult(videos, result, executed, seconds)
+        failed = sorted(squares.errors) if lazy else []
+        if not failed:
+            return BatchResult(videos, result, executed, seconds)
+        for i in failed:
+            videos[i].error = squares.errors[i]
+        keep = [i for i in range(len(videos)) if i not in squares.errors]
+        return BatchResult([videos[i] for i in keep], result.subset(keep), executed[keep], seconds[keep],
+                           [videos[i] for i in failed])
 
     @staticmethod
     def _read_gflops(result: EvalResult, infos: dict[str, SetInfo]) -> np.ndarray:

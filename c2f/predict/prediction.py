@@ -21,6 +21,7 @@ class Prediction:
     gflops: float                   # executed: every frame and patch computed, plus the head's own steps
     seconds: float                  # its decoding plus its share of its batch's compute
     decisions: pd.DataFrame         # one row per sampled frame: t, timestamp (s), fine (0/1), patch (-1: none)
+    frames_decoded: int = -1        # sampled frames decoded (fewer than `frames` where the video stopped early)
 
     @property
     def frames(self) -> int:
@@ -36,10 +37,12 @@ class Prediction:
         top = self.top(5)
         return {"video_id": self.video_id, "path": self.path, "pred": self.label, "prob": f"{top[0][1]:.4f}",
                 "top5": "|".join(f"{name}:{p:.4f}" for name, p in top), "fine_count": self.fine_reads,
-                "gflops": f"{self.gflops:.4f}", "seconds": f"{self.seconds:.4f}", "frames": self.frames}
+                "gflops": f"{self.gflops:.4f}", "seconds": f"{self.seconds:.4f}", "frames": self.frames,
+                "frames_decoded": self.frames_decoded}
 
 
-PREDICTION_COLUMNS = ["video_id", "path", "pred", "prob", "top5", "fine_count", "gflops", "seconds", "frames"]
+PREDICTION_COLUMNS = ["video_id", "path", "pred", "prob", "top5", "fine_count", "gflops", "seconds", "frames",
+                      "frames_decoded"]
 
 
 def predictions_of(batch, classes: list[str]) -> list[Prediction]:
@@ -55,5 +58,6 @@ def predictions_of(batch, classes: list[str]) -> list[Prediction]:
                                   "patch": [r[3] for r in own] if result.patches is not None else -1})
         made.append(Prediction(video.video_id, video.path, classes[int(result.scores[i].argmax())],
                                result.scores[i].copy(), classes, int(fine[i]), float(batch.executed_gflops[i]),
-                               float(batch.seconds[i]), decisions))
+                               float(batch.seconds[i]), decisions,
+                               len(decisions) if video.frames_decoded is None else video.frames_decoded))
     return made

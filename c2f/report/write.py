@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.core.errors import RunError
 
-from .figures import make_figures, training_curves
+from .figures import make_figures, operating_points, training_curves
 from .missing import command_for
 from .pricing import flops_rows, paper_baselines
 from .runs import Run, differing, find_runs, select
@@ -95,6 +95,11 @@ def write_report(runs_dir: str | Path, out_dir: str | Path, count_paper_settings
     every = runs_table(runs, runs_dir)
     every.to_csv(out / "runs.csv", index=False)
     written, sections, missing, refused = _paper_tables(runs, runs_dir, out)
+    points = operating_points(runs, runs_dir)
+    if len(points):
+        points.round(4).to_csv(out / "operating_points.csv", index=False)
+        written.append("operating_points.csv")
+        sections.append(f"## Operating points (each run's curve.csv)\n\n{markdown(points.round(4))}\n")
     sections.insert(0, f"## Every run\n\n{markdown(every)}\n")
     written.insert(0, "runs.csv")
     (out / "missing.txt").write_text("\n".join(missing) + ("\n" if missing else ""), encoding="utf-8")

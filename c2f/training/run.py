@@ -20,6 +20,7 @@ from ..heads import Head, build_head
 from ..rundir import NOT_REPEATED, RunDir
 from .fit import fit
 from .inputs import head_dims, load_data
+from .operating import calibrate_exit, operating_curve
 
 
 def absolute(cfg: TrainConfig) -> TrainConfig:
@@ -63,6 +64,8 @@ def train_head(cfg: TrainConfig, command: str | None = None) -> dict:
     run.write_config(config_payload(cfg, settings, train.sets, classes, build_head(cfg, dims), command))
     run.write_skipped({cfg.train_split: train.skipped, cfg.eval_split: evaluation.skipped})
     head, training = fit(cfg, train, dims, resume)
+    if cfg.exit_budget is not None:
+        training["exit_threshold"] = calibrate_exit(head, train, cfg.exit_budget, cfg.device)
     run.save_head(head)
     eval_started = time.time()
     result = run_head(head, evaluation, batch_size=max(cfg.batch_size, EVAL_BATCH), device=cfg.device,
@@ -73,5 +76,7 @@ def train_head(cfg: TrainConfig, command: str | None = None) -> dict:
     metrics |= {"train_videos": len(train), "skipped_videos": len(evaluation.skipped),
                 "head_seconds_per_video": eval_seconds / len(evaluation), "seconds": round(time.time() - started, 1),
                 "training": training, **training.pop("head")}
+    if cfg.curve and (head.knobs() or cfg.record.budgeted):
+        run.write_table("curve.csv", operating_curve(head, train, evaluation, cfg.record.budgeted, cfg.device))
     run.write_results(result, metrics, classes)
     return metrics
