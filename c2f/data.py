@@ -178,10 +178,14 @@ class Batch:
         positions = torch.arange(self.max_length)
         self.mask = (positions[None, :] < self.lengths[:, None]).to(self.device)           # [B, T]
         self.targets = videos.targets[index].to(self.device)
+        self.clear_reads()
+
+    def clear_reads(self) -> None:
+        """Forget the reads so far (a batch evaluated again, at another setting)."""
         self.reads = {}
-        for role, features in videos.features.items():
-            per_frame = (features.shape[1],) if videos.sets[role].kind == "grid" else ()
-            self.reads[role] = torch.zeros(len(index), self.max_length, *per_frame, dtype=torch.bool)
+        for role, features in self.videos.features.items():
+            per_frame = (features.shape[1],) if self.videos.sets[role].kind == "grid" else ()
+            self.reads[role] = torch.zeros(len(self.index), self.max_length, *per_frame, dtype=torch.bool)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -43,6 +43,7 @@ LOG_COLUMNS = ["stage", "epoch", "lr", "train_loss", "seconds", "logs"]
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._tensorboard = None        # a SummaryWriter once asked for; False when TensorBoard is not installed
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -97,11 +98,30 @@ class RunDir:
     # -------------------------------------------------------------- while training
 
     def append_log(self, row: dict) -> None:
-        """One row of log.csv (stage, epoch, lr, loss, seconds, what else the head logs), flushed as it is written."""
+        """One row of log.csv (stage, epoch, lr, loss, seconds, what else the head logs), flushed as it is
+        written; the same scalars to RUN/tensorboard when TensorBoard is installed (`pip install c2f[tensorboard]`)."""
         logs = {k: v for k, v in row.items() if k not in LOG_COLUMNS}
         values = {k: row.get(k, "") for k in LOG_COLUMNS if k != "logs"}
+        step = sum(1 for _ in open(self.file("log.csv"), encoding="utf-8")) - 1 if self.file("log.csv").exists() else 0
         append_csv(self.file("log.csv"), LOG_COLUMNS,
                    [[_rounded(values[k]) for k in LOG_COLUMNS[:-1]] + [json.dumps(_rounded(logs))]])
+        writer = self.tensorboard()
+        if writer:
+            for key, value in ({k: values[k] for k in ("lr", "train_loss")} | logs).items():
+                if isinstance(value, (int, float)):
+                    writer.add_scalar(f"{key}/{values['stage']}", value, max(step, 0))
+            writer.flush()
+
+    def tensorboard(self):
+        """A SummaryWriter on RUN/tensorboard, or None when TensorBoard is not installed."""
+        if self._tensorboard is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._tensorboard = False
+            else:
+                self._tensorboard = SummaryWriter(str(self.file("tensorboard")))
+        return self._tensorboard or None
 
     def save_checkpoint(self, state: dict) -> None:
         atomic_write(self.file("checkpoint.pt"), lambda tmp: torch.save(state, tmp))

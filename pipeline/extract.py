@@ -27,9 +27,12 @@ from torch.utils.data import DataLoader
 
 from . import backbones as bb
 from .cache import FeatureIndex, shard_attrs
+from .batching import CPU_BATCH, measured_gpu_batch, recorded
 from .core.devices import DEVICE_HELP, default_workers, resolve_device
+from .core.memory import keep_freed_memory
 from .core.errors import SettingsError
-from .core.manifest import VideoEntry, read_manifest
+from .core.converters import from_paths, from_paths_file, from_video_folder
+from .core.manifest import Manifest, VideoEntry, manifest_of_rows, read_manifest, write_manifest
 from .core.options import option, validate
 from .core.ranks import Ranks, lock_for_the_whole_run
 from .decode import SEEK_MODES, VIDEO_TIMEOUT, Sampling
@@ -42,15 +45,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExtractConfig:
-    manifest: str = option(help="Manifest CSV (DESIGN.md).")
-    out: str = option(help="Cache folder.")
-    backbones: list[str] = option(help="Feature set, e.g. mobilenet_v2@112, resnet101@224, mobilenet_v2@224-map, "
-                                       "resnet50@224-grid7x128, slowfast_r50. Repeat for several: one decode feeds all.",
-                                  flag="--backbone", repeat=True)
+    manifest: str | None = option(None, "Manifest CSV (video_id, path, labels, split). Or give the videos: VIDEO...,"
+                                        " --paths or --folder.")
+    out: str = option(None, "Cache folder.", required=True)
+    backbones: list[str] = option([], "Feature set, e.g. mobilenet_v2@112, resnet101@224, mobilenet_v2@224-map, "
+                                      "resnet50@224-grid7x128, slowfast_r50, any torchvision model (resnet34@224), "
+                                      "timm:NAME. Repeat for several: one decode feeds all.",
+                                  flag="--backbone", required=True)
     fps: float | None = option(None, "Frames per second to sample (default 1).", above=0, kind=float)
     num_frames: int | None = option(None, "Sample N evenly spaced frames instead.", minimum=1, kind=int)
     weights: list[str] = option(["imagenet"], "imagenet | random | PATH, for all sets, or SET=VALUE for one set.")
-    batch_size: int = option(32, "Frames per backbone call (the last is padded).", minimum=1)
+    batch_size: int | None = option(None, "Frames per backbone call (the last is padded). Default: 8 on the CPU, on "
+                                          "a GPU the largest up to 256 that fits a quarter of its free memory; a "
+                                          "resumed cache keeps its own.", minimum=1, kind=int)
     workers: int | None = option(None, "Decoding processes (default: GPU every core but one; CPU an eighth, 0 on "
                                        "2 cores: decode in the main process, since the backbones need every core).",
                                  minimum=0, kind=int)
@@ -70,9 +77,17 @@ class ExtractConfig:
     channels_last: bool = option(True, "channels_last memory format for the 2D backbones (1.3-1.8x faster on "
                                        "this project's CPUs too, README).")
     progress: bool = option(True, "Show a progress bar.")
+    videos: list[str] = option([], "Video files (the command's arguments): ids from their file names.", cli=False)
+    paths: str | None = option(None, "A text file listing video files, one per line: ids from their file names.")
+    folder: str | None = option(None, "A folder of videos (searched below too): ids from their paths under it.")
 
     def __post_init__(self):
         validate(self)
+        given = [name for name, value in (("--manifest", self.manifest), ("VIDEO...", self.videos),
+                                          ("--paths", self.paths), ("--folder", self.folder)) if value]
+        if len(given) != 1:
+            raise SettingsError("give the videos one way: --manifest, VIDEO..., --paths or --folder"
+                                + (f" (not {' and '.join(given)})" if given else ""))
         if self.fps is not None and self.num_frames is not None:
             raise SettingsError("give --fps or --num-frames, not both")
         if self.fps is None and self.num_frames is None:
@@ -82,6 +97,14 @@ class ExtractConfig:
             self.workers = default_workers(self.device)
         if self.seek != "exact" and any(bb.parse_spec(b).output == "clip" for b in self.backbones):
             raise SettingsError("snippet sets (SlowFast) need every frame: --seek exact")
+
+    def read_videos(self) -> Manifest:
+        """The videos to extract: the manifest, or the files given (ids from their names, no labels)."""
+        if self.manifest:
+            return read_manifest(self.manifest)
+        rows = (from_paths(self.videos) if self.videos else from_paths_file(self.paths) if self.paths
+                else from_video_folder(self.folder))
+        return manifest_of_rows(rows, self.paths or self.folder or "VIDEO arguments")
 
     @property
     def sampling(self) -> Sampling:
@@ -108,14 +131,15 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
     started = time.perf_counter()
     specs = list({fs.name: fs for fs in map(bb.parse_spec, cfg.backbones)}.values())
     weights = weights_for(specs, cfg.weights)
-    manifest = read_manifest(cfg.manifest)
+    manifest = cfg.read_videos()
     out = Path(cfg.out)
     ranks, device = Ranks.start(resolve_device(cfg.device))
     summary = ExtractSummary(rank=ranks.rank, world=ranks.world)
     try:
         with ExitStack() as stack:
             lock_for_the_whole_run(stack, out, ranks)
-            runner = FeatureRunner(specs, weights, device, cfg.batch_size, *cfg.numerics(device), cfg.preprocess)
+            runner = _runner(cfg, specs, weights, device, out)
+            summary.batch_size = runner.batch_size
             indices = {fs.name: FeatureIndex.open(out / fs.name, _attrs(fs, weights[fs.name], cfg, runner),
                                                   remove_stale=ranks.rank == 0) for fs in specs}
             pending = _pending(manifest.entries, indices, cfg.retry_failed, summary)
@@ -130,17 +154,38 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
             ranks.barrier()      # every rank's shards are in the index
             if ranks.rank == 0:
                 _judge_completeness(indices, manifest.entries)
+                if not cfg.manifest:         # the videos given, as a manifest (labels and splits to fill in)
+                    write_manifest([_row(e) for e in manifest.entries], out / "videos.csv")
     finally:
         ranks.close()
     summary.seconds = time.perf_counter() - started
     return summary
 
 
+def _runner(cfg: ExtractConfig, specs: list[bb.FeatureSet], weights: dict, device, out: Path) -> FeatureRunner:
+    """The backbones, at the batch size given, else the one the cache was extracted with, else the device's
+    (pipeline.batching); on the CPU, the allocator keeps what each batch frees (pipeline.core.memory)."""
+    if device.type == "cpu":
+        keep_freed_memory()
+    batch = cfg.batch_size or recorded(out, [fs.name for fs in specs])
+    runner = FeatureRunner(specs, weights, device, batch or CPU_BATCH, *cfg.numerics(device), cfg.preprocess)
+    if batch is None and device.type == "cuda":
+        runner.batch_size = measured_gpu_batch(runner)
+    return runner
+
+
+def _row(entry: VideoEntry) -> dict:
+    return {"video_id": entry.video_id, "path": str(entry.path), "labels": list(entry.labels), "split": entry.split}
+
+
 def _attrs(fs: bb.FeatureSet, weights: str, cfg: ExtractConfig, runner: FeatureRunner) -> dict:
+    # a checkpoint file is recorded by its sha256 (what the features are) and its path (where it was:
+    # c2f predict finds it there, and says where to look when it is gone)
+    where = {"weights_file": str(Path(weights).resolve())} if weights not in ("imagenet", "random") else {}
     return shard_attrs(fs.name, fs.backbone.name, fs.input_size, fs.output, bb.weights_tag(weights),
                        runner.gflops[fs.name], fs.feature_dim, cfg.sampling.attrs(), fs.grid, fs.patch_size,
                        preprocess=cfg.preprocess, canvas=runner.canvas, seek=cfg.seek, precision=runner.precision,
-                       channels_last=int(runner.channels_last))
+                       channels_last=int(runner.channels_last), batch_size=runner.batch_size, **where)
 
 
 def _pending(entries: list[VideoEntry], indices: dict[str, FeatureIndex], retry_failed: bool,
@@ -163,8 +208,8 @@ def _pending(entries: list[VideoEntry], indices: dict[str, FeatureIndex], retry_
 
 def _decoded(entries: list[VideoEntry], cfg: ExtractConfig, runner: FeatureRunner) -> DataLoader:
     """Chunks of decoded samples, from worker processes when cfg.workers > 0 (overlapping compute)."""
-    dataset = DecodedVideos(entries, cfg.sampling, runner.canvas, runner.clip_frames, cfg.batch_size, cfg.seek,
-                            cfg.video_timeout)
+    dataset = DecodedVideos(entries, cfg.sampling, runner.canvas, runner.clip_frames, runner.batch_size, cfg.seek,
+                            cfg.video_timeout, runner.clip_stride)
     return DataLoader(dataset, batch_size=None, num_workers=cfg.workers, pin_memory=runner.device.type == "cuda",
                       prefetch_factor=4 if cfg.workers else None)
 

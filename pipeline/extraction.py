@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from .cache import FeatureIndex, VideoFeatures, append_errors
@@ -32,6 +31,7 @@ class ExtractSummary:
     frames: int = 0
     seconds: float = 0.0
     setup_seconds: float = 0.0  # building the models (and counting their FLOPs), opening the indices
+    batch_size: int = 0         # frames per backbone call (chosen per device when not given)
 
     @property
     def frames_per_second(self) -> float:
@@ -40,7 +40,8 @@ class ExtractSummary:
     def line(self) -> str:
         prefix = f"rank {self.rank}/{self.world}: " if self.world > 1 else ""
         return (f"{prefix}done {self.done}, skipped {self.skipped}, failed {self.failed}; "
-                f"{self.frames} frames in {self.seconds:.1f}s ({self.frames_per_second:.1f} frames/s)")
+                f"{self.frames} frames in {self.seconds:.1f}s ({self.frames_per_second:.1f} frames/s, batch "
+                f"{self.batch_size})")
 
 
 
@@ -98,8 +99,8 @@ class Extraction:
         taken = self.queue.take(final)
         with_frames = [c for c in taken if len(c)]
         if with_frames:
-            clips = torch.cat([c.clips for c in with_frames]) if self.runner.clip_frames else None
-            features = self.runner(torch.cat([c.images for c in with_frames]), clips)
+            clips = self.runner.stage("clips", [c.clips for c in with_frames]) if self.runner.clip_frames else None
+            features = self.runner(self.runner.stage("images", [c.images for c in with_frames]), clips)
             row = 0
             for chunk in with_frames:
                 state = self.videos[chunk.position]

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .backbones import CLIP_STRIDE
 from .decode import DecodeError, Sampling, decode_samples
 from .core.manifest import VideoEntry
 
@@ -46,9 +45,10 @@ class DecodedVideos(IterableDataset):
     """Worker w decodes videos w, w + W, w + 2W, ... and streams their samples in chunks."""
 
     def __init__(self, entries: list[VideoEntry], sampling: Sampling, canvas: int, clip_frames: int,
-                 chunk_frames: int, seek: str = "exact", timeout: float | None = None):
+                 chunk_frames: int, seek: str = "exact", timeout: float | None = None, clip_stride: int = 1):
         self.entries, self.sampling, self.canvas = entries, sampling, canvas
         self.clip_frames, self.chunk_frames, self.seek, self.timeout = clip_frames, chunk_frames, seek, timeout
+        self.clip_stride = clip_stride
 
     def __iter__(self):
         info = get_worker_info()
@@ -61,7 +61,7 @@ class DecodedVideos(IterableDataset):
         samples = []
         try:
             for sample in decode_samples(entry.path, self.sampling, self.canvas, clip_frames=self.clip_frames,
-                                         clip_stride=CLIP_STRIDE, seek=self.seek, timeout=self.timeout):
+                                         clip_stride=self.clip_stride, seek=self.seek, timeout=self.timeout):
                 samples.append(sample)
                 if len(samples) == self.chunk_frames:
                     yield self._chunk(position, samples, last=False)

@@ -1,11 +1,11 @@
-"""Feature-set specs, FLOP counts against DESIGN.md, weights handling."""
+"""Feature-set specs, FLOP counts against the table in docs/contracts/flops.md, weights handling."""
 import pytest
 import torch
 
 from pipeline import backbones as bb
 from pipeline.core.errors import WeightsError
 
-# DESIGN.md, "Counted values we measured" (GMACs, batch 1).
+# docs/contracts/flops.md (GMACs, batch 1).
 DESIGN_GMACS = {
     "mobilenet_v2@112": 0.0822,
     "mobilenet_v2@224-map": 0.3008,
@@ -31,9 +31,9 @@ def test_spec_parsing():
     assert bb.parse_spec("resnet101").name == "resnet101@224"
     assert bb.parse_spec("mobilenet_v2@224-map").feature_shape == (1280, 7, 7)
     assert bb.parse_spec("slowfast_r50").feature_shape == (2304,)
-    # NOTES.md: candidate (i, j) starts at floor(k / (G-1) * (224 - P))
+    # the authors' layout: candidate (i, j) starts at floor(k / (G-1) * (224 - P))
     assert fs.patch_origins() == [0, 16, 32, 48, 64, 80, 96]
-    for bad in ("resnet", "vgg16@224", "resnet50@224-grid7x300", "slowfast_r50-map", "resnet50@@1"):
+    for bad in ("resnet", "vgg160@224", "resnet50@224-grid7x300", "slowfast_r50-map", "resnet50@@1"):
         with pytest.raises(ValueError):
             bb.parse_spec(bad)
 

@@ -22,7 +22,7 @@ def run(manifest, out, backbones, **kw):
 
 
 def read_cache_independently(folder):
-    """What an outside reader sees, with h5py only, following DESIGN.md."""
+    """What an outside reader sees, with h5py only, following the cache contract."""
     index = json.loads((folder / "index.json").read_text())
     videos = {}
     for shard in index["shards"]:

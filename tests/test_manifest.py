@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pipeline.core import manifest as mf
+from pipeline.core import converters, manifest as mf
 
 
 def write(path, text):
@@ -53,7 +53,7 @@ def test_activitynet(tmp_path):
                                                                          {"label": "Long jump", "segment": [6, 9]}]},
         "xyz": {"subset": "validation", "duration": 3.0, "annotations": [{"label": "Surfing", "segment": [0, 3]}]},
         "tst": {"subset": "testing", "duration": 4.0, "annotations": []}}}
-    rows = mf.from_activitynet(write(tmp_path / "a.json", json.dumps(db)), tmp_path)
+    rows = converters.from_activitynet(write(tmp_path / "a.json", json.dumps(db)), tmp_path)
     by_id = {r["video_id"]: r for r in rows}
     assert by_id["abc"]["labels"] == ["Long jump"] and by_id["abc"]["split"] == "train"
     assert by_id["abc"]["path"] == tmp_path / "v_abc.mp4"
@@ -68,10 +68,10 @@ def test_kinetics_and_mini_kinetics(tmp_path):
     csv_text = ("label,youtube_id,time_start,time_end,split,is_cc\n"
                 "abseiling,aaaaaaaaaaa,4,14,train,0\n"
                 "air drumming,bbbbbbbbbbb,10,20,validate,0\n")
-    rows = mf.from_kinetics(write(tmp_path / "k.csv", csv_text), tmp_path)
+    rows = converters.from_kinetics(write(tmp_path / "k.csv", csv_text), tmp_path)
     assert rows[0]["path"] == tmp_path / "abseiling" / "aaaaaaaaaaa_000004_000014.mp4"
     assert rows[0]["video_id"] == "aaaaaaaaaaa_000004_000014" and rows[1]["split"] == "val"
-    mini = mf.from_kinetics(tmp_path / "k.csv", tmp_path, subset_ids=write(tmp_path / "ids.txt", "bbbbbbbbbbb\n"))
+    mini = converters.from_kinetics(tmp_path / "k.csv", tmp_path, subset_ids=write(tmp_path / "ids.txt", "bbbbbbbbbbb\n"))
     assert [r["labels"] for r in mini] == [["air drumming"]]
 
 
@@ -79,19 +79,19 @@ def test_fcvid(tmp_path):
     split = write(tmp_path / "FCVID_VideoName_TrainTestSplit.txt", "cat/a.mp4 train\ndog/b.mp4 test\n")
     labels = write(tmp_path / "FCVID_Label.txt", "1 0 1\n0 1 0\n")
     categories = write(tmp_path / "FCVID_Category.txt", "0 cat\n1 dog\n2 pet\n")
-    rows = mf.from_fcvid(split, labels, categories, tmp_path)
+    rows = converters.from_fcvid(split, labels, categories, tmp_path)
     assert rows[0] == {"video_id": "cat/a", "path": tmp_path / "cat/a.mp4", "labels": ["cat", "pet"], "split": "train"}
     assert rows[1]["labels"] == ["dog"] and rows[1]["split"] == "test"
     write(tmp_path / "bad.txt", "1 0\n0 1\n")
     with pytest.raises(mf.ManifestError):
-        mf.from_fcvid(split, tmp_path / "bad.txt", categories, tmp_path)
+        converters.from_fcvid(split, tmp_path / "bad.txt", categories, tmp_path)
 
 
 def test_something_something(tmp_path):
     items = [{"id": "78687", "label": "holding potato next to vicks vaporub bottle",
               "template": "Holding [something] next to [something]", "placeholders": ["potato", "bottle"]}]
     labels = {"Holding something next to something": "0"}
-    rows = mf.from_something_something(write(tmp_path / "train.json", json.dumps(items)),
+    rows = converters.from_something_something(write(tmp_path / "train.json", json.dumps(items)),
                                        write(tmp_path / "labels.json", json.dumps(labels)), tmp_path, "train")
     assert rows[0]["labels"] == ["Holding something next to something"] and rows[0]["video_id"] == "78687"
 
@@ -100,10 +100,10 @@ def test_folder_per_class_with_and_without_split_folders(tmp_path):
     for rel in ("train/run/a.mp4", "train/swim/b.mp4", "val/run/c.mp4"):
         (tmp_path / "s" / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "s" / rel).write_bytes(b"x")
-    rows = mf.from_folder(tmp_path / "s")
+    rows = converters.from_folder(tmp_path / "s")
     assert sorted((r["video_id"], r["split"], r["labels"][0]) for r in rows) == [
         ("train/run/a", "train", "run"), ("train/swim/b", "train", "swim"), ("val/run/c", "val", "run")]
-    rows = mf.from_folder(tmp_path / "s" / "train", split="val")
+    rows = converters.from_folder(tmp_path / "s" / "train", split="val")
     assert sorted(r["video_id"] for r in rows) == ["run/a", "swim/b"] and {r["split"] for r in rows} == {"val"}
 
 

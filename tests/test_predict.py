@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -51,9 +53,20 @@ def predict_cli(*args):
 
 
 def test_weights_must_be_the_caches(small_run, tmp_path):
+    """The checkpoint extraction read is found where it was (its sha256 checked); gone, the one line names
+    where it was; another file is refused unless allowed, and noted."""
     tmp, manifest, weights = small_run
-    result, errors = predict_cli("--run", tmp / "run", "--out", tmp_path / "a", tmp / "v4.mp4")
-    assert result.exit_code == 2 and len(errors) == 1 and f"--weights {FINE}=PATH" in errors[0]
+    result, _ = predict_cli("--run", tmp / "run", "--out", tmp_path / "found", tmp / "v4.mp4")
+    assert result.exit_code == 0, result.output
+    moved = tmp_path / "moved.pt"
+    weights.rename(moved)
+    try:
+        result, errors = predict_cli("--run", tmp / "run", "--out", tmp_path / "a", tmp / "v4.mp4")
+        assert result.exit_code == 2 and len(errors) == 1 and f"--weights {FINE}=PATH" in errors[0]
+        assert f"extraction read {weights}, which is not there now" in errors[0]
+        assert predict_cli("--run", tmp / "run", "--out", tmp_path / "a", "--weights", moved, tmp / "v4.mp4")[0].exit_code == 0
+    finally:
+        moved.rename(weights)
     other = tmp_path / "other.pt"
     torch.save(torchvision.models.resnet18().state_dict(), other)
     result, errors = predict_cli("--run", tmp / "run", "--out", tmp_path / "b", "--weights", other, tmp / "v4.mp4")
@@ -141,3 +154,54 @@ def test_two_ranks_share_the_videos_and_merge_their_parts(small_run, tmp_path):
         ours, theirs = (pd.read_csv(tmp_path / run / name) for run in ("ranked", "single"))
         assert ours.drop(columns="seconds", errors="ignore").equals(theirs.drop(columns="seconds", errors="ignore"))
     assert not list((tmp_path / "ranked" / "parts").glob("*"))
+
+
+def test_two_heads_never_mix_in_one_output_folder(small_run, tmp_path):
+    """Predicting with another run (or budget) into a folder that holds predictions is refused in one
+    line; --overwrite replaces them; the same prediction again resumes (skips what is done); a video id
+    at another path is predicted again; when no video could be decoded the exit status is 1."""
+    tmp, manifest, weights = small_run
+    other = tmp_path / "uniform_run"
+    train_head(TrainConfig.of(method="uniform", manifest=str(manifest), cache=str(tmp / "cache"), out=str(other),
+                              coarse=COARSE, fine=FINE, frames=3, epochs=1, progress=False))
+    out, video = tmp_path / "P", tmp / "v4.mp4"
+    assert predict_cli("--run", tmp / "run", "--out", out, video)[0].exit_code == 0
+    result, errors = predict_cli("--run", other, "--out", out, video)
+    assert result.exit_code == 2 and len(errors) == 1 and "holds predictions made with other" in errors[0]
+    assert "head_sha256" in errors[0] and "--overwrite" in errors[0]
+    result, errors = predict_cli("--run", tmp / "run", "--out", out, "--budget", "1", video)
+    assert result.exit_code == 2 and "budget" in errors[0]
+    assert predict_cli("--run", other, "--out", out, "--overwrite", video)[0].exit_code == 0
+    made_with = json.loads((out / "prediction.json").read_text())
+    assert made_with["method"] == "uniform" and made_with["run"] == str(other.resolve())
+    assert "patch" not in pd.read_csv(out / "decisions.csv").columns
+    shutil.copy(tmp / "v5.mp4", tmp_path / "v4.mp4")                     # the same id, another file
+    result, _ = predict_cli("--run", other, "--out", out, video, tmp / "v5.mp4")
+    assert result.exit_code == 0 and "2 videos" in result.output
+    predicted = pd.read_csv(out / "predictions.csv")
+    assert predicted.path.tolist() == [str(video), str(tmp / "v5.mp4")]
+    result, _ = predict_cli("--run", other, "--out", out, tmp_path / "v4.mp4", tmp / "v5.mp4")
+    assert result.exit_code == 0
+    predicted = pd.read_csv(out / "predictions.csv")
+    assert predicted.set_index("video_id").loc["v4", "path"] == str(tmp_path / "v4.mp4")
+    assert pd.read_csv(out / "decisions.csv").groupby("video_id").t.count().to_dict() == {"v4": 3, "v5": 3}
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    result, _ = predict_cli("--run", other, "--out", tmp_path / "none", tmp_path / "junk.mp4")
+    assert result.exit_code == 1 and "0 videos (1 failed" in result.output
+
+
+def test_the_python_api_is_typed(small_run):
+    """Predictor.predict gives a Prediction: the label, a probability vector over the classes, fine reads,
+    GFLOPs, seconds and the decisions as a DataFrame with timestamps; predict_many keeps the order and
+    puts an error where a video cannot be decoded."""
+    from pipeline.core.errors import PredictError
+    tmp, manifest, weights = small_run
+    predictor = Predictor.from_run(tmp / "run")
+    one = predictor.predict(tmp / "v4.mp4")
+    assert one.label in predictor.classes and one.probabilities.shape == (2,)
+    assert one.probabilities.sum() == pytest.approx(1.0, abs=1e-5) and one.top(1)[0][0] == one.label
+    assert list(one.decisions.columns) == ["t", "timestamp", "fine", "patch"] and one.frames == 3
+    assert one.fine_reads == int(one.decisions.fine.sum()) and one.gflops > 0 and one.seconds > 0
+    many = predictor.predict_many([tmp / "v5.mp4", tmp / "absent.mp4", tmp / "v4.mp4"], batch_size=2)
+    assert isinstance(many[1], PredictError) and [m.video_id for m in (many[0], many[2])] == ["v5", "v4"]
+    assert np.allclose(many[2].probabilities, one.probabilities, atol=1e-4)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -49,8 +50,21 @@ def test_report_writes_the_tables_the_runs_fill(runs, tmp_path):
     assert table1.method.tolist() == ["uniform", "lstm", "liteeval"]
     missing = (tmp_path / "missing.txt").read_text()
     assert "liteeval_table1 / UNIFORM+CF: c2f train-head --method uniform_cf" in missing
+    outs = {line.split("--out ")[-1].split()[0]: line.split(": ", 1)[1] for line in missing.splitlines()}
+    commands = {}
+    for out, command in outs.items():        # one folder per run to make, a new one, absolute
+        assert commands.setdefault(out, command) == command and Path(out).is_absolute() and not Path(out).exists()
+    assert str(runs / "runs" / "uniform_cf") in outs and str(runs / "runs" / "liteeval-rnn_gru") in outs
+    assert str(runs / "runs" / "frameglimpse") in outs and str(runs / "runs" / "frameglimpse-2") not in outs
+    every = pd.read_csv(tmp_path / "runs.csv")
+    assert sorted(every.run) == ["gamma01", "liteeval", "lstm", "nosync", "uniform"]
+    assert every.set_index("run").loc["nosync", "settings"] == \
+        "epochs=2; batch_size=16; fine_hidden=8; coarse_hidden=4; sync=False"
+    flops = pd.read_csv(tmp_path / "flops.csv")
+    assert set(flops.feature_set) == {"mobilenet_v2@112", "resnet101@224"} and (flops.used_by_runs == "yes").all()
     assert "--rnn gru" in missing and "--no-reuse" in missing
-    for figure in ("accuracy_vs_gflops.png", "online.png", "fine_usage_per_class.png"):
+    for figure in ("accuracy_vs_gflops.png", "online.png", "fine_usage_per_class.png", "curves/liteeval.png",
+                   "curves/gamma01.png"):
         assert (tmp_path / figure).stat().st_size > 1000
     text = (tmp_path / "report.md").read_text()
     assert "LiteEval Table 1" in text and "![online.png](online.png)" in text

@@ -142,3 +142,29 @@ def test_sets_decoded_differently_are_warned_about(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert train(tmp_path, manifest).exit_code == 0
     assert "decoded differently (seek: mobilenet_v2@112 keyframe, resnet101@224 exact)" in caplog.text
+
+
+def test_a_shard_of_another_set_is_named_as_such(tmp_path):
+    """A shard of another feature set among a set's shards: `cache verify` names it (unlisted, or listed),
+    `cache reindex` keeps the folder's own set (even when the stray shard sorts first) and sets it aside,
+    and train-head names the shard and the set it holds instead of failing to broadcast shapes."""
+    import shutil
+    manifest = make_cache(tmp_path, basic_videos())
+    cache, fine = tmp_path / "cache", tmp_path / "cache" / FINE
+    shutil.copy(cache / COARSE / "shard-0000-00000.h5", fine / "shard-0000-00007.h5")      # unlisted
+    verify = CliRunner().invoke(main, ["cache", "verify", str(cache)])
+    assert verify.exit_code == 1 and "shard-0000-00007.h5: not listed in index.json (it holds another feature set" \
+        in verify.output and f"feature_set '{COARSE}' where the set has '{FINE}'" in verify.output
+    index = json.loads((fine / "index.json").read_text())            # listed too: phase two reads it
+    index["shards"].append(index["shards"][0] | {"file": "shard-0000-00007.h5"})
+    (fine / "index.json").write_text(json.dumps(index))
+    one_line_error(train(tmp_path, manifest), "shard-0000-00007.h5", "it holds another feature set")
+    (fine / "shard-0000-00000.h5").rename(fine / "shard-0000-00009.h5")                   # the stray one sorts first
+    shutil.copy(cache / COARSE / "shard-0000-00000.h5", fine / "shard-0000-00000.h5")
+    (fine / "shard-0000-00007.h5").unlink()
+    (fine / "index.json").write_text("{}")
+    assert CliRunner().invoke(main, ["cache", "reindex", str(cache)]).exit_code == 0
+    rebuilt = json.loads((fine / "index.json").read_text())
+    assert rebuilt["attrs"]["feature_set"] == FINE and [s["file"] for s in rebuilt["shards"]] == ["shard-0000-00009.h5"]
+    assert (fine / "shard-0000-00000.h5.broken").exists()
+    assert train(tmp_path, manifest, "--overwrite").exit_code == 0

@@ -6,7 +6,7 @@ feature is read from the grid. A GRU classifier reads [pooled glance, patch feat
 ([patch feature] with --no-reuse). AdaFocus+ adds a second policy that decides whether to
 read a patch at all; a skipped frame feeds zeros and costs no patch.
 
-Training (NOTES.md), with the CNNs frozen as the cache implies: stage I trains the
+Training (the paper's appendix), with the CNNs frozen as the cache implies: stage I trains the
 classifier on random patches; stage II trains the policies with PPO (ppo.py) with the
 classifier frozen; stage III fine-tunes the
 classifier with the learned policy. Fixed policies (random, central, gaussian) skip the
@@ -26,8 +26,9 @@ from pipeline.core.options import option
 from ..data import Batch, segment_positions
 from ..methods import Method, Role, Settings, register
 from . import expected, ppo
-from .base import Head, HeadDims, HeadOutput, Stage, soft_targets
+from .base import Head, HeadDims, HeadOutput, Knob, Stage, soft_targets
 from .adafocus_rollouts import StageTwoRollouts
+from .adafocus_steps import SteppedInference
 from .policy import GlancePolicy
 from .rnn import Cell
 
@@ -35,6 +36,7 @@ POLICIES = ("learned", "random", "central", "gaussian")
 REWARDS = ("adafocus", "confidence", "increments")
 STAGE2 = (*expected.OBJECTIVES, "ppo")
 GAUSSIAN_STD = 0.25          # of the grid's width, per axis: "a Gaussian centred on the frame"
+KEEP_RATIOS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)     # AdaFocus+'s operating curve's targets
 
 
 @dataclass
@@ -67,8 +69,9 @@ class AdaFocusPlusSettings(AdaFocusSettings):
     eta: float = option(0.1, "weight of the patch cost in the keep reward (Eq. 10)", minimum=0)
 
 
-class AdaFocusHead(StageTwoRollouts, Head):
+class AdaFocusHead(StageTwoRollouts, SteppedInference, Head):
     video_loss = False                   # Eq. 5: cross-entropy averaged over every step
+    can_exit = True
 
     def __init__(self, dims: HeadDims, settings: AdaFocusSettings = AdaFocusSettings()):
         super().__init__(dims)
@@ -147,6 +150,8 @@ class AdaFocusHead(StageTwoRollouts, Head):
         """fine_budget k (online): predict after the first k of the sampled frames."""
         steps = self.frames if fine_budget is None else min(self.frames, fine_budget)
         positions = segment_positions(batch.lengths, self.frames, random=self.training)[:, :steps]
+        if self.exits:
+            return self._exiting(batch, positions)
         glance = batch.read_frames("coarse", positions)
         with torch.no_grad():
             patches = self.choose_patches(glance, sample=False)
@@ -163,10 +168,12 @@ class AdaFocusHead(StageTwoRollouts, Head):
             out.extra_loss["ce_steps"] = F.cross_entropy(step_logits.flatten(0, 1), target.flatten(0, 1))
         return out
 
-    def _cost(self, steps: int, keep: torch.Tensor) -> torch.Tensor:
+    def _cost(self, steps, keep: torch.Tensor, classified=1) -> torch.Tensor:
+        """Per step the classifier's and the policies' steps; the final classifier once, or at every step
+        checked for an early exit. `steps`: one number, or one per video."""
         c = self.costs
         per_step = c["classifier_step"] + c.get("patch_policy_step", 0.0) + c.get("keep_policy_step", 0.0)
-        return torch.full((len(keep),), steps * per_step + c["classifier"], device=keep.device)
+        return torch.zeros(len(keep), device=keep.device) + steps * per_step + classified * c["classifier"]
 
     def cost_probes(self):
         C, H, W = self.dims.coarse_shape
@@ -232,19 +239,29 @@ class AdaFocusHead(StageTwoRollouts, Head):
     # ------------------------------------------------------------------ AdaFocus+: the keep threshold
 
     @torch.no_grad()
-    def after_stage(self, name: str, batches) -> None:
-        """After stage II, solve the keep threshold on the training set so that `keep_ratio` of its
-        frames are kept (stage III then trains with the frames the test will keep)."""
-        if self.keep_policy is None or name != "II":
-            return
+    def keep_thresholds_for(self, batches, ratios) -> list[float]:
+        """For each ratio, the keep threshold at which that share of the batches' sampled frames is kept."""
+        was_training = self.training
         self.eval()
         probabilities = []
         for batch in batches:
             positions = segment_positions(batch.lengths, self.frames)
-            probabilities.append(torch.sigmoid(self.keep_policy(batch.read_frames("coarse", positions))[0][..., 0]).flatten())
-        probabilities = torch.cat(probabilities)
-        self.keep_threshold.fill_(float(torch.quantile(probabilities, 1 - self.keep_ratio)))
-        self.train()
+            glance = batch.read_frames("coarse", positions)
+            probabilities.append(torch.sigmoid(self.keep_policy(glance)[0][..., 0]).flatten())
+        self.train(was_training)
+        return torch.quantile(torch.cat(probabilities), 1 - torch.tensor(ratios, dtype=torch.float)).tolist()
+
+    @torch.no_grad()
+    def after_stage(self, name: str, batches) -> None:
+        """After stage II, solve the keep threshold on the training set so that `keep_ratio` of its
+        frames are kept (stage III then trains with the frames the test will keep)."""
+        if self.keep_policy is not None and name == "II":
+            self.keep_threshold.fill_(self.keep_thresholds_for(batches, [self.keep_ratio])[0])
+
+    def knobs(self) -> list[Knob]:
+        keep = [Knob("keep", "keep_threshold", KEEP_RATIOS, "share of the training frames given a patch",
+                     self.keep_thresholds_for)] if self.keep_policy is not None else []
+        return keep + super().knobs()
 
 
 # coarse: the glance map, read for every frame; fine: the patch grid, one candidate read per frame

@@ -7,7 +7,7 @@ returns a `HeadOutput`. Its own per-step costs are counted from its modules.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -18,6 +18,7 @@ from pipeline.core.options import option
 
 from ..data import Batch
 from ..methods import Settings
+from .exits import ExitTrace, lowest_threshold_reaching
 
 
 @dataclass
@@ -56,6 +57,22 @@ class Stage:
 
 
 @dataclass
+class Knob:
+    """A setting that trades accuracy for compute after training, without training again: a threshold
+    the head keeps in a buffer, and how to solve it on the training videos for a target (a share of
+    frames reading the fine feature, of frames kept, of the GFLOPs). c2f.training.operating sweeps
+    the targets into the run's curve.csv; `c2f predict --gflops-budget` picks a point of it."""
+    name: str
+    buffer: str
+    targets: tuple[float, ...]
+    target: str                                      # what a target means
+    solve: Callable[[list, tuple], list]             # (training batches, targets) -> a threshold per target
+
+
+EXIT_SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+
+
+@dataclass
 class HeadOutput:
     logits: torch.Tensor                        # [B, C] video-level scores before softmax
     head_gmacs: torch.Tensor                    # [B] the head's own cost for each video (counted per step)
@@ -78,13 +95,90 @@ def reinforce_loss(action_log_prob: torch.Tensor, reward: torch.Tensor) -> torch
 
 class Head(nn.Module):
     """Base class. Subclasses implement forward and cost_probes; the feature roles a method reads
-    are in its registered record (c2f.methods)."""
+    are in its registered record (c2f.methods).
+
+    Sample-wise early exit (the heads that step through a video's frames): at evaluation, after each
+    step, a video whose running prediction gives a class at least `exit_threshold` stops there; its
+    later frames are never read (nor, in prediction, decoded). Off (infinity) unless a threshold is
+    set (c2f.training.operating calibrates one on the training split to a GFLOPs budget)."""
     video_loss = True       # cross-entropy on the video-level logits (UNIFORM trains per frame instead)
+    can_exit = False        # the head implements early exit
 
     def __init__(self, dims: HeadDims):
         super().__init__()
         self.dims = dims
         self._costs: dict[str, float] | None = None
+        self.register_buffer("exit_threshold", torch.tensor(float("inf")))
+        self._exit_trace: ExitTrace | None = None
+
+    @property
+    def exits(self) -> bool:
+        """Whether this evaluation steps with early exit (or traces it: exit_threshold_for)."""
+        return not self.training and self.can_exit and (
+            self._exit_trace is not None or bool(torch.isfinite(self.exit_threshold)))
+
+    def stops(self, batch: Batch, rows: torch.Tensor, logits: torch.Tensor, head_gmacs: torch.Tensor) -> torch.Tensor:
+        """After a step of the videos `rows` of the batch: [k] True where the running prediction (logits or
+        log-probabilities) is sure enough to stop. `head_gmacs`: the head's own cost of them so far. While
+        a trace is taken, nothing stops and each step is noted."""
+        confidence = logits.softmax(-1).max(-1).values
+        if self._exit_trace is not None:
+            self._exit_trace.note(rows, confidence, batch.read_gflops()[rows.cpu()] + head_gmacs.double().cpu())
+            return torch.zeros_like(confidence, dtype=torch.bool)
+        return confidence >= self.exit_threshold
+
+    def knobs(self) -> list[Knob]:
+        """The head's settings that trade accuracy for compute (early exit where it can; heads add theirs
+        before it: the first is the main one)."""
+        if not self.can_exit:
+            return []
+        return [Knob("exit", "exit_threshold", EXIT_SHARES, "share of the GFLOPs without early exit",
+                     self.exit_thresholds_for)]
+
+    @torch.no_grad()
+    def mean_gflops(self, batches) -> float:
+        """Mean GFLOPs a video (features read and the head's own steps) over the batches, as evaluated."""
+        was_training, total, videos = self.training, 0.0, 0
+        self.eval()
+        for batch in batches:
+            batch.clear_reads()
+            total += float((self(batch).head_gmacs.double().cpu() + batch.read_gflops()).sum())
+            videos += len(batch)
+        self.train(was_training)
+        return total / max(1, videos)
+
+    @torch.no_grad()
+    def exit_trace(self, batches) -> tuple:
+        """One pass over the batches that never stops, noting after every step of every video its
+        confidence and its cost so far ([V, S] arrays each; c2f.heads.exits.ExitTrace.tables)."""
+        kept = self.exit_threshold.clone()
+        self._exit_trace = ExitTrace()
+        try:
+            for batch in batches:
+                self._exit_trace.next_batch()
+                self.mean_gflops([batch])
+            return self._exit_trace.tables()
+        finally:
+            self._exit_trace = None
+            self.exit_threshold.copy_(kept)
+
+    @torch.no_grad()
+    def exit_thresholds_for(self, batches, shares) -> list[float]:
+        """For each share, the confidence at which early exit costs that share of the GFLOPs without it on
+        the batches: the lowest threshold whose cost reaches it (a lower one exits sooner and costs
+        less), solved on the trace of one pass (c2f.heads.exits)."""
+        kept = self.exit_threshold.clone()
+        self.exit_threshold.fill_(float("inf"))
+        without_exit = self.mean_gflops(batches)
+        self.exit_threshold.copy_(kept)
+        confidence, cost = self.exit_trace(batches)
+        return [lowest_threshold_reaching(confidence, cost, share * without_exit) for share in shares]
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # a head saved before early exit existed has no threshold: it never exits
+        state_dict = dict(state_dict)
+        state_dict.setdefault("exit_threshold", torch.tensor(float("inf")))
+        return super().load_state_dict(state_dict, strict, assign)
 
     def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
         """Training mode may compute densely; eval mode must read a feature only where it is used.

@@ -22,10 +22,12 @@ from pipeline.core.options import option
 
 from ..data import Batch
 from ..methods import Method, Role, register
-from .base import Head, HeadDims, HeadOutput
+from .base import Head, HeadDims, HeadOutput, Knob
 from .rnn import Cell, FineRNN
 
 GATE_TRAINING = ("gumbel", "reinforce")
+GATE_RATES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75)       # the operating curve's targets
+BISECTION_STEPS = 20        # the gate threshold to 60 / 2**20 of a logit
 
 
 @dataclass
@@ -48,6 +50,8 @@ class LiteEvalSettings(FineRNN):
 
 
 class LiteEvalHead(Head):
+    can_exit = True
+
     def __init__(self, dims: HeadDims, settings: LiteEvalSettings = LiteEvalSettings(), gate_training: str = "gumbel"):
         super().__init__(dims)
         if gate_training not in GATE_TRAINING:
@@ -73,10 +77,13 @@ class LiteEvalHead(Head):
         """The fine state of a frame whose fine feature is not read (Eq. 4 / Eq. 5)."""
         return self.fine_cell.sync_from(self.coarse_cell, coarse_state, fine_state) if self.sync else fine_state
 
-    def _cost(self, coarse_steps: torch.Tensor, fine_steps: torch.Tensor) -> torch.Tensor:
+    def _cost(self, coarse_steps: torch.Tensor, fine_steps: torch.Tensor, checks: torch.Tensor | None = None) -> torch.Tensor:
+        """Each step's coarse RNN and gate, each fine step, and the classifier: once, or at every step
+        checked for an early exit."""
         c = self.costs
+        classified = checks if checks is not None else 1
         return (coarse_steps * (c["coarse_step"] + c["gate"]) + fine_steps * c["fine_step"]
-                + c["classifier"]).detach().float()
+                + classified * c["classifier"]).detach().float()
 
     def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
         if self.training:
@@ -149,8 +156,11 @@ class LiteEvalHead(Head):
             coarse_steps[rows] += 1
             if fine_budget is not None:
                 stopped |= fine_steps >= fine_budget
+            if self.exits:          # the fine RNN classifies at every step; a sure video stops
+                spent = self._cost(coarse_steps[rows], fine_steps[rows], coarse_steps[rows])
+                stopped[rows[self.stops(batch, rows, self.classifier(self.fine_cell.hidden(new_fine)), spent)]] = True
         logits = self.classifier(self.fine_cell.hidden(fine_state))
-        out = HeadOutput(logits, self._cost(coarse_steps, fine_steps))
+        out = HeadOutput(logits, self._cost(coarse_steps, fine_steps, coarse_steps if self.exits else None))
         out.logs["fired"] = fine_steps / coarse_steps.clamp(min=1)           # per video, of the frames seen
         return out
 
@@ -163,22 +173,42 @@ class LiteEvalHead(Head):
         return float(torch.cat(rates).mean())
 
     @torch.no_grad()
+    def thresholds_for_rates(self, batches, rates) -> list[float]:
+        """For each rate, the gate threshold at which that share of the batches' frames read the fine
+        feature (the rate falls as the threshold rises: a bisection, each bracket narrowed by the rates
+        already solved); the head's own threshold is left as it was."""
+        kept, was_training = self.gate_threshold.clone(), self.training
+        self.eval()
+        solved: dict[float, float] = {}
+        for rate in rates:
+            low = max([t for r, t in solved.items() if r > rate], default=-30.0)
+            high = min([t for r, t in solved.items() if r < rate], default=30.0)
+            for _ in range(BISECTION_STEPS):
+                self.gate_threshold.fill_((low + high) / 2)
+                low, high = (low, float(self.gate_threshold)) if self.fire_rate(batches) < rate else \
+                    (float(self.gate_threshold), high)
+            solved[rate] = (low + high) / 2
+        self.gate_threshold.copy_(kept)
+        self.train(was_training)
+        return [solved[rate] for rate in rates]
+
+    @torch.no_grad()
     def after_stage(self, name: str, batches) -> None:
         """Solve the gate's threshold on the training videos so that --gamma of their frames read the
         fine feature at test time, as the penalty asked in training (the arg-max of a gate trained on
-        Gumbel samples can read far less, or far more; the rate falls as the threshold rises)."""
+        Gumbel samples can read far less, or far more)."""
         self.eval()
         self.gate_threshold.fill_(0.0)
         self.argmax_fire_rate = self.fire_rate(batches)
         if self.calibrate:
-            low, high = -30.0, 30.0
-            for _ in range(24):
-                self.gate_threshold.fill_((low + high) / 2)
-                low, high = (low, float(self.gate_threshold)) if self.fire_rate(batches) < self.gamma else \
-                    (float(self.gate_threshold), high)
-            self.gate_threshold.fill_((low + high) / 2)
+            self.gate_threshold.fill_(self.thresholds_for_rates(batches, [self.gamma])[0])
         self.calibrated_fire_rate = self.fire_rate(batches)
         self.train()
+
+    def knobs(self) -> list[Knob]:
+        gate = Knob("gate", "gate_threshold", GATE_RATES, "share of the training frames reading the fine feature",
+                    self.thresholds_for_rates)
+        return [gate] + super().knobs()
 
     def summary(self) -> dict:
         if self.argmax_fire_rate is None:

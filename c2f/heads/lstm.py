@@ -19,6 +19,8 @@ class LSTMSettings(EvenFrames, FineRNN):
 
 
 class LSTMHead(Head):
+    can_exit = True
+
     def __init__(self, dims: HeadDims, settings: LSTMSettings = LSTMSettings(), combine: bool = False):
         super().__init__(dims)
         self.frames, self.combine = settings.frames, combine
@@ -28,6 +30,8 @@ class LSTMHead(Head):
 
     def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
         positions = uniform_positions(batch.lengths, self.frames)
+        if self.exits:
+            return self._exiting(batch, positions)
         inputs = batch.read_frames("fine", positions)
         if self.combine:
             inputs = torch.cat([batch.read_frames("coarse", positions), inputs], dim=-1)
@@ -38,6 +42,28 @@ class LSTMHead(Head):
         head = torch.full((len(batch),), self.frames * self.costs["step"] + self.costs["classifier"],
                           device=logits.device)
         return HeadOutput(logits, head)
+
+    def _exiting(self, batch: Batch, positions: torch.Tensor) -> HeadOutput:
+        """Step after step, each video classifying at every step and stopping once it is confident."""
+        device = batch.mask.device
+        state = self.cell.initial_state(len(batch), device)
+        logits = torch.zeros(len(batch), self.dims.num_classes, device=device)
+        steps = torch.zeros(len(batch), device=device)
+        active = torch.ones(len(batch), dtype=torch.bool, device=device)
+        for f in range(positions.shape[1]):
+            rows = active.nonzero(as_tuple=True)[0]
+            if not len(rows):
+                break
+            frames = positions[rows.cpu(), f]
+            x = batch.read("fine", rows, frames)
+            if self.combine:
+                x = torch.cat([batch.read("coarse", rows, frames), x], dim=-1)
+            state[rows] = self.cell(x, state[rows])
+            logits[rows] = self.classifier(self.cell.hidden(state[rows]))
+            steps[rows] += 1
+            spent = steps[rows] * (self.costs["step"] + self.costs["classifier"])
+            active[rows[self.stops(batch, rows, logits[rows], spent)]] = False
+        return HeadOutput(logits, steps * (self.costs["step"] + self.costs["classifier"]))
 
     def cost_probes(self):
         return {"step": (self.cell, (torch.zeros(1, self.input_dim), self.cell.initial_state(1))),

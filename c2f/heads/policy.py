@@ -1,4 +1,4 @@
-"""The policy network of AdaFocus and AdaFocus+ (NOTES.md): it reads the glance map of every frame
+"""The policy network of AdaFocus and AdaFocus+ (the paper and the authors' code): it reads the glance map of every frame
 and gives logits over actions (candidate patches, or keep / skip) and a value for PPO's critic."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ REDUCED_CHANNELS = 32
 
 
 class GlancePolicy(nn.Module):
-    """NOTES.md: 1x1 conv C -> 32, flatten, linear to `hidden`, GRU(hidden), an actor head
+    """As the authors' code: 1x1 conv C -> 32, flatten, linear to `hidden`, GRU(hidden), an actor head
     (logits over `actions`) and a critic head. Its input is the glance map only, so its
     states do not depend on the actions and a whole sequence runs at once."""
 
@@ -36,7 +36,13 @@ class GlancePolicy(nn.Module):
         states = torch.stack(states, 1)
         return self.actor(states), self.critic(states).squeeze(-1)
 
-    def step_probe(self, maps: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """One frame's inference cost (no critic: it is not run at test time)."""
+    def step(self, maps: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame at inference: maps [k, C, H, W], states [k, S] -> action logits [k, actions], the
+        next states (no critic: it is not run at test time)."""
         x = F.relu(self.embed(F.relu(self.reduce(maps)).flatten(1)))
-        return self.actor(self.cell(x, state))
+        state = self.cell(x, state)
+        return self.actor(state), state
+
+    def step_probe(self, maps: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """One frame's inference cost."""
+        return self.step(maps, state)[0]

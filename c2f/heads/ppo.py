@@ -1,4 +1,4 @@
-"""PPO (Schulman et al. 2017) as AdaFocus trains its policies (NOTES.md: clip 0.2, discount 0.7,
+"""PPO (Schulman et al. 2017) as AdaFocus trains its policies (the authors' code: clip 0.2, discount 0.7,
 entropy bonus 0.01, value loss 0.5): discounted returns of a rollout, advantages against the
 critic, and the clipped surrogate loss of each update on that rollout."""
 from __future__ import annotations

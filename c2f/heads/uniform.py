@@ -26,6 +26,7 @@ class FrameClassifierSettings(EvenFrames):
 
 class UniformHead(Head):
     video_loss = False
+    can_exit = True
 
     def __init__(self, dims: HeadDims, settings: EvenFrames = EvenFrames(), combine: bool = False):
         super().__init__(dims)
@@ -43,15 +44,39 @@ class UniformHead(Head):
 
     def forward(self, batch: Batch, fine_budget: int | None = None) -> HeadOutput:
         positions = uniform_positions(batch.lengths, self.frames)
+        per_frame = self.costs["fine_classifier"] + (self.costs["coarse_classifier"] if self.combine else 0.0)
+        if self.exits:
+            mean, seen = self._exiting(batch, positions, per_frame)
+            return HeadOutput(mean.clamp(min=1e-12).log(), seen * per_frame)
         probs, frame_logits = self.frame_probs(batch, positions)
         video_logits = probs.mean(1).clamp(min=1e-12).log()      # softmax of this is the mean score
         extra = {}
         if self.training:
             target = soft_targets(batch.targets)[:, None, :].expand(-1, self.frames, -1)
             extra["frame_ce"] = sum(F.cross_entropy(l.flatten(0, 1), target.flatten(0, 1)) for l in frame_logits)
-        per_frame = self.costs["fine_classifier"] + (self.costs["coarse_classifier"] if self.combine else 0.0)
         head = torch.full((len(batch),), self.frames * per_frame, device=video_logits.device)
         return HeadOutput(video_logits, head, extra)
+
+    def _exiting(self, batch: Batch, positions: torch.Tensor, per_frame: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame after frame in time order, a video stopping once its mean score is confident: the mean
+        scores [B, C] and the frames each video read [B]."""
+        device = batch.mask.device
+        total = torch.zeros(len(batch), self.dims.num_classes, device=device)
+        seen = torch.zeros(len(batch), device=device)
+        active = torch.ones(len(batch), dtype=torch.bool, device=device)
+        for f in range(positions.shape[1]):
+            rows = active.nonzero(as_tuple=True)[0]
+            if not len(rows):
+                break
+            frames = positions[rows.cpu(), f]
+            probs = self.fine_classifier(batch.read("fine", rows, frames)).softmax(-1)
+            if self.combine:
+                probs = (probs + self.coarse_classifier(batch.read("coarse", rows, frames)).softmax(-1)) / 2
+            total[rows] += probs
+            seen[rows] += 1
+            sure = self.stops(batch, rows, (total[rows] / seen[rows, None]).log(), seen[rows] * per_frame)
+            active[rows[sure]] = False
+        return total / seen[:, None], seen
 
     def cost_probes(self):
         probes = {"fine_classifier": (self.fine_classifier, (torch.zeros(1, self.dims.fine_dim),))}

@@ -24,15 +24,18 @@ import torch
 
 from pipeline import backbones as bb
 from pipeline.cache import attr
-from pipeline.core.devices import resolve_device
 from pipeline.core.errors import PredictError
-from pipeline.core.files import sha256_of
-from pipeline.decode import Sampling, decode_samples
+from pipeline.core.files import error_line
+from pipeline.decode import SamplePlan, decode_samples, plan_samples
 from pipeline.runner import FeatureRunner
 
 from ..data import VideoSet
-from ..evaluate import EvalResult, decision_rows, run_head
+from ..evaluate import EvalResult, run_head
 from ..rundir import RunDir
+from .lazy import LazySquares
+from .operating import apply_point, apply_thresholds, parse_thresholds, point_within
+from .prediction import Prediction, predictions_of
+from .rebuild import rebuild, require_attributes, sampling_of
 
 
 @dataclass
@@ -95,9 +98,11 @@ class Decoded:
     video_id: str
     path: str
     timestamps: np.ndarray | None = None
-    squares: torch.Tensor | None = None       # [T, Q, Q, 3] uint8
+    squares: torch.Tensor | None = None       # [T, Q, Q, 3] uint8 (lazily decoded: the frames decoded)
     seconds: float = 0.0
     error: str | None = None
+    plan: SamplePlan | None = None            # lazily decoded: planned, squares decoded as the head reads
+    frames_decoded: int | None = None
 
 
 @dataclass
@@ -106,63 +111,7 @@ class BatchResult:
     result: EvalResult
     executed_gflops: np.ndarray            # [V]: what ran, counted per frame / patch, plus the head's steps
     seconds: np.ndarray                    # [V]: its decode plus its share of the batch's compute
-
-
-def _sampling(attrs: dict) -> Sampling:
-    return Sampling(num_frames=int(attrs["num_frames"])) if "num_frames" in attrs else Sampling(fps=float(attrs["fps"]))
-
-
-def rebuild_set(name: str, attrs: dict) -> bb.FeatureSet:
-    """The registered feature set behind a cached one, refused when the cache's attributes do not
-    describe it (a cache made by another tool, or a synthetic one)."""
-    try:
-        fs = bb.parse_spec(name)
-    except ValueError as err:
-        raise PredictError(f"cannot rebuild feature set {name!r} ({err}); was the cache made by another tool?") from None
-    recorded = {k: attrs.get(k) for k in ("backbone", "input_size", "output", "grid", "patch_size")}
-    expected = {"backbone": fs.backbone.name, "input_size": fs.input_size, "output": fs.output, "grid": fs.grid,
-                "patch_size": fs.patch_size}
-    if recorded != expected:
-        raise PredictError(f"feature set {name}: the cache records {recorded}, the registry builds {expected}; "
-                           "was the cache made by another tool?")
-    if fs.output == "clip":
-        raise PredictError(f"{name}: snippet sets (SlowFast) are not predicted from raw videos yet; only frame sets")
-    return fs
-
-
-def resolve_weights(recorded: dict[str, str], given: list[str], allow_other: bool) -> tuple[dict[str, str], list[str]]:
-    """Each set's weights, and notes on those that differ from what the cache recorded.
-
-    `given` as for `c2f extract`: SET=VALUE for one set, or bare values: a bare PATH serves every
-    set that recorded its sha256 (else, as another file, the sets that recorded a file);
-    imagenet / random serve the sets that recorded nothing else usable. A set recorded with
-    imagenet or random needs nothing given."""
-    bare, explicit = bb.parse_weights_option(given)
-    unknown = set(explicit) - set(recorded)
-    if unknown:
-        raise PredictError(f"--weights names feature sets this run does not use: {', '.join(sorted(unknown))}")
-    for value in list(explicit.values()) + bare:
-        bb.check_weights(value)
-    hashes = {value: sha256_of(value) for value in bare if value not in ("imagenet", "random")}
-    chosen, notes = {}, []
-    for name, tag in recorded.items():
-        by_hash = [value for value, digest in hashes.items() if digest == tag]
-        words = [value for value in bare if value in ("imagenet", "random")]
-        files = list(hashes) if tag not in ("imagenet", "random") else []
-        value = explicit.get(name) or (by_hash[0] if by_hash else None) or \
-            (tag if tag in ("imagenet", "random") else None) or (files[0] if files else None) or \
-            (words[0] if words else None)
-        if value is None:
-            raise PredictError(f"{name} was extracted with the weights whose sha256 is {tag[:16]}...: "
-                               f"pass that file with --weights {name}=PATH")
-        used = bb.weights_tag(value)
-        if used != tag:
-            if not allow_other:
-                raise PredictError(f"{name}: the weights given ({value}, {used[:16]}) are not the cache's "
-                                   f"({tag[:16]}); pass the same file, or --allow-other-weights")
-            notes.append(f"{name}: {value} ({used[:16]}) instead of the cache's {tag[:16]}")
-        chosen[name] = value
-    return chosen, notes
+    failed: list[Decoded] = field(default_factory=list)     # lazily decoded videos that failed part-way
 
 
 class Predictor:
@@ -173,70 +122,103 @@ class Predictor:
         self.run, self.head, self.cfg, self.classes = run, head, cfg, classes
         self.sets, self.attrs, self.runner, self.budget, self.notes = sets, attrs, runner, budget, notes
         first = next(iter(attrs.values()))
-        self.sampling, self.seek = _sampling(first), attr(first, "seek")
+        self.sampling, self.seek = sampling_of(first), attr(first, "seek")
         self.video_timeout: float | None = None        # seconds one video may take to decode
+        self.weights: dict[str, str] = {}              # set -> the weights used (imagenet, random or a sha256)
+        self.operating_point: dict = {}                # what from_run set the head at (--gflops-budget, --threshold)
 
     @classmethod
     def from_run(cls, run: str | Path, weights: list[str] = (), device: str = "auto", allow_other_weights: bool = False,
-                 budget: int | None = None, batch_size: int = 32) -> "Predictor":
-        run = Path(run)
+                 budget: int | None = None, batch_size: int = 32, gflops_budget: float | None = None,
+                 thresholds: list[str] = ()) -> "Predictor":
+        """The run's head with its phase-one pipeline rebuilt (c2f.predict.rebuild); `weights` as for
+        `c2f extract` (needed only where the cache's checkpoint is not where extraction read it). The
+        head runs as trained, or at the best point of its curve within `gflops_budget`, or with the
+        `thresholds` given (KNOB=VALUE; c2f.predict.operating)."""
         folder = RunDir(run)
         folder.require_finished()
-        saved = folder.config()
-        if "feature_sets" not in saved or not all("attrs" in s for s in saved["feature_sets"].values()):
-            raise PredictError(f"{run}/config.json has no feature-set attributes (a run from an older c2f): "
-                               "train it again with this c2f")
+        try:
+            require_attributes(folder.config())
+        except PredictError as err:
+            raise PredictError(f"{folder.path}/{err}", err.hint) from None
         cfg, head, classes = folder.load()
+        point = point_within(folder, gflops_budget) if gflops_budget is not None else None
+        if point is not None:
+            budget = apply_point(head, point) or budget
+        chosen = parse_thresholds(list(thresholds), head)
+        apply_thresholds(head, chosen)
         if budget is not None and not cfg.record.budgeted:
             raise PredictError(f"{cfg.method} has no online budget; --budget applies to the budgeted methods")
-        attrs = {role: s["attrs"] for role, s in saved["feature_sets"].items()}
-        sets = {role: rebuild_set(s["name"], s["attrs"]) for role, s in saved["feature_sets"].items()}
-        for key in ("fps", "num_frames", "seek", "preprocess", "canvas", "precision"):
-            values = {str(a.get(key)) for a in attrs.values()}
-            if len(values) > 1:
-                raise PredictError(f"the run's feature sets were extracted with different {key} ({', '.join(values)}): "
-                                   "predict rebuilds one decoding for all of them")
-        chosen, notes = resolve_weights({s.name: attrs[r]["weights"] for r, s in sets.items()}, list(weights),
-                                        allow_other_weights)
-        first = next(iter(attrs.values()))
-        preprocess = attr(first, "preprocess")
-        runner = FeatureRunner(list({s.name: s for s in sets.values()}.values()), chosen, resolve_device(device),
-                               batch_size, first.get("precision", "fp32"), bool(first.get("channels_last", 1)),
-                               preprocess)
-        # the decoded square's side as extraction had it (a run of more sets may have had a larger one)
-        runner.canvas = int(first.get("canvas", runner.canvas))
-        return cls(run, head.to(runner.device), cfg, classes, sets, attrs, runner, budget, notes)
+        try:
+            sets, attrs, runner, used, notes = rebuild(folder.config(), weights, device, allow_other_weights, batch_size)
+        except PredictError as err:
+            raise PredictError(f"{folder.path}: {err}", err.hint) from None
+        predictor = cls(folder.path, head.to(runner.device), cfg, classes, sets, attrs, runner, budget, notes)
+        predictor.weights = used
+        predictor.operating_point = {"gflops_budget": gflops_budget, "point": point, "thresholds": chosen}
+        return predictor
 
     # ------------------------------------------------------------------ running
 
+    @property
+    def lazy(self) -> bool:
+        """Whether videos may stop early (early exit, a budget): then they are decoded as the head reads."""
+        return self.budget is not None or (self.head.can_exit and bool(torch.isfinite(self.head.exit_threshold)))
+
     def decode(self, video_id: str, path: str | Path) -> Decoded:
-        """The video's sampled squares, as phase one decoded them for the cache."""
+        """The video's sampled squares, as phase one decoded them for the cache (lazily: its sample plan)."""
         started = time.perf_counter()
+        if self.lazy:
+            try:
+                plan = plan_samples(path, self.sampling, self.seek, self.video_timeout)
+            except Exception as err:  # noqa: BLE001 - one bad file must never stop the run
+                return Decoded(video_id, str(path), error=error_line(err), seconds=time.perf_counter() - started)
+            if not plan.count:
+                return Decoded(video_id, str(path), error="no frames sampled", seconds=time.perf_counter() - started)
+            return Decoded(video_id, str(path), np.array(plan.wanted, dtype=np.float32), None,
+                           time.perf_counter() - started, plan=plan)
         try:
             samples = list(decode_samples(path, self.sampling, self.runner.canvas, seek=self.seek,
                                           timeout=self.video_timeout))
         except Exception as err:  # noqa: BLE001 - one bad file must never stop the run
-            reason = str(err).splitlines()[0] if str(err).strip() else err.__class__.__name__
-            return Decoded(video_id, str(path), error=reason, seconds=time.perf_counter() - started)
+            return Decoded(video_id, str(path), error=error_line(err), seconds=time.perf_counter() - started)
         if not samples:
             return Decoded(video_id, str(path), error="no frames sampled", seconds=time.perf_counter() - started)
         squares = torch.from_numpy(np.stack([s.image for s in samples]))
         stamps = np.array([s.timestamp for s in samples], dtype=np.float32)
         return Decoded(video_id, str(path), stamps, squares, time.perf_counter() - started)
 
-    def predict(self, path: str | Path, video_id: str | None = None) -> dict:
-        """One video (for a notebook): its top-5, fine reads, GFLOPs executed, seconds and decisions."""
+    def predict(self, path: str | Path, video_id: str | None = None) -> Prediction:
+        """One video (in a notebook): PredictError when it cannot be decoded."""
         decoded = self.decode(video_id or Path(path).stem, path)
         if decoded.error:
             raise PredictError(f"{path}: {decoded.error}")
-        predictions, decisions = self.rows(self.run_batch([decoded], Timer()))
-        return predictions[0] | {"decisions": decisions}
+        batch = self.run_batch([decoded], Timer())
+        if batch.failed:
+            raise PredictError(f"{path}: {batch.failed[0].error}")
+        return self.predictions(batch)[0]
+
+    def predict_many(self, paths: list[str | Path], batch_size: int = 16) -> list[Prediction | PredictError]:
+        """Many videos, the CNNs run across each batch of them; in the order given, a PredictError in
+        place of a video that cannot be decoded."""
+        out: list[Prediction | PredictError] = []
+        for start in range(0, len(paths), batch_size):
+            decoded = [self.decode(Path(p).stem, p) for p in paths[start:start + batch_size]]
+            good = [d for d in decoded if d.error is None]
+            done = iter(self.predictions(self.run_batch(good, Timer())) if good else [])   # sets .error where it fails
+            out += [next(done) if d.error is None else PredictError(f"{d.path}: {d.error}") for d in decoded]
+        return out
+
+    def predictions(self, batch: "BatchResult") -> list[Prediction]:
+        return predictions_of(batch, self.classes)
 
     def run_batch(self, videos: list[Decoded], timer: Timer) -> BatchResult:
         """The head over decoded videos, their features computed where it reads them."""
         offsets = np.zeros(len(videos) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(v.timestamps) for v in videos])
-        squares = torch.cat([v.squares for v in videos])
+        lazy = videos[0].plan is not None
+        squares = LazySquares([v.plan for v in videos], self.runner.canvas, timer) if lazy else \
+            torch.cat([v.squares for v in videos])
         features, infos = {}, {}
         for role, fs in self.sets.items():
             stage = "expensive_cnn" if role == "fine" else "cheap_cnn"
@@ -250,29 +232,29 @@ class Predictor:
         result = run_head(self.head, video_set, batch_size=len(videos), device=str(self.runner.device),
                           fine_budget=self.budget)
         compute = time.perf_counter() - started
+        if lazy:
+            squares.close()
+            compute -= squares.seconds.sum()         # decoding, counted per video below
+            for i, video in enumerate(videos):
+                video.seconds += squares.seconds[i]
+                video.squares, video.frames_decoded = squares.squares_of(i), squares.decoded_count(i)
         cnn = timer.seconds["cheap_cnn"] + timer.seconds["expensive_cnn"] - cnn_before
         timer.seconds["head"] += compute - cnn
-        timer.seconds["decode"] += sum(v.seconds for v in videos)
+        timer.seconds["decode"] += sum(v.seconds for v in videos) - (squares.seconds.sum() if lazy else 0.0)
         ran = sum(np.add.reduceat(f.computed, offsets[:-1]) * infos[r].gflops_per_frame for r, f in features.items())
         executed = ran + (result.gflops - self._read_gflops(result, infos))     # + the head's own steps
         share = executed / executed.sum() if executed.sum() > 0 else np.full(len(videos), 1 / len(videos))
         seconds = np.array([v.seconds for v in videos]) + compute * share
-        return BatchResult(videos, result, executed, seconds)
+        failed = sorted(squares.errors) if lazy else []
+        if not failed:
+            return BatchResult(videos, result, executed, seconds)
+        for i in failed:
+            videos[i].error = squares.errors[i]
+        keep = [i for i in range(len(videos)) if i not in squares.errors]
+        return BatchResult([videos[i] for i in keep], result.subset(keep), executed[keep], seconds[keep],
+                           [videos[i] for i in failed])
 
     @staticmethod
     def _read_gflops(result: EvalResult, infos: dict[str, SetInfo]) -> np.ndarray:
         """The feature part of the evaluation's GFLOPs (reads x cost), to leave the head's own steps."""
         return sum(result.per_video(role) * info.gflops_per_frame for role, info in infos.items())
-
-    def rows(self, batch: BatchResult) -> tuple[list[dict], list[tuple]]:
-        """predictions.csv rows (top-5 with probabilities) and decisions.csv rows of a batch."""
-        result, predictions = batch.result, []
-        fine = result.fine_count()
-        for i, video in enumerate(batch.videos):
-            top = np.argsort(-result.scores[i])[:5]
-            predictions.append({"video_id": video.video_id, "pred": self.classes[top[0]],
-                                "prob": f"{result.scores[i, top[0]]:.4f}",
-                                "top5": "|".join(f"{self.classes[k]}:{result.scores[i, k]:.4f}" for k in top),
-                                "fine_count": int(fine[i]), "gflops": f"{batch.executed_gflops[i]:.4f}",
-                                "seconds": f"{batch.seconds[i]:.4f}", "frames": len(video.timestamps)})
-        return predictions, list(decision_rows(result))

@@ -20,9 +20,15 @@ from pipeline.core.options import option, validate
 from pipeline.core.ranks import Ranks, lock_for_the_whole_run
 from pipeline.decode import VIDEO_TIMEOUT
 
-from ..evaluate import decision_columns
+from pipeline.core.errors import PredictError
+from pipeline.core.files import sha256_of
+from pipeline.core.memory import keep_freed_memory
+
+from .. import __version__
+from ..evaluate import decision_columns, decision_rows
 from .engine import Decoded, Predictor, Timer
-from .outputs import PREDICTION_COLUMNS, Outputs, read_rows
+from .outputs import Outputs, claim, read_rows
+from .prediction import PREDICTION_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +47,18 @@ class PredictConfig:
     device: str = option("auto", DEVICE_HELP)
     budget: int | None = option(None, "Online: a video stops after its K-th fine read (AdaFocus: its first K "
                                       "frames).", minimum=1, kind=int)
+    gflops_budget: float | None = option(
+        None, "Run the head at the most accurate point of RUN/curve.csv (or as trained) that costs at most this "
+              "many GFLOPs a video on the run's eval split.", above=0, kind=float)
+    threshold: list[str] = option([], "KNOB=VALUE: set one of the head's thresholds (gate, keep, exit; a bare VALUE: "
+                                      "its first), as in RUN/curve.csv's value column. Repeatable.")
     batch_size: int = option(16, "Videos per batch (the CNNs run across them).", minimum=1)
     workers: int | None = option(None, "Decoding processes (default as for c2f extract).", minimum=0, kind=int)
     video_timeout: float = option(VIDEO_TIMEOUT, "Seconds one video may take to decode; past it the video goes to "
                                           "errors.csv and the run goes on.", above=0)
     visualize: bool = option(False, "Write a PNG strip per video into OUT/strips.")
+    overwrite: bool = option(False, "Replace what OUT holds when it was predicted with another run, other weights, "
+                                    "another budget or another c2f (otherwise refused: two never mix).")
     progress: bool = option(True, "Show a progress bar.")
 
     def __post_init__(self):
@@ -54,6 +67,8 @@ class PredictConfig:
             raise SettingsError("give video files or --manifest, not both and not neither")
         if self.split and not self.manifest:
             raise SettingsError("--split needs --manifest")
+        if self.gflops_budget is not None and (self.threshold or self.budget is not None):
+            raise SettingsError("--gflops-budget chooses the thresholds and the budget: give it alone")
         resolve_device(self.device)        # a device that is not there: one line, before anything is written
         if self.workers is None:
             self.workers = default_workers(self.device)
@@ -90,8 +105,10 @@ def _predict_share(predictor: Predictor, entries: list[tuple[str, str]], cfg: Pr
 
     def flush():
         result = predictor.run_batch(batch, timer)
-        predictions, decisions = predictor.rows(result)
-        outputs.append(predictions, decisions, [])
+        for failed in result.failed:
+            log.warning("%s: %s (%s)", failed.video_id, failed.error, failed.path)
+        outputs.append(predictor.predictions(result), list(decision_rows(result.result)),
+                       [(v.video_id, v.path, v.error) for v in result.failed])
         if cfg.visualize:
             from .strips import write_strips
             write_strips(Path(cfg.out) / "strips", predictor, result)
@@ -118,14 +135,34 @@ def _summary(predictor: Predictor, cfg: PredictConfig, rows: list[list[str]], er
     column = {name: i for i, name in enumerate(PREDICTION_COLUMNS)}
     values = lambda name: np.array([float(r[column[name]]) for r in rows]) if rows else np.zeros(0)  # noqa: E731
     return {"run": str(predictor.run), "method": predictor.cfg.method, "videos": len(rows), "errors": errors,
-            "frames": int(values("frames").sum()), "seconds": {k: round(v, 3) for k, v in seconds.items()},
+            "frames": int(values("frames").sum()), "frames_decoded": int(values("frames_decoded").sum()),
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
             "seconds_per_video": float(values("seconds").mean()) if rows else None,
             "gflops_executed_mean": float(values("gflops").mean()) if rows else None,
             "fine_mean": float(values("fine_count").mean()) if rows else None,
-            "budget": cfg.budget, "device": str(predictor.runner.device), "precision": predictor.runner.precision,
+            "budget": predictor.budget, "operating_point": predictor.operating_point, "device": str(predictor.runner.device), "precision": predictor.runner.precision,
             "sampling": predictor.sampling.attrs(), "seek": predictor.seek, "preprocess": predictor.runner.preprocess,
             "feature_sets": {role: fs.name for role, fs in predictor.sets.items()},
             "weights_other_than_the_cache": predictor.notes}
+
+
+def identity(predictor: Predictor, cfg: PredictConfig) -> dict:
+    """What OUT's predictions are made with (OUT/prediction.json): a rerun must match it to resume there."""
+    return {"run": str(predictor.run.resolve()), "head_sha256": sha256_of(predictor.run / "head.pt"),
+            "method": predictor.cfg.method, "weights": predictor.weights, "budget": predictor.budget,
+            "operating_point": predictor.operating_point, "c2f": __version__}
+
+
+def _claim_together(out: Path, made_with: dict, overwrite: bool, ranks: Ranks) -> None:
+    """Rank 0 claims OUT (outputs.claim); if it refuses, every rank refuses together."""
+    refusal = None
+    if ranks.rank == 0:
+        try:
+            claim(out, made_with, overwrite)
+        except PredictError as err:
+            refusal = err
+    if not ranks.all_true(refusal is None):
+        raise refusal or PredictError(f"{out}: rank 0 refused the output folder")
 
 
 def predict_videos(cfg: PredictConfig) -> dict | None:
@@ -134,18 +171,22 @@ def predict_videos(cfg: PredictConfig) -> dict | None:
     out = Path(cfg.out)
     entries = cfg.entries()
     ranks, device = Ranks.start(resolve_device(cfg.device))
+    if device.type == "cpu":
+        keep_freed_memory()          # the CNNs' activations, freed after every batch, stay in the heap
     try:
         with ExitStack() as stack:
             lock_for_the_whole_run(stack, out, ranks, what="prediction")
-            predictor = Predictor.from_run(cfg.run, cfg.weights, str(device), cfg.allow_other_weights, cfg.budget)
+            predictor = Predictor.from_run(cfg.run, cfg.weights, str(device), cfg.allow_other_weights, cfg.budget,
+                                           gflops_budget=cfg.gflops_budget, thresholds=cfg.threshold)
             predictor.video_timeout = cfg.video_timeout
+            _claim_together(out, identity(predictor, cfg), cfg.overwrite, ranks)
             outputs = Outputs(out, ranks.rank,
                               decision_columns(any(fs.output == "grid" for fs in predictor.sets.values())))
             if ranks.rank == 0:
                 outputs.repair()
             ranks.barrier()          # every part is whole before any rank reads or appends
             done = outputs.done()
-            mine = ranks.slice([e for e in entries if e[0] not in done])
+            mine = ranks.slice([e for e in entries if e not in done])
             timer = _predict_share(predictor, mine, cfg, outputs)
             atomic_write_text(outputs.parts / f"summary-{ranks.rank:04d}.json", json.dumps(timer.seconds))
             ranks.barrier()          # every rank's parts are written

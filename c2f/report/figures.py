@@ -1,5 +1,6 @@
 """The report's figures (PNG, matplotlib): accuracy against GFLOPs for every run (LiteEval Fig. 2,
-AdaFocus Fig. 6), online accuracy per budget, and fine-feature use per class (LiteEval Fig. 4)."""
+AdaFocus Fig. 6), online accuracy per budget, fine-feature use per class (LiteEval Fig. 4), and each
+run's training curves (from its log.csv)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +17,38 @@ def _score(metrics: dict) -> tuple[float, str]:
     return metrics["top1"], "top-1"
 
 
+def operating_points(runs: list[Run], runs_dir: Path) -> pd.DataFrame:
+    """operating_points.csv: every run's curve.csv rows (its knobs' targets, its online budgets), run first."""
+    tables = [pd.read_csv(r.path / "curve.csv").assign(run=str(r.path.relative_to(runs_dir)), method=r.method)
+              for r in runs if (r.path / "curve.csv").exists()]
+    if not tables:
+        return pd.DataFrame()
+    table = pd.concat(tables, ignore_index=True)
+    return table[["run", "method"] + [c for c in table.columns if c not in ("run", "method")]]
+
+
+def _accuracy_vs_gflops(runs: list[Run], plt):
+    """Every run a point at its trained setting; a run with curve.csv also its operating curve, a line
+    per knob (the papers' figures: the adaptive methods' curves, the baselines' single points)."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    score, label = _score(runs[0].metrics)[1], {"mAP": "mAP", "top-1": "top1"}
+    for i, method in enumerate(sorted({r.method for r in runs})):
+        colour = f"C{i % 10}"
+        points = [(r.metrics["gflops_mean"], _score(r.metrics)[0]) for r in runs if r.method == method]
+        ax.scatter(*zip(*points), color=colour, label=method, zorder=3)
+        for run in (r for r in runs if r.method == method and (r.path / "curve.csv").exists()):
+            curve = pd.read_csv(run.path / "curve.csv")
+            for (knob, rows), style in zip(curve.groupby("knob", sort=False), ("-", "--", ":", "-.")):
+                rows = rows.sort_values("gflops_mean")
+                ax.plot(rows.gflops_mean, rows[label[score]], style, color=colour, marker=".", alpha=0.8,
+                        label=f"{run.path.name}: {knob}")
+    ax.set_xscale("log")
+    ax.set(xlabel="GFLOPs per video", ylabel=score, title="accuracy vs computation (lines: one run's operating curve)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 def make_figures(runs: list[Run], out: Path) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
@@ -23,16 +56,8 @@ def make_figures(runs: list[Run], out: Path) -> list[str]:
 
     written = []
     if runs:                                     # LiteEval Fig. 2 / AdaFocus Fig. 6 (offline)
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for method in sorted({r.settings["method"] for r in runs}):
-            points = [(r.metrics["gflops_mean"], _score(r.metrics)[0]) for r in runs if r.settings["method"] == method]
-            ax.scatter(*zip(*points), label=method)
-        ax.set_xscale("log")
-        ax.set(xlabel="GFLOPs per video", ylabel=_score(runs[0].metrics)[1], title="accuracy vs computation")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "accuracy_vs_gflops.png", dpi=120)
-        plt.close(fig)
+        _accuracy_vs_gflops(runs, plt).savefig(out / "accuracy_vs_gflops.png", dpi=120)
+        plt.close("all")
         written.append("accuracy_vs_gflops.png")
     online = [(r, pd.read_csv(r.path / "online.csv")) for r in runs if (r.path / "online.csv").exists()]
     if online:                                   # online recognition with a budget (LiteEval Fig. 2)
@@ -65,3 +90,31 @@ def make_figures(runs: list[Run], out: Path) -> list[str]:
     return written
 
 
+def training_curves(runs: list[Run], out: Path, runs_dir: Path) -> list[str]:
+    """curves/RUN.png per run with a log.csv: the training loss and the learning rate per epoch, each
+    stage a line of its own."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for run in runs:
+        if not (run.path / "log.csv").exists():
+            continue
+        log = pd.read_csv(run.path / "log.csv")
+        name = str(run.path.relative_to(runs_dir)).replace("/", "__")
+        fig, (loss_ax, rate_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
+        for stage, rows in log.groupby("stage", sort=False):
+            loss_ax.plot(rows.epoch, rows.train_loss, marker=".", label=str(stage))
+            rate_ax.plot(rows.epoch, rows.lr, marker=".", label=str(stage))
+        loss_ax.set(xlabel="epoch", ylabel="training loss", title=f"{name} ({run.method})")
+        rate_ax.set(xlabel="epoch", ylabel="learning rate (at the epoch's start)", yscale="log", title="schedule")
+        for ax in (loss_ax, rate_ax):
+            if ax.lines:
+                ax.legend(fontsize=6)
+        fig.tight_layout()
+        (out / "curves").mkdir(exist_ok=True)
+        fig.savefig(out / "curves" / f"{name}.png", dpi=100)
+        plt.close(fig)
+        written.append(f"curves/{name}.png")
+    return written

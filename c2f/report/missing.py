@@ -3,6 +3,7 @@ feature sets the runs used, a readable folder name that no run holds yet, and ab
 preceded by the `c2f extract` it needs when a set it reads is not in the cache."""
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -38,22 +39,26 @@ def settings_for(match: dict, runs: list[Run]) -> dict:
     return settings
 
 
-def free_folder(runs_dir: Path, name: str, taken: set[str]) -> Path:
-    """runs_dir/name, or name-2, name-3 ... when a folder (or an earlier suggestion) has it."""
-    candidate, number = name, 1
-    while (runs_dir / candidate).exists() or candidate in taken:
-        number += 1
-        candidate = f"{name}-{number}"
-    taken.add(candidate)
-    return runs_dir / candidate
+def free_folder(runs_dir: Path, name: str, settings: dict, taken: dict[str, str]) -> Path:
+    """The folder suggested for a run of these settings: the one suggested before for the same settings
+    (a run can fill rows of several tables), else runs_dir/name, or name-2, name-3 ... when a folder
+    or another suggestion has it."""
+    key = json.dumps(settings, sort_keys=True, default=str)
+    if key not in taken:
+        candidate, number = name, 1
+        while (runs_dir / candidate).exists() or candidate in taken.values():
+            number += 1
+            candidate = f"{name}-{number}"
+        taken[key] = candidate
+    return runs_dir / taken[key]
 
 
-def command_for(match: dict, runs: list[Run], reference: dict, runs_dir: Path, taken: set[str]) -> str:
-    """The commands that would fill one missing row (its run's folder is new: `taken` holds the names
-    suggested so far)."""
+def command_for(match: dict, runs: list[Run], reference: dict, runs_dir: Path, taken: dict[str, str]) -> str:
+    """The commands that would fill one missing row (its run's folder is new: `taken` maps the settings
+    suggested so far to their folders)."""
     settings = settings_for(match, runs)
     full = defaults_of(match["method"]) | settings
-    out = free_folder(runs_dir.resolve(), readable_name(full), taken)
+    out = free_folder(runs_dir.resolve(), readable_name(full), full, taken)
     manifest, cache = str(Path(reference["manifest"]).resolve()), str(Path(reference["cache"]).resolve())
     record = method_record(match["method"])
     values = {k: v for k, v in settings.items() if k != "method"}

@@ -45,10 +45,15 @@ def find_runs(runs_dir: str | Path) -> list[Run]:
     return runs
 
 
-def differing(settings: dict) -> dict:
-    """The settings of a run that make it a variant and differ from its method's defaults."""
+NOT_SETTINGS = ("manifest", "cache", "out", "coarse", "fine", "glance", "focus", "device", "overwrite", "progress")
+
+
+def differing(settings: dict, every: bool = False) -> dict:
+    """The settings of a run that make it a variant (every: any setting but paths, sets and how it was
+    invoked) and differ from its method's defaults."""
     defaults = defaults_of(settings["method"])
-    return {k: settings[k] for k in variant_keys() if k in settings and k in defaults and settings[k] != defaults[k]}
+    keys = [k for k in defaults if k not in NOT_SETTINGS] if every else variant_keys()
+    return {k: settings[k] for k in keys if k in settings and k in defaults and settings[k] != defaults[k]}
 
 
 def _distance_from_defaults(run: Run, fixed: dict) -> int:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.core.errors import RunError
 
-from .figures import make_figures
+from .figures import make_figures, operating_points, training_curves
 from .missing import command_for
 from .pricing import flops_rows, paper_baselines
 from .runs import Run, differing, find_runs, select
@@ -20,7 +20,7 @@ from .tables import METRICS, Table, paper_tables
 
 
 def build_table(table: Table, runs: list[Run], runs_dir: Path,
-                taken: set[str]) -> tuple[pd.DataFrame | None, list[str], str | None]:
+                taken: dict[str, str]) -> tuple[pd.DataFrame | None, list[str], str | None]:
     """The table (None when no row has its runs), the missing rows' lines, and a refusal message."""
     rows, missing, used = [], [], []
     reference = runs[0].settings if runs else {"manifest": "M.csv", "cache": "CACHE"}
@@ -54,8 +54,7 @@ def runs_table(runs: list[Run], runs_dir: Path) -> pd.DataFrame:
     rows = []
     for run in runs:
         sets = ", ".join(f"{role}: {info['name']}" for role, info in run.feature_sets.items())
-        settings = "; ".join(f"{k}={v}" for k, v in differing(run.settings).items()
-                             if k not in ("coarse", "fine", "glance", "focus"))
+        settings = "; ".join(f"{k}={v}" for k, v in differing(run.settings, every=True).items())
         rows.append({"run": str(run.path.relative_to(runs_dir)), "method": run.method, "feature_sets": sets,
                      "settings": settings, "top1": _number(run.metrics["top1"]), "mAP": _number(run.metrics["mAP"]),
                      "gflops": _number(run.metrics["gflops_mean"], 2), "fine_reads": _number(run.metrics["fine_mean"], 2),
@@ -72,7 +71,7 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def _paper_tables(runs: list[Run], runs_dir: Path, out: Path) -> tuple[list[str], list[str], list[str], list[str]]:
     """Every paper table the runs fill: (files written, report.md sections, missing lines, refusals)."""
-    written, sections, missing, refused, taken = [], [], [], [], set()
+    written, sections, missing, refused, taken = [], [], [], [], {}
     for table in paper_tables():
         frame, absent, refusal = build_table(table, runs, runs_dir, taken)
         missing += absent
@@ -96,6 +95,11 @@ def write_report(runs_dir: str | Path, out_dir: str | Path, count_paper_settings
     every = runs_table(runs, runs_dir)
     every.to_csv(out / "runs.csv", index=False)
     written, sections, missing, refused = _paper_tables(runs, runs_dir, out)
+    points = operating_points(runs, runs_dir)
+    if len(points):
+        points.round(4).to_csv(out / "operating_points.csv", index=False)
+        written.append("operating_points.csv")
+        sections.append(f"## Operating points (each run's curve.csv)\n\n{markdown(points.round(4))}\n")
     sections.insert(0, f"## Every run\n\n{markdown(every)}\n")
     written.insert(0, "runs.csv")
     (out / "missing.txt").write_text("\n".join(missing) + ("\n" if missing else ""), encoding="utf-8")
@@ -108,7 +112,7 @@ def write_report(runs_dir: str | Path, out_dir: str | Path, count_paper_settings
         baselines.to_csv(out / "paper_baselines.csv", index=False)
         sections.append(f"## The papers' baselines in their settings (counted)\n\n{markdown(baselines)}\n")
         written.append("paper_baselines.csv")
-    figures = make_figures(runs, out)
+    figures = make_figures(runs, out) + training_curves(runs, out, runs_dir)
     lines = [f"# c2f report: {len(runs)} runs under {runs_dir}\n", *sections]
     if refused:
         lines.append("## Refused\n\n" + "\n".join(f"- {r}" for r in refused) + "\n")

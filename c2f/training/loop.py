@@ -41,8 +41,8 @@ class Progress:
 
 def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, bar) -> dict[str, float]:
     """One pass over the batches: an optimiser step after each loss the head gives, the rate
-    schedule's step after each batch; returns the epoch's mean of what the head logs (each batch's
-    last logs, weighted by its videos)."""
+    schedule's step after each batch; returns the epoch's mean of the loss and of what the head logs
+    (each batch's last, weighted by its videos)."""
     totals, seen = {}, 0
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     for batch in batches:
@@ -57,7 +57,7 @@ def train_one_epoch(head: Head, optimizer, schedule, batches, grad_clip: float, 
         if schedule is not None:
             schedule.step()
         seen += len(batch)
-        for k, v in logs.items():
+        for k, v in ({"loss": float(loss.detach())} | logs).items():
             totals[k] = totals.get(k, 0.0) + v * len(batch)
         bar.update()
     return {k: v / max(1, seen) for k, v in totals.items()}
@@ -99,11 +99,11 @@ def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch
                 schedule.load_state_dict(checkpoint["schedule"])
         label = " ".join(filter(None, [f"train {cfg.method}", f"stage {stage.name}" if len(stages) > 1 else ""]))
         for _ in range(progress.epoch, stage.epochs):
-            started = time.perf_counter()
+            started, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
             _one_epoch(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label)
             seconds = time.perf_counter() - started
             progress.seconds += seconds
-            run.append_log(_log_row(progress, stage, optimizer, seconds))
+            run.append_log(_log_row(progress, stage, lr, seconds))
             progress.epoch += 1
             if progress.epoch == stage.epochs:
                 _finish_stage(head, stage, train, cfg, progress)
@@ -130,12 +130,12 @@ def _record(cfg: TrainConfig, stages: list[Stage], rule: str, progress: Progress
             "last_epoch_logs": progress.last_logs}
 
 
-def _log_row(progress: Progress, stage: Stage, optimizer, seconds: float) -> dict:
-    """log.csv's row for the epoch just trained (the rate is the one its last step used)."""
+def _log_row(progress: Progress, stage: Stage, lr: float, seconds: float) -> dict:
+    """log.csv's row for the epoch just trained: its rate (at its start; --lr's group), mean loss and the
+    head's own logs."""
     logs = dict(progress.last_logs)
-    loss = logs.pop("ce", None)
-    return {"stage": stage.name, "epoch": progress.epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss if loss is not None else "", "seconds": seconds, **logs}
+    return {"stage": stage.name, "epoch": progress.epoch + 1, "lr": lr, "train_loss": logs.pop("loss", ""),
+            "seconds": seconds, **logs}
 
 
 def _one_epoch(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch.Generator, optimizer, schedule, bar,

@@ -4,7 +4,7 @@ The run's head stops each video once it has read the fine feature K times and pr
 there (K' = frames seen so far); the methods with a budget say so in their record
 (c2f.methods: fine reads for LiteEval, glimpses for FrameGlimpse, frames read for FastForward,
 the first K sampled frames for AdaFocus, its Fig. 6 online setting). The baselines use the per-frame classifier of a `uniform`
-run on the same fine features (NOTES.md): UNIFORM-K averages K frames spread evenly over
+run on the same fine features (as LiteEval's paper): UNIFORM-K averages K frames spread evenly over
 the first K' frames of each video, SEQ-K the first K frames.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from pipeline.cache import Cache
+from pipeline.core.devices import resolve_device
 from pipeline.core.errors import RunError
 from pipeline.core.manifest import read_manifest
 
@@ -55,9 +56,10 @@ def frame_baseline(head: UniformHead, videos: VideoSet, frames_seen: np.ndarray,
 
 
 def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | Path | None = None,
-                    batch_size: int = EVAL_BATCH, progress: bool = True) -> list[dict]:
+                    batch_size: int = EVAL_BATCH, progress: bool = True, device: str = "auto") -> list[dict]:
     """One row per method and K; written to RUN/online.csv."""
-    cfg, head, classes = load_run(run_dir)
+    device = str(resolve_device(device))
+    cfg, head, classes = load_run(run_dir, device)
     if not cfg.record.budgeted:
         budgeted = [name for name, m in methods().items() if m.budgeted]
         raise RunError(f"{run_dir} is a {cfg.method} run; online budgets apply to {', '.join(budgeted)}",
@@ -76,7 +78,8 @@ def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | 
             raise RunError("the uniform run's videos differ from the run's (another cache or manifest?)")
     rows = []
     for K in budgets:
-        result: EvalResult = run_head(head, videos, batch_size, fine_budget=K, progress=progress, desc=f"K={K}")
+        result: EvalResult = run_head(head, videos, batch_size, device, fine_budget=K, progress=progress,
+                                      desc=f"K={K}")
         seen = result.frames_seen()
         rows.append(_row(cfg.method, K, result.scores, result.targets, result.gflops, result.fine_count(), seen))
         if baseline is not None:

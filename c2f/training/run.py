@@ -20,6 +20,7 @@ from ..heads import Head, build_head
 from ..rundir import NOT_REPEATED, RunDir
 from .fit import fit
 from .inputs import head_dims, load_data
+from .operating import calibrate_exit, operating_curve
 
 
 def absolute(cfg: TrainConfig) -> TrainConfig:
@@ -28,7 +29,8 @@ def absolute(cfg: TrainConfig) -> TrainConfig:
                    out=str(Path(cfg.out).resolve()))
 
 
-def config_payload(cfg: TrainConfig, settings: dict, sets: dict, classes: list[str], head: Head) -> dict:
+def config_payload(cfg: TrainConfig, settings: dict, sets: dict, classes: list[str], head: Head,
+                   command: str | None) -> dict:
     """config.json: every setting (a valid --config), the feature sets used with their attributes, the
     manifest's sha256, the classes, the head's counted costs and where the run came from."""
     settings = {k: v for k, v in settings.items() if k not in NOT_REPEATED}
@@ -38,15 +40,16 @@ def config_payload(cfg: TrainConfig, settings: dict, sets: dict, classes: list[s
             "manifest_sha256": sha256_of(cfg.manifest), "classes": classes,
             "head_costs_gmacs": head.costs, "parameters": sum(p.numel() for p in head.parameters()),
             "provenance": {"c2f": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                           "device": cfg.device, "command": shlex.join(sys.argv),
+                           "device": cfg.device, "command": command or shlex.join(sys.argv),
                            "cwd": str(Path.cwd()),
                            "weights": {info.name: {"sha256_or_name": info.attrs.get("weights"),
                                                    "file": info.attrs.get("weights_file")}
                                        for info in sets.values()}}}
 
 
-def train_head(cfg: TrainConfig) -> dict:
-    """Train, evaluate, write the run folder; returns metrics.json's content."""
+def train_head(cfg: TrainConfig, command: str | None = None) -> dict:
+    """Train, evaluate, write the run folder; returns metrics.json's content. `command`: the command line
+    that asked for it (config.json's provenance; default: this process's)."""
     started = time.time()
     cfg = absolute(cfg)
     settings = cfg.to_dict()          # as given (device "auto" stays "auto": config.json repeats the run anywhere)
@@ -58,9 +61,11 @@ def train_head(cfg: TrainConfig) -> dict:
     if not resume:
         run.restart_log()
     dims = head_dims(train, classes)
-    run.write_config(config_payload(cfg, settings, train.sets, classes, build_head(cfg, dims)))
+    run.write_config(config_payload(cfg, settings, train.sets, classes, build_head(cfg, dims), command))
     run.write_skipped({cfg.train_split: train.skipped, cfg.eval_split: evaluation.skipped})
     head, training = fit(cfg, train, dims, resume)
+    if cfg.exit_budget is not None:
+        training["exit_threshold"] = calibrate_exit(head, train, cfg.exit_budget, cfg.device)
     run.save_head(head)
     eval_started = time.time()
     result = run_head(head, evaluation, batch_size=max(cfg.batch_size, EVAL_BATCH), device=cfg.device,
@@ -71,5 +76,7 @@ def train_head(cfg: TrainConfig) -> dict:
     metrics |= {"train_videos": len(train), "skipped_videos": len(evaluation.skipped),
                 "head_seconds_per_video": eval_seconds / len(evaluation), "seconds": round(time.time() - started, 1),
                 "training": training, **training.pop("head")}
+    if cfg.curve and (head.knobs() or cfg.record.budgeted):
+        run.write_table("curve.csv", operating_curve(head, train, evaluation, cfg.record.budgeted, cfg.device))
     run.write_results(result, metrics, classes)
     return metrics

@@ -1,14 +1,17 @@
-"""Frozen backbones of phase one, like timm's model registry: `weights` (the published
-checkpoints, random, or a file), `registry` (the backbones and the feature-set spec grammar, with
-each set's preprocessing), `flops` (counted multiply-adds) and `frozen` (the frozen module a set
-runs). Each imports only those listed before it."""
+"""Frozen backbones of phase one, like timm's model registry. Each module imports only those listed
+before it: `weights` (fetching and loading weights), `backbone` (what a backbone is), `builders` (the
+networks, built by torchvision, timm or pytorchvideo), `catalog` (any torchvision or timm model by
+name), `featureset` (a backbone at an input size, and how a frame is prepared for it), `registry` (the
+presets and the spec grammar), `flops` (counted multiply-adds, kept on disk) and `frozen` (the frozen
+module a set runs)."""
+from .backbone import Backbone
+from .featureset import PREPROCESS, FeatureSet, canvas_for
 from .flops import PAPER_GFLOPS, flops_table, full_model_gmacs, gflops_per_frame
 from .frozen import FeatureNet, build
-from .registry import (CLIP_STRIDE, CLIP_WINDOW, PREPROCESS, REGISTRY, SPEC_RE, Backbone, FeatureSet, canvas_for,
-                       parse_spec, parse_weights_option)
-from .weights import build_full, check_weights, hub_checkpoint_dir, load_checkpoint, weights_tag
+from .registry import REGISTRY, SPEC_RE, backbone, parse_spec, parse_weights_option
+from .weights import build_full, check_weights, fetch, hub_checkpoint_dir, load_checkpoint, offline, weights_tag
 
-__all__ = ["PAPER_GFLOPS", "flops_table", "full_model_gmacs", "gflops_per_frame", "FeatureNet", "build",
-           "CLIP_STRIDE", "CLIP_WINDOW", "PREPROCESS", "REGISTRY", "SPEC_RE", "Backbone", "FeatureSet", "canvas_for",
-           "parse_spec", "build_full", "check_weights", "hub_checkpoint_dir", "load_checkpoint",
-           "parse_weights_option", "weights_tag"]
+__all__ = ["Backbone", "PREPROCESS", "FeatureSet", "canvas_for", "PAPER_GFLOPS", "flops_table", "full_model_gmacs",
+           "gflops_per_frame", "FeatureNet", "build", "REGISTRY", "SPEC_RE", "backbone", "parse_spec",
+           "parse_weights_option", "build_full", "check_weights", "fetch", "hub_checkpoint_dir", "load_checkpoint",
+           "offline", "weights_tag"]

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..core.files import atomic_write_text, locked
 from ..core.flops import count_gmacs
-from .registry import SLOWFAST_ALPHA, parse_spec
+from .registry import parse_spec
 from .weights import build_full
 
 
@@ -58,9 +58,9 @@ def _store(key: str, value: float) -> None:
 
 def full_model_gmacs(full: nn.Module, fs) -> float:
     """The cost of one frame (patch, snippet) is the published network's, classifier included: the
-    papers' and DESIGN.md's convention (its 1000-way head is ~0.002 GMACs of MobileNetV2's 0.08)."""
+    papers' convention (docs/contracts/flops.md) (its 1000-way head is ~0.002 GMACs of MobileNetV2's 0.08)."""
     example = fs.example_input()
-    return count_gmacs(full, [example[:, :, ::SLOWFAST_ALPHA], example] if fs.output == "clip" else example)
+    return count_gmacs(full, fs.backbone.full_input(example) if fs.backbone.full_input else example)
 
 
 def gflops_per_frame(fs, full: nn.Module | None = None) -> float:
@@ -93,11 +93,12 @@ PAPER_GFLOPS = {
 }
 
 
-def flops_table() -> list[dict]:
-    """Counted GMACs per frame (per patch, per snippet) of every supported feature set."""
+def flops_table(specs: list[str] | None = None) -> list[dict]:
+    """Counted GMACs per frame (per patch, per snippet) of the given feature sets (default: the papers')."""
     rows = []
-    for spec, paper in PAPER_GFLOPS.items():
+    for spec in specs or PAPER_GFLOPS:
         fs = parse_spec(spec)
+        paper = PAPER_GFLOPS.get(fs.name)
         rows.append({"feature_set": fs.name, "input": list(fs.example_input().shape[1:]),
                      "feature_shape": list(fs.feature_shape), "gflops_counted": gflops_per_frame(fs),
                      "gflops_paper": paper})

@@ -49,8 +49,13 @@ def build(fs, weights: str = "random") -> nn.Module:
     torch.manual_seed(seed)          # `random` must mean the same weights in every run
     full = build_full(fs.backbone, weights)
     gmacs = gflops_per_frame(fs, full)
-    trunk = fs.backbone.trunk_of(full)
-    module = trunk if fs.output == "clip" else FeatureNet(trunk, pooled=fs.output != "map")
+    model = fs.backbone
+    if fs.output == "map":
+        module = FeatureNet(model.trunk_of(full), pooled=False)
+    elif model.pooled_of is not None:            # the head made an identity (any model by name, SlowFast)
+        module = model.pooled_of(full)
+    else:                                        # the presets: the trunk's last map, averaged
+        module = FeatureNet(model.trunk_of(full), pooled=True)
     if weights == "random":
         _calibrate_random_bn(module, fs, seed)
     module.eval().requires_grad_(False)

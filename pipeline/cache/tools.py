@@ -23,7 +23,7 @@ def feature_set_folders(cache: Path) -> list[Path]:
 
 
 def verify_cache(cache: Path) -> dict[str, list[str]]:
-    """Set name -> its problems (empty when sound): index.json readable and as DESIGN.md lays it out,
+    """Set name -> its problems (empty when sound): index.json readable and as the cache contract lays it out,
     every shard opening and agreeing with it (ids, offsets, frame counts, attributes)."""
     report = {}
     for folder in feature_set_folders(cache):

@@ -1,4 +1,5 @@
-"""Manifest CSVs (DESIGN.md): reading, validation, and converters from official annotations.
+"""Manifest CSVs: reading, validation with line-numbered errors, writing (converters.py builds them
+from official annotations, a folder, or a list of video files).
 
 A manifest has the columns video_id, path, labels (joined by '|'), split; optional
 columns are carried along. Paths are absolute or relative to the manifest's folder.
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
 import unicodedata
@@ -134,8 +134,20 @@ def read_manifest(path: str | os.PathLike, check_paths: bool = True) -> Manifest
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found" if not path.exists() else f"{path}: not a file")
+    return _checked(path, _rows(path, _text(path)), check_paths)
+
+
+def manifest_of_rows(rows: list[dict], source: str | os.PathLike, check_paths: bool = True) -> Manifest:
+    """A manifest from rows made in memory (c2f extract VIDEO...), validated as a file would be; its
+    errors name `source` and the row (1 for the first)."""
+    as_text = [(i + 1, {k: ("|".join(v) if k == "labels" and not isinstance(v, str) else str(v))
+                        for k, v in row.items()}) for i, row in enumerate(rows)]
+    return _checked(Path(source), as_text, check_paths)
+
+
+def _checked(path: Path, rows, check_paths: bool) -> Manifest:
     problems, warnings, entries, first_line = [], [], [], {}
-    for line, row in _rows(path, _text(path)):
+    for line, row in rows:
         entry = _entry(path, line, row, problems)
         if entry is None:
             continue
@@ -151,8 +163,9 @@ def read_manifest(path: str | os.PathLike, check_paths: bool = True) -> Manifest
         more = f" ({len(problems) - 1} more problems below)" if len(problems) > 1 else ""
         shown = problems[1:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else [])
         raise ManifestError("\n".join([problems[0] + more, *shown]))
-    for message in warnings:
-        log.warning(message)
+    if warnings:                # one line however many: a manifest of 10^5 missing videos must not flood the log
+        more = f" (and {len(warnings) - 1} more: c2f manifest check lists them)" if len(warnings) > 1 else ""
+        log.warning("%s%s", warnings[0], more)
     return Manifest(path, entries, warnings)
 
 
@@ -172,111 +185,3 @@ def write_manifest(rows: list[dict], out: str | os.PathLike) -> Path:
             writer.writerow(row)
     os.replace(tmp, out)
     return out
-
-
-# ---------------------------------------------------------------- converters
-# Each returns manifest rows; `video_root` is where the video files live.
-
-def _find_video(video_root: Path, stems: list[str]) -> Path:
-    """The first existing file named stem.<video ext>; else the first stem with .mp4 (reported later)."""
-    for stem in stems:
-        for ext in VIDEO_EXTENSIONS:
-            candidate = video_root / f"{stem}{ext}"
-            if candidate.exists():
-                return candidate
-    return video_root / f"{stems[0]}.mp4"
-
-
-def from_activitynet(json_path, video_root) -> list[dict]:
-    """ActivityNet v1.3 JSON: database[id] = {subset, annotations[{label}], duration}."""
-    subsets = {"training": "train", "validation": "val", "testing": "test"}
-    database = json.loads(Path(json_path).read_text(encoding="utf-8"))["database"]
-    rows = []
-    for youtube_id, info in sorted(database.items()):
-        labels = sorted({a["label"] for a in info.get("annotations", [])})
-        rows.append({"video_id": youtube_id,
-                     "path": _find_video(Path(video_root), [f"v_{youtube_id}", youtube_id]),
-                     "labels": labels, "split": subsets[info["subset"]],
-                     "duration": info.get("duration", "")})
-    return rows
-
-
-def from_kinetics(csv_path, video_root, split: str | None = None, subset_ids=None) -> list[dict]:
-    """Kinetics CSV (label, youtube_id, time_start, time_end, split). Mini-Kinetics: `subset_ids`
-    is a text file of youtube ids (or of Kinetics file names) to keep."""
-    keep = None
-    if subset_ids:
-        keep = {line.strip().split()[0][:11] for line in Path(subset_ids).read_text().splitlines() if line.strip()}
-    video_root = Path(video_root)
-    splits = {"train": "train", "validate": "val", "val": "val", "test": "test"}
-    rows = []
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        for record in csv.DictReader(handle):
-            youtube_id = record["youtube_id"]
-            if keep is not None and youtube_id not in keep:
-                continue
-            stem = f"{youtube_id}_{int(float(record['time_start'])):06d}_{int(float(record['time_end'])):06d}"
-            label = record.get("label", "")
-            row_split = splits.get(record.get("split", ""), split or "train") if split is None else split
-            found = _find_video(video_root / label, [stem]) if label else None
-            if found is None or not found.exists():
-                found = _find_video(video_root, [stem])
-            rows.append({"video_id": stem, "path": found, "labels": [label] if label else [], "split": row_split})
-    return rows
-
-
-def from_fcvid(split_list, label_matrix, categories, video_root) -> list[dict]:
-    """FCVID: FCVID_VideoName_TrainTestSplit.txt (`relative/path train|test`), FCVID_Label.txt
-    (one 0/1 row per video, a column per class), and the category list (one name per line,
-    optionally preceded by its index)."""
-    names = []
-    for line in Path(categories).read_text(encoding="utf-8").splitlines():
-        parts = line.strip().split(maxsplit=1)
-        if parts:
-            names.append(parts[-1] if len(parts) == 2 and parts[0].isdigit() else line.strip())
-    split_rows = [line.split() for line in Path(split_list).read_text(encoding="utf-8").splitlines() if line.strip()]
-    label_rows = [line.split() for line in Path(label_matrix).read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(split_rows) != len(label_rows):
-        raise ManifestError(f"{split_list} has {len(split_rows)} videos but {label_matrix} has {len(label_rows)} rows")
-    rows = []
-    for lineno, ((rel, subset), flags) in enumerate(zip(split_rows, label_rows), start=1):
-        if len(flags) != len(names):
-            raise ManifestError(f"{label_matrix}:{lineno}: {len(flags)} columns but {len(names)} categories")
-        labels = [name for name, flag in zip(names, flags) if float(flag) > 0]
-        rows.append({"video_id": os.path.splitext(os.path.normpath(rel))[0].replace(os.sep, "/"),
-                     "path": Path(video_root) / rel, "labels": labels,
-                     "split": {"train": "train", "test": "test", "val": "val"}[subset]})
-    return rows
-
-
-def from_something_something(json_path, labels_json, video_root, split: str) -> list[dict]:
-    """Something-Something v2: a list of {id, template, ...}; the class is the template with
-    its [something] brackets removed, as in labels.json."""
-    known = set(json.loads(Path(labels_json).read_text(encoding="utf-8"))) if labels_json else None
-    rows = []
-    for item in json.loads(Path(json_path).read_text(encoding="utf-8")):
-        label = item.get("template", "").replace("[", "").replace("]", "")
-        if known is not None and label and label not in known:
-            raise ManifestError(f"{json_path}: video {item['id']}: label {label!r} is not in {labels_json}")
-        rows.append({"video_id": str(item["id"]), "path": _find_video(Path(video_root), [str(item["id"])]),
-                     "labels": [label] if label else [], "split": split})
-    return rows
-
-
-def from_folder(root, split: str | None = "train") -> list[dict]:
-    """root/CLASS/video.ext, or root/SPLIT/CLASS/video.ext when root's folders are split names."""
-    root = Path(root)
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir())
-    if subdirs and all(p.name in SPLITS for p in subdirs):
-        layout = [(p.name, p) for p in subdirs]
-    else:
-        layout = [(split or "train", root)]
-    rows = []
-    for split_name, split_dir in layout:
-        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            for video in sorted(class_dir.rglob("*")):
-                if video.is_file() and video.suffix.lower() in VIDEO_EXTENSIONS:
-                    rel = video.relative_to(split_dir).with_suffix("")
-                    rows.append({"video_id": str(rel).replace(os.sep, "/") if len(layout) == 1 else f"{split_name}/{rel}",
-                                 "path": video.resolve(), "labels": [class_dir.name], "split": split_name})
-    return rows

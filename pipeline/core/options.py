@@ -27,7 +27,8 @@ _MISSING = dataclasses.MISSING
 def option(default: Any = _MISSING, help: str = "", *, choices: Callable[[], list] | list | tuple | None = None,
            minimum: float | None = None, above: float | None = None, maximum: float | None = None,
            flag: str | None = None, cli: bool = True, kind: type | None = None, repeat: bool = False,
-           what: str | None = None, aliases: tuple[str, ...] = (), variant: bool = False) -> Any:
+           what: str | None = None, aliases: tuple[str, ...] = (), variant: bool = False,
+           required: bool = False) -> Any:
     """A dataclass field with what the command line and validation need.
 
     choices: the allowed values (or a function giving them, evaluated when asked);
@@ -37,10 +38,11 @@ def option(default: Any = _MISSING, help: str = "", *, choices: Callable[[], lis
     repeat: a list given by repeating the flag (implied by a list default; without a default, required);
     what: the subject of a validation message where it reads better than the flag ("learning rates");
     aliases: further spellings of the flag; variant: a run with another value is another variant of
-    its method (the report's rows tell runs apart by these)."""
+    its method (the report's rows tell runs apart by these); required: the flag must be given although
+    the field has a default (a default that keeps the dataclass's positional order)."""
     metadata = {"help": help, "choices": choices, "minimum": minimum, "above": above, "maximum": maximum,
                 "flag": flag, "cli": cli, "kind": kind, "repeat": repeat or isinstance(default, list), "what": what,
-                "aliases": aliases, "variant": variant}
+                "aliases": aliases, "variant": variant, "required": required}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -77,11 +79,13 @@ def _check_value(field: dataclasses.Field, value) -> str | None:
 
 
 def validate(config) -> None:
-    """Check every field's choices and bounds; ValueError names the flag."""
+    """Check every field's choices and bounds, and that required ones are given; SettingsError names the flag."""
     for field in dataclasses.fields(config):
         if not field.metadata:
             continue
         value = getattr(config, field.name)
+        if field.metadata.get("required") and value in (None, [], ""):
+            raise SettingsError(f"give {flag_name(field)}")
         values = value if isinstance(value, tuple) else (value,)
         for item in values:
             if item is None:
@@ -113,7 +117,7 @@ def _click_option(field: dataclasses.Field, unset: bool = False, help_text: str 
     depends on something else (a method's settings)."""
     meta, default = field.metadata, field.default
     flag, help_text = (flag_name(field), *meta.get("aliases", ())), help_text or meta.get("help", "")
-    required = default is _MISSING and field.default_factory is _MISSING
+    required = default is _MISSING and field.default_factory is _MISSING or meta.get("required", False)
     if unset:
         return _unset_option(field, flag, help_text)
     if isinstance(default, bool):
@@ -121,7 +125,7 @@ def _click_option(field: dataclasses.Field, unset: bool = False, help_text: str 
         return click.option(f"--{name}/--no-{name}", field.name, default=default, show_default=True, help=help_text)
     if meta.get("repeat"):                              # a list: repeat the option
         items = field.default_factory() if field.default_factory is not _MISSING else []
-        defaults = {"default": tuple(items), "show_default": True} if items else {}
+        defaults = {"default": tuple(items), "show_default": True} if items and not meta.get("required") else {}
         return click.option(*flag, field.name, multiple=True, required=required, type=meta.get("kind") or str,
                             help=help_text, callback=lambda ctx, param, value: list(value), **defaults)
     if isinstance(default, tuple):

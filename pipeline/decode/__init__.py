@@ -2,8 +2,8 @@
 limit), `sampling` (the sample times, the seek modes) and `reader` (decode_samples: the sampled
 frames as squares, streamed)."""
 from .container import DecodeError, PacketIndex
-from .reader import VIDEO_TIMEOUT, Sample, decode_samples, to_square
+from .reader import VIDEO_TIMEOUT, Sample, SamplePlan, decode_samples, plan_samples, read_samples, to_square
 from .sampling import SEEK_MODES, Sampling
 
-__all__ = ["DecodeError", "PacketIndex", "VIDEO_TIMEOUT", "Sample", "decode_samples", "to_square", "SEEK_MODES",
-           "Sampling"]
+__all__ = ["DecodeError", "PacketIndex", "VIDEO_TIMEOUT", "Sample", "SamplePlan", "decode_samples", "plan_samples",
+           "read_samples", "to_square", "SEEK_MODES", "Sampling"]

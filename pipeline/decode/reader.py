@@ -10,7 +10,7 @@ from the stream's first frame.
 Each picked frame is converted to RGB, resized as torchvision's evaluation transforms resize
 (short side to `canvas` px, antialiased bilinear, torchvision's own kernel), centre-cropped to
 canvas x canvas, and rotated as its display matrix says. Every feature set takes its own central
-crop of this same square (backbones.registry: DESIGN.md's "Preprocessing"), resized to its input;
+crop of this same square (backbones.featureset: docs/contracts/cache.md, "Preprocessing"), resized to its input;
 patches are cut from that.
 
 The decoder streams: it yields samples as it goes and holds at most one snippet window.
@@ -67,9 +67,64 @@ def to_square(frame: av.VideoFrame, canvas: int) -> np.ndarray:
     return np.ascontiguousarray(square)
 
 
+@dataclass
+class SamplePlan:
+    """What a video's decoding will take, learnt from its packet index before any pixel is decoded:
+    how many samples (`count`), and the frame times that serve them."""
+    path: str
+    index: PacketIndex
+    wanted: list[float]
+    seek: str
+    deadline: Deadline
+
+    @property
+    def count(self) -> int:
+        return len(self.wanted)
+
+
+def plan_samples(path, sampling: Sampling, seek: str = "exact", timeout: float | None = None) -> SamplePlan:
+    """One video's sample plan (a demux pass, no decoding); DecodeError when it cannot be read.
+    timeout: seconds for the whole video, this pass and the decoding together."""
+    if seek not in SEEK_MODES:
+        raise ValueError(f"seek must be one of {SEEK_MODES}, not {seek!r}")
+    deadline = Deadline(timeout)
+    container = open_video(path)
+    try:
+        index = index_packets(container, video_stream(container), deadline)
+    finally:
+        container.close()
+    return SamplePlan(str(path), index, wanted_times(index, sample_targets(sampling, index, path), seek), seek, deadline)
+
+
+def read_samples(plan: SamplePlan, canvas: int, clip_frames: int = 0, clip_stride: int = 1,
+                 force_linear: bool = False) -> Iterator[Sample]:
+    """Yield a planned video's samples in time order, decoding only as far as they are asked for (a
+    consumer that stops early decodes nothing past its last sample)."""
+    if clip_frames and plan.seek != "exact":
+        raise ValueError("snippets (SlowFast) need every frame: use --seek exact")
+    index, wanted, deadline = plan.index, plan.wanted, plan.deadline
+    container = open_video(plan.path)      # a fresh demuxer: rewinding after the index pass is not portable
+    try:
+        stream = video_stream(container)
+        if plan.seek != "exact":
+            stream.codec_context.skip_frame = "NONKEY" if plan.seek == "keyframe" else "NONREF"
+        decoded_times = index.keyframes if plan.seek == "keyframe" else index.times
+        linear = clip_frames or force_linear or index.rate is not None or linear_is_cheaper(index, wanted, decoded_times)
+        if linear and plan.seek == "nonref":
+            yield from _linear_nearest(container, stream, index, wanted, canvas, deadline)
+        elif linear:
+            yield from _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride, deadline)
+        else:
+            yield from _seeking(container, stream, index, wanted, canvas, plan.seek == "nonref", deadline)
+    except av.error.FFmpegError as err:
+        raise DecodeError(f"decode error ({err.strerror or err.__class__.__name__})") from None
+    finally:
+        container.close()
+
+
 def decode_samples(path, sampling: Sampling, canvas: int, clip_frames: int = 0, clip_stride: int = 1,
                    force_linear: bool = False, seek: str = "exact", timeout: float | None = None) -> Iterator[Sample]:
-    """Yield the sampled frames of one video in time order.
+    """Yield the sampled frames of one video in time order (plan_samples, then read_samples).
 
     clip_frames > 0 also gives each sample a snippet of `clip_frames` frames taken every
     `clip_stride` frames around it (edges repeat the first/last frame); snippets need a
@@ -78,34 +133,9 @@ def decode_samples(path, sampling: Sampling, canvas: int, clip_frames: int = 0, 
     keyframe decodes keyframes only and takes the nearest keyframe. A sample's timestamp is the
     time of the frame actually taken. timeout: seconds for the whole video (DecodeError after).
     """
-    if seek not in SEEK_MODES:
-        raise ValueError(f"seek must be one of {SEEK_MODES}, not {seek!r}")
     if clip_frames and seek != "exact":
         raise ValueError("snippets (SlowFast) need every frame: use --seek exact")
-    deadline = Deadline(timeout)
-    container = open_video(path)
-    try:
-        index = index_packets(container, video_stream(container), deadline)
-    finally:
-        container.close()
-    wanted = wanted_times(index, sample_targets(sampling, index, path), seek)
-    container = open_video(path)      # a fresh demuxer: rewinding after the index pass is not portable
-    try:
-        stream = video_stream(container)
-        if seek != "exact":
-            stream.codec_context.skip_frame = "NONKEY" if seek == "keyframe" else "NONREF"
-        decoded_times = index.keyframes if seek == "keyframe" else index.times
-        linear = clip_frames or force_linear or index.rate is not None or linear_is_cheaper(index, wanted, decoded_times)
-        if linear and seek == "nonref":
-            yield from _linear_nearest(container, stream, index, wanted, canvas, deadline)
-        elif linear:
-            yield from _linear(container, stream, index, wanted, canvas, clip_frames, clip_stride, deadline)
-        else:
-            yield from _seeking(container, stream, index, wanted, canvas, seek == "nonref", deadline)
-    except av.error.FFmpegError as err:
-        raise DecodeError(f"decode error ({err.strerror or err.__class__.__name__})") from None
-    finally:
-        container.close()
+    yield from read_samples(plan_samples(path, sampling, seek, timeout), canvas, clip_frames, clip_stride, force_linear)
 
 
 def decoded_frames(container, stream, index: PacketIndex, deadline: Deadline):

@@ -1,0 +1,159 @@
+"""Sample-wise early exit, operating curves and predicting at a chosen point: what early exit costs is
+what the trace says, nothing after a video's exit is read (nor decoded in prediction), a run's
+curve.csv covers its knobs, and `c2f predict --gflops-budget / --threshold` runs the point chosen."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from c2f.config import TrainConfig
+from c2f.data import load_videos
+from c2f.demo.synthetic import adafocus_cache, liteeval_cache
+from c2f.evaluate import run_head
+from c2f.heads.exits import mean_cost_at
+from c2f.predict import PredictConfig, Predictor, predict_videos
+from c2f.rundir import load_run
+from c2f.training import train_head
+from c2f.training.operating import calibration_batches
+from conftest import make_video, write_manifest
+from pipeline.core.errors import PredictError
+from pipeline.core.manifest import read_manifest
+from pipeline.extract import ExtractConfig, extract
+
+LITEEVAL_SETS = {"coarse": "mobilenet_v2@112", "fine": "resnet101@224"}
+ADAFOCUS_SETS = {"coarse": "mobilenet_v2@224-map", "fine": "resnet50@224-grid4x128"}
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exit")
+    lite = liteeval_cache(root / "lite", num_train=48, num_val=24, num_classes=3, frames=(6, 12),
+                          coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
+    focus = adafocus_cache(root / "focus", num_train=32, num_val=16, num_classes=3, frames=(8, 12), grid=4,
+                           channels=4, dim=8)
+    return lite, focus
+
+
+def _train(cache, out, method, **overrides):
+    settings = dict(method=method, manifest=str(cache.manifest), cache=str(cache.cache), out=str(out),
+                    progress=False, device="cpu")
+    if method.startswith("adafocus"):
+        settings |= dict(glance=ADAFOCUS_SETS["coarse"], focus=ADAFOCUS_SETS["fine"], frames=6, stage_epochs=(2, 2, 1))
+    else:
+        settings |= dict(coarse=LITEEVAL_SETS["coarse"], fine=LITEEVAL_SETS["fine"], frames=6, coarse_hidden=4,
+                         fine_hidden=8, epochs=3, lr=1e-2, batch_size=16)
+    return train_head(TrainConfig.of(**(settings | overrides)))
+
+
+def _videos(cache, method, split):
+    sets = ADAFOCUS_SETS if method.startswith("adafocus") else LITEEVAL_SETS
+    roles = ("coarse", "fine") if method not in ("uniform", "lstm") else ("fine",)
+    return load_videos(read_manifest(cache.manifest, check_paths=False), split, cache.cache,
+                       {role: sets[role] for role in roles})
+
+
+@pytest.mark.parametrize("method", ["uniform", "lstm", "liteeval", "adafocus_plus"])
+def test_the_trace_tells_what_early_exit_costs_and_nothing_after_the_exit_is_read(caches, tmp_path, method):
+    cache = caches[1] if method.startswith("adafocus") else caches[0]
+    _train(cache, tmp_path / "run", method, curve=False)
+    _, head, _ = load_run(tmp_path / "run")
+    train = _videos(cache, method, "train")
+    batches = calibration_batches(train)
+    without = head.mean_gflops(batches)
+    confidence, cost = head.exit_trace(batches)
+    assert confidence.shape[0] == len(train)
+    for threshold in np.quantile(confidence[np.isfinite(confidence)], [0.1, 0.5, 0.9]):
+        head.exit_threshold.fill_(float(threshold))
+        assert head.mean_gflops(batches) == pytest.approx(mean_cost_at(confidence, cost, threshold), rel=1e-5)
+    low, high = head.exit_thresholds_for(batches, [0.5, 0.9])
+    assert low <= high
+    head.exit_threshold.fill_(low)
+    assert head.mean_gflops(batches) >= 0.5 * without - 1e-6
+    # on the cache: a video that stops reads nothing after its exit, and costs less than it would
+    head.exit_threshold.fill_(float(np.quantile(confidence[np.isfinite(confidence)], 0.3)))
+    result = run_head(head, train)
+    head.exit_threshold.fill_(float("inf"))
+    full = run_head(head, train)
+    assert (result.frames_seen() <= full.frames_seen()).all() and (result.frames_seen() < full.frames_seen()).any()
+    for role in result.reads:
+        assert (result.per_video(role) <= full.per_video(role)).all()
+
+
+def test_a_run_keeps_its_curve_and_its_exit_budget(caches, tmp_path):
+    lite, _ = caches
+    plain = _train(lite, tmp_path / "plain", "liteeval", gamma=0.3)
+    curve = pd.read_csv(tmp_path / "plain" / "curve.csv")
+    assert list(curve.columns) == ["knob", "target", "value", "fine_rate", "frames_seen", "gflops_mean", "top1", "mAP"]
+    assert set(curve.knob) == {"gate", "exit", "budget"}
+    gate = curve[curve.knob == "gate"].sort_values("target")
+    assert gate.fine_rate.is_monotonic_increasing and gate.gflops_mean.is_monotonic_increasing
+    exiting = _train(lite, tmp_path / "exit", "liteeval", gamma=0.3, exit_budget=0.5)
+    assert exiting["gflops_mean"] < plain["gflops_mean"]
+    assert 0 < exiting["training"]["exit_threshold"] <= 1
+    _, head, _ = load_run(tmp_path / "exit")
+    assert float(head.exit_threshold) == pytest.approx(exiting["training"]["exit_threshold"])
+    # a head saved before early exit existed loads, and never exits
+    state = torch.load(tmp_path / "plain" / "head.pt", weights_only=True)
+    state.pop("exit_threshold")
+    _, old, _ = load_run(tmp_path / "plain")
+    old.load_state_dict(state)
+    assert not torch.isfinite(old.exit_threshold) and not old.exits
+
+
+@pytest.fixture(scope="module")
+def video_run(tmp_path_factory):
+    """Six small real videos, eight samples each, a liteeval run on them (random CNN weights)."""
+    tmp = tmp_path_factory.mktemp("exit_predict")
+    rows = [(f"v{i}", str(make_video(tmp / f"v{i}.mp4", num_frames=40, fps=10)), f"c{i % 2}",
+             "train" if i < 4 else "val") for i in range(6)]
+    manifest = write_manifest(tmp / "m.csv", rows)
+    extract(ExtractConfig(str(manifest), str(tmp / "cache"), ["mobilenet_v2@112", "resnet18@224"], num_frames=8,
+                          weights=["random"], workers=0, progress=False))
+    train_head(TrainConfig.of(method="liteeval", manifest=str(manifest), cache=str(tmp / "cache"), out=str(tmp / "run"),
+                              coarse="mobilenet_v2@112", fine="resnet18@224", coarse_hidden=4, fine_hidden=8, epochs=1,
+                              gamma=0.5, progress=False, device="cpu"))
+    return tmp, [r[1] for r in rows[4:]]
+
+
+def test_predict_stops_decoding_at_the_exit(video_run, tmp_path):
+    tmp, videos = video_run
+    everything = predict_videos(PredictConfig(run=str(tmp / "run"), out=str(tmp_path / "all"), videos=videos,
+                                              progress=False, workers=0))
+    assert everything["frames_decoded"] == everything["frames"] == 16
+    # any prediction is sure enough at threshold 0: each video stops after its first frame
+    first = predict_videos(PredictConfig(run=str(tmp / "run"), out=str(tmp_path / "first"), videos=videos,
+                                         threshold=["exit=0"], progress=False, workers=0))
+    assert first["frames_decoded"] == 2 and first["frames"] == 16
+    assert first["gflops_executed_mean"] < everything["gflops_executed_mean"]
+    decisions = pd.read_csv(tmp_path / "first" / "decisions.csv")
+    assert decisions[decisions.t > 0].fine.sum() == 0
+    assert json.loads((tmp_path / "first" / "prediction.json").read_text())["operating_point"]["thresholds"] == {"exit": 0.0}
+    # the same threshold on the cache and on raw video: the same frames read
+    predictor = Predictor.from_run(tmp / "run", device="cpu", thresholds=["exit=0.5"])
+    cached = run_head(predictor.head, _cached_val(tmp))
+    raw = predictor.predict_many(videos)
+    assert [p.frames_decoded for p in raw] == list(cached.frames_seen())
+
+
+def _cached_val(tmp):
+    return load_videos(read_manifest(tmp / "m.csv", check_paths=False), "val", tmp / "cache",
+                       {"coarse": "mobilenet_v2@112", "fine": "resnet18@224"})
+
+
+def test_gflops_budget_picks_the_best_point_within_it(video_run, tmp_path):
+    tmp, videos = video_run
+    curve = pd.read_csv(tmp / "run" / "curve.csv")
+    budget = float(curve.gflops_mean.median())
+    predictor = Predictor.from_run(tmp / "run", device="cpu", gflops_budget=budget)
+    point = predictor.operating_point["point"]
+    assert point["gflops_mean"] <= budget
+    within = curve[curve.gflops_mean <= budget]
+    assert point["top1"] == max(within.top1.max(), point["top1"])
+    with pytest.raises(PredictError, match="costs at most"):
+        Predictor.from_run(tmp / "run", device="cpu", gflops_budget=1e-9)
+    with pytest.raises(PredictError, match="no knob 'keep'"):
+        Predictor.from_run(tmp / "run", device="cpu", thresholds=["keep=0.5"])

@@ -1,0 +1,107 @@
+"""Runs a researcher can trust and repeat: config.json is a valid --config that repeats the run bit for
+bit, the papers' presets, settings files, log.csv for every stage, and a run folder that never blocks."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from c2f.config import TrainConfig
+from c2f.demo.synthetic import adafocus_cache, liteeval_cache
+from c2f.training.presets import PRESETS
+from cli import main
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    lite = liteeval_cache(root / "lite", num_train=40, num_val=16, num_classes=3, frames=(3, 8),
+                          coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
+    grid = adafocus_cache(root / "grid", num_train=24, num_val=8, num_classes=3, frames=(6, 8), grid=3, channels=4,
+                          dim=8)
+    return lite, grid
+
+
+def train(*args):
+    result = CliRunner().invoke(main, ["train-head", "--no-progress", *map(str, args)])
+    return result
+
+
+def test_config_json_repeats_the_run_bit_for_bit(caches, tmp_path):
+    lite, _ = caches
+    first = train("--method", "liteeval", "--manifest", lite.manifest, "--cache", lite.cache, "--out", tmp_path / "a",
+                  "--coarse-hidden", "4", "--fine-hidden", "8", "--gamma", "0.2", "--epochs", "3", "--lr", "0.01")
+    assert first.exit_code == 0, first.output
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["settings"]["manifest"] == str(lite.manifest.resolve()) and "progress" not in config["settings"]
+    assert config["provenance"]["c2f"] and config["provenance"]["torch"] == torch.__version__
+    assert "train-head" in config["provenance"]["command"]
+    again = train("--config", tmp_path / "a" / "config.json", "--out", tmp_path / "b")
+    assert again.exit_code == 0, again.output
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("a", "b")]
+    for key in ("top1", "mAP", "gflops_mean", "fine_mean", "gate_threshold"):
+        assert metrics[0][key] == metrics[1][key], key
+    heads = [torch.load(tmp_path / run / "head.pt", weights_only=True) for run in ("a", "b")]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+
+
+def test_settings_come_from_defaults_preset_file_then_flags(caches, tmp_path):
+    lite, _ = caches
+    (tmp_path / "s.yaml").write_text(f"method: liteeval\nmanifest: {lite.manifest}\ncache: {lite.cache}\n"
+                                     "gamma: 0.3\ncoarse_hidden: 4\nfine_hidden: 8\nepochs: 1\n")
+    result = train("--preset", "liteeval-activitynet", "--config", tmp_path / "s.yaml", "--gamma", "0.25",
+                   "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "r" / "config.json").read_text())["settings"]
+    assert (settings["gamma"], settings["coarse_hidden"], settings["batch_size"], settings["lr"]) == (0.25, 4, 128, 1e-4)
+    (tmp_path / "bad.yaml").write_text("method: liteeval\ngama: 0.3\n")
+    result = train("--config", tmp_path / "bad.yaml", "--manifest", lite.manifest, "--cache", lite.cache,
+                   "--out", tmp_path / "x")
+    assert result.exit_code == 2 and "unknown settings: gama" in result.output
+    (tmp_path / "broken.yaml").write_text("method: [liteeval\n")
+    assert "not valid YAML" in train("--config", tmp_path / "broken.yaml").output
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_a_valid_run(name):
+    cfg = TrainConfig.from_dict(PRESETS[name].settings | {"manifest": "m", "cache": "c", "out": "o"}, strict=True)
+    assert cfg.method == PRESETS[name].settings["method"] and PRESETS[name].source
+
+
+def test_log_csv_has_a_row_per_epoch_of_every_stage(caches, tmp_path):
+    lite, grid = caches
+    assert train("--method", "adafocus", "--manifest", grid.manifest, "--cache", grid.cache, "--out", tmp_path / "ada",
+                 "--focus", "resnet50@224-grid3x128", "--frames", "4", "--adafocus-hidden", "8",
+                 "--stage-epochs", "2,1,1").exit_code == 0
+    log = pd.read_csv(tmp_path / "ada" / "log.csv")
+    assert log.stage.tolist() == ["I", "I", "II", "III"] and log.epoch.tolist() == [1, 2, 1, 1]
+    assert (log.lr > 0).all() and (log.seconds >= 0).all()
+    assert list((tmp_path / "ada" / "tensorboard").glob("events.out.tfevents.*"))        # the test extra has it
+    assert train("--method", "lstm", "--manifest", lite.manifest, "--cache", lite.cache, "--out", tmp_path / "lstm",
+                 "--fine-hidden", "8", "--steps", "20").exit_code == 0
+    log = pd.read_csv(tmp_path / "lstm" / "log.csv")
+    assert log.epoch.tolist() == list(range(1, 11)) and log.train_loss.notna().all()     # at least 10 epochs
+
+
+def test_a_run_folder_never_blocks_a_rerun(caches, tmp_path):
+    """A failed start leaves nothing behind; an unfinished run of other settings is replaced; a finished
+    one is refused without --overwrite."""
+    lite, _ = caches
+    common = ["--method", "lstm", "--manifest", lite.manifest, "--cache", lite.cache, "--out", tmp_path / "r",
+              "--fine-hidden", "8", "--epochs", "1"]
+    if not torch.cuda.is_available():
+        failed = train(*common, "--device", "cuda")
+        assert failed.exit_code == 2 and "no CUDA device" in failed.output and "Traceback" not in failed.output
+        assert not (tmp_path / "r").exists()
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text(json.dumps({"settings": {"method": "uniform"}}))
+    (tmp_path / "r" / "checkpoint.pt").write_bytes(b"from another run")
+    assert train(*common).exit_code == 0
+    assert train(*common).exit_code == 2
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    refused = train(*common[:-4], "--out", tmp_path / "mine", "--epochs", "1")
+    assert refused.exit_code == 2 and "not a c2f run's" in refused.output and (tmp_path / "mine" / "notes.txt").exists()
