@@ -214,7 +214,7 @@ def test_defaults_train_one_cycle_for_a_step_budget_and_resume_bit_identically(s
     import c2f.training.loop
     from c2f.training.schedule import MIN_EPOCHS
     settings = dict(method="lstm", manifest=str(small_cache.manifest), cache=str(small_cache.cache), frames=5,
-                    coarse_hidden=4, fine_hidden=8, batch_size=16, progress=False, steps=60)
+                    coarse_hidden=4, fine_hidden=8, batch_size=16, progress=False, steps=60, curve=False)
     straight = train_head(TrainConfig.of(out=str(tmp_path / "straight"), **settings))
     training, default_lr = straight["training"], TrainConfig.lr
     assert training["epochs"] == 20 and training["steps"] == 60 and training["lr"] == default_lr

@@ -62,7 +62,7 @@ def test_defaults_learn_the_real_task(real_task, tmp_path):
     """With their defaults (one cycle of AdamW over 300 steps: 300 epochs of one batch here), the LSTM
     and UNIFORM over the 224 px features classify most validation videos."""
     common = dict(manifest=str(real_task.manifest), cache=str(real_task.cache), fine=real_task.fine, frames=8,
-                  progress=False)
+                  progress=False, curve=False)
     lstm = train_head(TrainConfig.of(method="lstm", out=str(tmp_path / "lstm"), fine_hidden=64, **common))
     uniform = train_head(TrainConfig.of(method="uniform", out=str(tmp_path / "uniform"), **common))
     print(f"lstm {lstm['top1']:.3f} in {lstm['training']['seconds']} s; uniform {uniform['top1']:.3f} in "

@@ -52,7 +52,7 @@ class Stage:
     name: str
     epochs: int
     lr: float
-    optimizer: str               # "adamw" (one cycle), "adam" (constant) or "sgd" (Nesterov, cosine): c2f.training.schedule
+    optimizer: str               # "adamw" (one cycle), "adam" (constant), "sgd" (Nesterov, cosine): training.schedule
     parameters: list
 
 

@@ -3,9 +3,10 @@
 Single-stage heads: AdamW whose rate follows one cycle (torch.optim.lr_scheduler.OneCycleLR): it
 warms up from --lr / WARMUP_DIVIDER over the first WARMUP_SHARE of the steps, then anneals to nearly
 zero along a cosine; a weight reading more than RATE_WIDTH inputs peaks lower, by the square root of
-the ratio (width_groups), so that one --lr suits 64-d synthetic features and 2048-d ones. The length is --epochs, or by default as many epochs as --steps optimisation
-steps take at --batch-size, and at least MIN_EPOCHS: a few hundred videos (a few batches an epoch)
-get the many passes they need, large datasets at least MIN_EPOCHS. The weight decay is each method's
+the ratio (width_groups), so that one --lr suits 64-d synthetic features and 1280-d real ones. The
+length is --epochs, or by default as many epochs as --steps optimisation steps take at --batch-size,
+and at least MIN_EPOCHS: a few hundred videos (a few batches an epoch) get the many passes they
+need, large datasets at least MIN_EPOCHS. The weight decay is each method's
 own setting (decoupled: every step shrinks the weights by the rate times it): strong for the
 per-frame classifiers (UNIFORM), which otherwise memorise the frames that do not show their label,
 moderate for the recurrent heads, whose memory needs large weights.
@@ -54,7 +55,7 @@ def width_groups(parameters: list, lr: float) -> list[dict]:
     the number of inputs it sums: 2048-d features at the rate that suits 64-d ones jump about."""
     rates: dict[float, list] = {}
     for p in parameters:
-        inputs = p[0].numel() if p.ndim > 1 else 1
+        inputs = math.prod(p.shape[1:]) if p.ndim > 1 else 1
         rates.setdefault(lr * min(1.0, math.sqrt(RATE_WIDTH / inputs)), []).append(p)
     return [{"params": rates[rate], "lr": rate} for rate in sorted(rates, reverse=True)]
 
@@ -75,6 +76,7 @@ def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
     # OneCycleLR dividing by zero where a fraction of a few steps rounds to nothing.
     warmup = max(1, round(WARMUP_SHARE * steps))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[group["lr"] for group in groups], total_steps=steps + 1, pct_start=(warmup + 1) / (steps + 1),
-        anneal_strategy="cos", cycle_momentum=False, div_factor=WARMUP_DIVIDER, final_div_factor=FINAL_DIVIDER)
+        optimizer, max_lr=[group["lr"] for group in groups], total_steps=steps + 1,
+        pct_start=(warmup + 1) / (steps + 1), anneal_strategy="cos", cycle_momentum=False,
+        div_factor=WARMUP_DIVIDER, final_div_factor=FINAL_DIVIDER)
     return optimizer, schedule
