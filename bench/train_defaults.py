@@ -18,7 +18,8 @@ Three tasks, each with a known answer:
 Every single-stage method on the liteeval and real tasks, AdaFocus and AdaFocus+ on the adafocus task:
 the defaults against every setting of a grid (every other setting at its default), each trained once
 per seed and scored on the validation split, top-1 averaged over the seeds. Single-stage heads:
---lr {1e-3, 3e-3, 1e-2} x --epochs {10, 30, 60}. AdaFocus (three stages): --stage-epochs
+--lr {1e-3, 3e-3, 1e-2} x --epochs {10, 30, 60}, each rate given to every weight (a plain AdamW's rate,
+as a user tuning by hand would set it; the defaults' --lr is width-scaled). AdaFocus (three stages): --stage-epochs
 {10,10,3 / 30,30,10 / 60,60,20} x --stage-lrs {1/3, 1, 3} x the paper's (0.05 for SGD in stage I,
 3e-4 for Adam in stage II, 5e-3 for SGD in stage III). A method's defaults and grid run one after
 the other, so that load from elsewhere on the machine weighs on both alike. Training seconds are
@@ -31,10 +32,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import math
 import statistics
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import torch
@@ -42,7 +45,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from c2f.config import TrainConfig                      # noqa: E402
+from c2f.config import RATE_WIDTH, TrainConfig          # noqa: E402
 from c2f.demo.real_task import write_real_task          # noqa: E402
 from c2f.demo.synthetic import adafocus_cache, liteeval_cache     # noqa: E402
 from c2f.training import train_head                     # noqa: E402
@@ -94,10 +97,13 @@ def grid(method: str, smoke: bool) -> list[dict]:
 
 
 def train_once(runs: Path, task: dict, method: str, seed: int, settings: dict) -> dict:
+    """One training; a grid setting (one that names --lr) gives every weight that rate, as a plain
+    AdamW would: the grid is the rates a user would try, not c2f's width-scaled ones."""
     name = "_".join([method, str(seed)] + [f"{k}{v}" for k, v in settings.items()]).replace(" ", "")
     cfg = TrainConfig.of(method=method, out=str(runs / name), seed=seed, progress=False, overwrite=True, curve=False,
                          **(task | settings))
-    metrics = train_head(cfg)
+    with mock.patch("c2f.training.schedule.RATE_WIDTH", math.inf if "lr" in settings else RATE_WIDTH):
+        metrics = train_head(cfg)
     return {"top1": metrics["top1"], "seconds": metrics["training"]["seconds"], "gflops": metrics["gflops_mean"],
             "epochs": metrics["training"]["epochs"]}
 
