@@ -36,8 +36,14 @@ RUN_FILES = ("config.json", "log.csv", "head.pt", "predictions.csv", "decisions.
              "online.csv", "curve.csv", "checkpoint.pt")
 RUN_FOLDERS = ("tensorboard",)
 TEMPORARY = ("checkpoint.pt",)
+PARTIAL = ".tmp"        # a run file being written (pipeline.core.files.atomic_write); left by a crash
 NOT_REPEATED = ("overwrite", "progress")        # settings of the invocation, not of the run
 LOG_COLUMNS = ["stage", "epoch", "lr", "train_loss", "seconds", "logs"]
+
+
+def _run_file(name: str) -> bool:
+    """A run's own file or folder, or one being written when a run was killed."""
+    return name in RUN_FILES + RUN_FOLDERS or (name.endswith(PARTIAL) and name[:-len(PARTIAL)] in RUN_FILES)
 
 
 class RunDir:
@@ -60,7 +66,7 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"--out {self.path} is a file, not a folder")
         present = sorted(p.name for p in self.path.iterdir()) if self.path.exists() else []
-        foreign = [n for n in present if n not in RUN_FILES + RUN_FOLDERS and not n.startswith(".")]
+        foreign = [n for n in present if not _run_file(n) and not n.startswith(".")]
         if foreign:
             raise RunError(f"--out {self.path} holds files that are not a c2f run's ({', '.join(foreign[:3])})",
                            "give an empty or new folder")
@@ -76,6 +82,7 @@ class RunDir:
     def clear(self) -> None:
         for name in RUN_FILES:
             self.file(name).unlink(missing_ok=True)
+            self.file(name + PARTIAL).unlink(missing_ok=True)
         for name in RUN_FOLDERS:
             shutil.rmtree(self.file(name), ignore_errors=True)
 

@@ -87,8 +87,8 @@ def test_log_csv_has_a_row_per_epoch_of_every_stage(caches, tmp_path):
 
 
 def test_a_run_folder_never_blocks_a_rerun(caches, tmp_path):
-    """A failed start leaves nothing behind; an unfinished run of other settings is replaced; a finished
-    one is refused without --overwrite."""
+    """A failed start leaves nothing behind; an unfinished run of other settings (with the half-written
+    file a kill leaves) is replaced; a finished one is refused without --overwrite."""
     lite, _ = caches
     common = ["--method", "lstm", "--manifest", lite.manifest, "--cache", lite.cache, "--out", tmp_path / "r",
               "--fine-hidden", "8", "--epochs", "1"]
@@ -99,7 +99,8 @@ def test_a_run_folder_never_blocks_a_rerun(caches, tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "config.json").write_text(json.dumps({"settings": {"method": "uniform"}}))
     (tmp_path / "r" / "checkpoint.pt").write_bytes(b"from another run")
-    assert train(*common).exit_code == 0
+    (tmp_path / "r" / "checkpoint.pt.tmp").write_bytes(b"killed while writing")
+    assert train(*common).exit_code == 0 and not (tmp_path / "r" / "checkpoint.pt.tmp").exists()
     assert train(*common).exit_code == 2
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
