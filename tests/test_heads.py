@@ -244,3 +244,36 @@ def test_defaults_train_one_cycle_for_a_step_budget_and_resume_bit_identically(s
     a = torch.load(tmp_path / "straight" / "head.pt", weights_only=True)
     b = torch.load(tmp_path / "interrupted" / "head.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_this_c2f_cannot_continue_starts_over(small_cache, tmp_path, monkeypatch, caplog):
+    """A checkpoint whose optimiser has other parameter groups (as another c2f version writes) is not
+    resumed and does not stop the rerun: training starts over and ends with the head a straight run gives."""
+    import c2f.training.loop
+    settings = dict(method="lstm", manifest=str(small_cache.manifest), cache=str(small_cache.cache), frames=5,
+                    coarse_hidden=4, fine_hidden=8, batch_size=16, progress=False, epochs=4, curve=False)
+    train_head(TrainConfig.of(out=str(tmp_path / "straight"), **settings))
+    original = c2f.training.loop._one_epoch
+
+    def crash_at_epoch_3(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label):
+        if progress.epoch == 2:
+            raise SimulatedCrash
+        original(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label)
+
+    monkeypatch.setattr(c2f.training.loop, "_one_epoch", crash_at_epoch_3)
+    cfg = TrainConfig.of(out=str(tmp_path / "older"), **settings)
+    with pytest.raises(SimulatedCrash):
+        train_head(cfg)
+    monkeypatch.setattr(c2f.training.loop, "_one_epoch", original)
+    path = tmp_path / "older" / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    groups = checkpoint["optimizer"]["param_groups"]
+    checkpoint["optimizer"]["param_groups"] = groups + [dict(groups[0], params=[])]      # one group more
+    torch.save(checkpoint, path)
+    with caplog.at_level("WARNING"):
+        train_head(cfg)
+    assert "training starts over" in caplog.text and "resuming" not in caplog.text
+    assert pd.read_csv(tmp_path / "older" / "log.csv").epoch.tolist() == [1, 2, 3, 4]
+    a = torch.load(tmp_path / "straight" / "head.pt", weights_only=True)
+    b = torch.load(tmp_path / "older" / "head.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -27,6 +27,9 @@ def operating_points(runs: list[Run], runs_dir: Path) -> pd.DataFrame:
     return table[["run", "method"] + [c for c in table.columns if c not in ("run", "method")]]
 
 
+KNOB_STYLES = {"gate": "-", "keep": "-", "exit": "--", "budget": ":"}     # one line style per knob, every run
+
+
 def _accuracy_vs_gflops(runs: list[Run], plt):
     """Every run a point at its trained setting; a run with curve.csv also its operating curve, a line
     per knob (the papers' figures: the adaptive methods' curves, the baselines' single points)."""
@@ -38,9 +41,10 @@ def _accuracy_vs_gflops(runs: list[Run], plt):
         ax.scatter(*zip(*points), color=colour, label=method, zorder=3)
         for run in (r for r in runs if r.method == method and (r.path / "curve.csv").exists()):
             curve = pd.read_csv(run.path / "curve.csv")
-            for (knob, rows), style in zip(curve.groupby("knob", sort=False), ("-", "--", ":", "-.")):
+            for knob, rows in curve.groupby("knob", sort=False):
                 rows = rows.sort_values("gflops_mean")
-                ax.plot(rows.gflops_mean, rows[label[score]], style, color=colour, marker=".", alpha=0.8,
+                ax.plot(rows.gflops_mean, rows[label[score]], KNOB_STYLES.get(knob, "-."), color=colour, marker=".",
+                        alpha=0.8,
                         label=f"{run.path.name}: {knob}")
     ax.set_xscale("log")
     ax.set(xlabel="GFLOPs per video", ylabel=score, title="accuracy vs computation (lines: one run's operating curve)")
