@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-CPU_BATCH = 8
+CPU_BATCH = 4
 GPU_BATCH_MAX = 256
 GPU_MEMORY_SHARE = 0.25
 
