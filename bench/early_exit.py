@@ -59,7 +59,7 @@ def synthetic_runs(root: Path, videos: int, smoke: bool) -> list[tuple[str, Path
         sets = dict(zip(("glance", "focus") if kind == "adafocus" else ("coarse", "fine"), set_names.split(", ")))
         for method in methods:
             out = root / "runs" / f"{kind}-{method}"
-            small = ({"stage_epochs": (1, 1, 1)} if kind == "adafocus" else {"steps": 20}) if smoke else {}
+            small = ({"stage_epochs": (1, 1, 1), "adafocus_hidden": 32} if kind == "adafocus" else {"steps": 20}) if smoke else {}
             train_head(TrainConfig.of(method=method, manifest=str(cache.manifest), cache=str(cache.cache), out=str(out),
                                       progress=False, device="cpu", **sets, **small))
             runs.append((f"synthetic {kind}: {method}", out))

@@ -115,7 +115,7 @@ def test_a_map_is_not_a_pooled_feature(tmp_path):
 
 
 @pytest.mark.parametrize("method,args,fragment", [("uniform", ["--frames", "0"], "--frames"),
-                                                  ("liteeval", ["--lr", "0"], "learning rates"),
+                                                  ("liteeval", ["--lr", "0"], "--lr must be > 0"),
                                                   ("liteeval", ["--coarse-hidden", "16", "--fine-hidden", "8"],
                                                    "--coarse-hidden")])
 def test_bad_options(tmp_path, method, args, fragment):
