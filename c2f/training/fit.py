@@ -49,8 +49,10 @@ def _resumable(checkpoint: dict, head: Head, cfg: TrainConfig, videos: int) -> b
     try:
         probe = copy.deepcopy(head)
         probe.load_state_dict(checkpoint["head"])
-        stage = probe.training_stages(epochs, cfg.stage_schedule()[1])[checkpoint["progress"]["stage"]]
-        make_optimizer(stage, cfg, 1)[0].load_state_dict(checkpoint["optimizer"])
+        where = checkpoint["progress"]
+        stages = probe.training_stages(epochs, cfg.stage_schedule()[1])
+        if where["stage"] < len(stages) and where["epoch"]:      # train_stages loads it only inside a stage
+            make_optimizer(stages[where["stage"]], cfg, 1)[0].load_state_dict(checkpoint["optimizer"])
     except (KeyError, IndexError, RuntimeError, ValueError):
         return False
     return True
