@@ -7,6 +7,7 @@ import torch
 
 from ..data import Batch
 from .base import HeadOutput
+from .exits import running_steps
 
 
 class SteppedInference:
@@ -21,11 +22,7 @@ class SteppedInference:
         logits = torch.zeros(B, self.dims.num_classes, device=device)
         steps = torch.zeros(B, device=device)
         active = torch.ones(B, dtype=torch.bool, device=device)
-        for t in range(positions.shape[1]):
-            rows = active.nonzero(as_tuple=True)[0]
-            if not len(rows):
-                break
-            frames = positions[rows.cpu(), t]
+        for rows, frames in running_steps(active, positions):
             glance = batch.read("coarse", rows, frames)
             patches, keep = self._step_decisions(glance, states, rows)
             focus = torch.zeros(len(rows), self.dims.fine_dim, device=device)

@@ -12,6 +12,16 @@ import numpy as np
 import torch
 
 
+def running_steps(active: torch.Tensor, positions: torch.Tensor):
+    """Step after step of an exiting head: (rows of the videos still running, their frame at this step),
+    until no video runs; the caller clears `active` for a video that stops."""
+    for step in range(positions.shape[1]):
+        rows = active.nonzero(as_tuple=True)[0]
+        if not len(rows):
+            return
+        yield rows, positions[rows.cpu(), step]
+
+
 class ExitTrace:
     """Confidence and cost so far after every step of every video of an evaluation that never stops."""
 

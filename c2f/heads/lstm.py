@@ -10,6 +10,7 @@ import torch.nn as nn
 from ..data import Batch, uniform_positions
 from ..methods import Method, Role, register
 from .base import EvenFrames, Head, HeadDims, HeadOutput
+from .exits import running_steps
 from .rnn import Cell, FineRNN
 
 
@@ -50,11 +51,7 @@ class LSTMHead(Head):
         logits = torch.zeros(len(batch), self.dims.num_classes, device=device)
         steps = torch.zeros(len(batch), device=device)
         active = torch.ones(len(batch), dtype=torch.bool, device=device)
-        for f in range(positions.shape[1]):
-            rows = active.nonzero(as_tuple=True)[0]
-            if not len(rows):
-                break
-            frames = positions[rows.cpu(), f]
+        for rows, frames in running_steps(active, positions):
             x = batch.read("fine", rows, frames)
             if self.combine:
                 x = torch.cat([batch.read("coarse", rows, frames), x], dim=-1)

@@ -14,6 +14,7 @@ from pipeline.core.options import option
 from ..data import Batch, uniform_positions
 from ..methods import Method, Role, register
 from .base import EvenFrames, Head, HeadDims, HeadOutput, soft_targets
+from .exits import running_steps
 
 
 @dataclass
@@ -64,11 +65,7 @@ class UniformHead(Head):
         total = torch.zeros(len(batch), self.dims.num_classes, device=device)
         seen = torch.zeros(len(batch), device=device)
         active = torch.ones(len(batch), dtype=torch.bool, device=device)
-        for f in range(positions.shape[1]):
-            rows = active.nonzero(as_tuple=True)[0]
-            if not len(rows):
-                break
-            frames = positions[rows.cpu(), f]
+        for rows, frames in running_steps(active, positions):
             probs = self.fine_classifier(batch.read("fine", rows, frames)).softmax(-1)
             if self.combine:
                 probs = (probs + self.coarse_classifier(batch.read("coarse", rows, frames)).softmax(-1)) / 2
