@@ -51,7 +51,8 @@ class TrainConfig:
                              "(single-stage heads).", minimum=1)
     lr: float = option(1e-2, f"AdamW's peak learning rate (single-stage heads), warmed up over the first "
                              f"{WARMUP_SHARE:.0%} of the steps, then annealed to nearly zero along a cosine; a layer "
-                             f"of more than {RATE_WIDTH} inputs peaks at lr x sqrt({RATE_WIDTH} / inputs).", above=0)
+                             f"of more than {RATE_WIDTH} inputs peaks at lr x sqrt({RATE_WIDTH} / inputs) (unless "
+                             f"the method's record turns this off: docs/commands/train-head.md).", above=0)
     batch_size: int = option(32, "Videos per batch.", minimum=1)
     grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
     seed: int = option(0)

@@ -45,6 +45,7 @@ class Method:
     budgeted: bool                   # online evaluation with a budget of K applies (c2f evaluate-online)
     stages: tuple[str, ...] = ("train",)    # several: trained with the settings' stage_epochs / stage_lrs
     summary: str = ""
+    width_scaled_rate: bool = True   # single-stage: a wide layer peaks below --lr (c2f.training.schedule)
 
     @property
     def staged(self) -> bool:

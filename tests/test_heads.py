@@ -277,3 +277,18 @@ def test_a_checkpoint_this_c2f_cannot_continue_starts_over(small_cache, tmp_path
     a = torch.load(tmp_path / "straight" / "head.pt", weights_only=True)
     b = torch.load(tmp_path / "older" / "head.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_wide_layer_peaks_below_the_rate_unless_the_method_says_otherwise(small_cache, tmp_path):
+    """AdamW's peak rate by layer: a weight reading more than 64 inputs gets lr x sqrt(64 / inputs) (the
+    LSTM's 300-d input layer); FrameGlimpse's record gives every weight --lr."""
+    from c2f.heads.base import Stage
+    from c2f.training.schedule import make_optimizer
+    dims = HeadDims(coarse_dim=300, fine_dim=300, num_classes=3)
+    for method, input_rate in [("lstm", 1e-2 * (64 / 300) ** 0.5), ("frameglimpse", 1e-2)]:
+        cfg = small_config(small_cache, tmp_path / method, method)
+        head = build_head(cfg, dims)
+        optimizer, _ = make_optimizer(Stage("train", 2, cfg.lr, "adamw", list(head.parameters())), cfg, 3)
+        peaks = {id(p): group["max_lr"] for group in optimizer.param_groups for p in group["params"]}
+        assert peaks[id(head.cell.input_proj.weight)] == pytest.approx(input_rate)
+        assert peaks[id(head.cell.input_proj.bias)] == pytest.approx(1e-2)

@@ -72,5 +72,8 @@ class FrameGlimpseHead(Head):
                 "locator": (self.locator, (hidden,)), "classifier": (self.classifier, (hidden,))}
 
 
+# Every weight at --lr, the 1280-d input layer included: with the width-scaled rate (2.2e-3 for that
+# layer) the agent reached 0.35 top-1 on the real-video task of bench/train_defaults.py, with --lr for
+# every weight 0.44 (six seeds each; docs/measurements/training-defaults.md).
 register(Method("frameglimpse", FrameGlimpseHead, FrameGlimpseSettings, {"fine": Role("fine")}, budgeted=True,
-                summary="FRAMEGLIMPSE: an agent choosing where to look next (REINFORCE)"))
+                summary="FRAMEGLIMPSE: an agent choosing where to look next (REINFORCE)", width_scaled_rate=False))

@@ -3,7 +3,8 @@
 Single-stage heads: AdamW whose rate follows one cycle (torch.optim.lr_scheduler.OneCycleLR): it
 warms up from --lr / WARMUP_DIVIDER over the first WARMUP_SHARE of the steps, then anneals to nearly
 zero along a cosine; a weight reading more than RATE_WIDTH inputs peaks lower, by the square root of
-the ratio (width_groups), so that one --lr suits 64-d synthetic features and 1280-d real ones. The
+the ratio (width_groups), so that one --lr suits 64-d synthetic features and 1280-d real ones
+(unless the method's record says otherwise: FrameGlimpse gives every weight --lr). The
 length is --epochs, or by default as many epochs as --steps optimisation steps take at --batch-size,
 and at least MIN_EPOCHS: a few hundred videos (a few batches an epoch) get the many passes they
 need, large datasets at least MIN_EPOCHS. The weight decay is each method's
@@ -48,15 +49,15 @@ def planned_epochs(cfg: TrainConfig, videos: int) -> tuple[list[int], str]:
     return [by_steps], f"{by_steps} epochs: --steps {cfg.steps} at {batches} batches an epoch"
 
 
-def width_groups(parameters: list, lr: float) -> list[dict]:
-    """AdamW's parameter groups by peak rate: `lr` for a weight of at most RATE_WIDTH inputs (and every
-    bias), lr x sqrt(RATE_WIDTH / inputs) for a wider one, the group at `lr` first (log.csv's rate).
+def width_groups(parameters: list, lr: float, width: float) -> list[dict]:
+    """AdamW's parameter groups by peak rate: `lr` for a weight of at most `width` inputs (and every
+    bias), lr x sqrt(width / inputs) for a wider one, the group at `lr` first (log.csv's rate).
     Adam moves every weight by about the rate a step whatever its size, so a layer's output moves with
     the number of inputs it sums: 2048-d features at the rate that suits 64-d ones jump about."""
     rates: dict[float, list] = {}
     for p in parameters:
         inputs = math.prod(p.shape[1:]) if p.ndim > 1 else 1
-        rates.setdefault(lr * min(1.0, math.sqrt(RATE_WIDTH / inputs)), []).append(p)
+        rates.setdefault(lr * min(1.0, math.sqrt(width / inputs)), []).append(p)
     return [{"params": rates[rate], "lr": rate} for rate in sorted(rates, reverse=True)]
 
 
@@ -69,7 +70,8 @@ def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
         return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     if stage.optimizer == "adam":
         return torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=decay), None
-    groups = width_groups(stage.parameters, stage.lr)
+    width = RATE_WIDTH if cfg.record.width_scaled_rate else math.inf     # the method's record decides
+    groups = width_groups(stage.parameters, stage.lr, width)
     optimizer = torch.optim.AdamW(groups, lr=stage.lr, weight_decay=decay)
     # OneCycleLR's last rate is its step total_steps - 1; the trainer steps the schedule after every batch, the
     # last one included: one more step than batches. The warm-up is a whole number of steps (at least one),
