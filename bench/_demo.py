@@ -2,11 +2,26 @@
 names that start with an underscore)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# A folder holding one tiny demo that every bench's --smoke reads instead of writing its own: the
+# suite (tests/test_bench.py) sets it, so that the demo is trained once, not once a bench.
+SHARED_DEMO = "C2F_BENCH_SMOKE_DEMO"
+FINISHED = "smoke_demo.finished"       # written last: a folder without it is built (again)
 
 
 def smoke_demo(root: Path) -> tuple[Path, Path]:
-    """A demo of a few videos with random weights: the same commands as `c2f demo`, smaller."""
+    """A demo of a few videos with random weights: the same commands as `c2f demo`, smaller. Written
+    under `root`, or read from $C2F_BENCH_SMOKE_DEMO (written there first if it is not finished)."""
+    root = Path(os.environ.get(SHARED_DEMO) or root)
+    if not (root / FINISHED).exists():
+        build_smoke_demo(root)
+        (root / FINISHED).touch()
+    return root / "out", root / "data"
+
+
+def build_smoke_demo(root: Path) -> None:
     from click.testing import CliRunner
 
     from c2f.demo.steps import DemoSizes, demo_steps
@@ -19,4 +34,3 @@ def smoke_demo(root: Path) -> tuple[Path, Path]:
         step = ["random" if a == "imagenet" else a for a in step]        # no weights needed for a smoke run
         result = CliRunner().invoke(main, step)
         assert result.exit_code == 0, (step, result.output)
-    return root / "out", root / "data"
