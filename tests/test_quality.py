@@ -41,9 +41,9 @@ def test_adafocus_learned_policy_finds_the_object(tmp_path):
     beat random patches by 15 points of top-1 and pick the object's candidate on most frames; random
     patches must beat the central patch (Table 5); AdaFocus+ at keep ratio 0.5 must halve the patch
     GFLOPs and keep its accuracy."""
-    syn = adafocus_cache(tmp_path, num_train=400, num_val=150, grid=5, marker=5.0, evidence=5.0)
+    syn = adafocus_cache(tmp_path, num_train=300, num_val=150, grid=5, marker=5.0, evidence=5.0)
     common = dict(manifest=str(syn.manifest), cache=str(syn.cache), focus="resnet50@224-grid5x128",
-                  adafocus_hidden=64, batch_size=32, stage_epochs=(30, 30, 10), stage_lrs=(0.1, 0.01, 0.01),
+                  adafocus_hidden=64, batch_size=32, stage_epochs=(20, 20, 5), stage_lrs=(0.1, 0.01, 0.01),
                   progress=False)
     results, hits = {}, {}
     for name, method, policy in [("learned", "adafocus", "learned"), ("random", "adafocus", "random"),
