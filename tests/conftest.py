@@ -100,3 +100,20 @@ def cache_lock_held_elsewhere(folder: Path):
     finally:
         holder.kill()
         holder.wait()
+
+
+@contextmanager
+def training_killed_when(when, error: type[BaseException] = KeyboardInterrupt):
+    """Within the block, c2f's training loop raises `error` as it starts an epoch whose progress
+    (stage, epoch: c2f.training.loop) `when` accepts, as a killed run stops; after it, training as usual."""
+    import c2f.training.loop
+    original = c2f.training.loop._one_epoch
+
+    def one_epoch(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label):
+        if when(progress):
+            raise error
+        original(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(c2f.training.loop, "_one_epoch", one_epoch)
+        yield

@@ -22,6 +22,8 @@ from cli import main
 from pipeline.backbones import gflops_per_frame, parse_spec
 from pipeline.core.manifest import read_manifest
 
+from conftest import training_killed_when
+
 
 @pytest.fixture(scope="module")
 def small_grid_cache(tmp_path_factory):
@@ -195,23 +197,13 @@ def test_large_sets_are_read_lazily_from_the_shards_with_the_same_results(small_
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_crash_between_stages_resumes_at_the_next_one(small_grid_cache, tmp_path, monkeypatch, caplog):
+def test_a_crash_between_stages_resumes_at_the_next_one(small_grid_cache, tmp_path, caplog):
     """Killed as stage II starts (its checkpoint holds stage I's optimiser), the rerun resumes there and
     ends with the head an uninterrupted run gives."""
-    import c2f.training.loop
     train_head(small_config(small_grid_cache, tmp_path / "straight"))
-    original = c2f.training.loop._one_epoch
-
-    def crash_in_stage_two(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label):
-        if progress.stage == 1:
-            raise KeyboardInterrupt
-        original(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label)
-
-    monkeypatch.setattr(c2f.training.loop, "_one_epoch", crash_in_stage_two)
     cfg = small_config(small_grid_cache, tmp_path / "killed")
-    with pytest.raises(KeyboardInterrupt):
+    with training_killed_when(lambda progress: progress.stage == 1), pytest.raises(KeyboardInterrupt):
         train_head(cfg)
-    monkeypatch.setattr(c2f.training.loop, "_one_epoch", original)
     with caplog.at_level("WARNING"):
         train_head(cfg)
     assert "resuming" in caplog.text and "starts over" not in caplog.text

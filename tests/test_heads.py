@@ -21,6 +21,8 @@ from c2f.rundir import load_run
 from c2f.training import train_head
 from pipeline.core.manifest import read_manifest
 
+from conftest import training_killed_when
+
 ROLES = {"coarse": "mobilenet_v2@112", "fine": "resnet101@224"}
 
 
@@ -172,23 +174,12 @@ def test_online_budget_and_baselines(small_cache, tmp_path):
     assert seq.loc[1, "fine_mean"] == 1.0
 
 
-def test_resume_after_interruption_gives_the_same_head(small_cache, tmp_path, monkeypatch):
+def test_resume_after_interruption_gives_the_same_head(small_cache, tmp_path):
     straight = small_config(small_cache, tmp_path / "straight", "liteeval", epochs=3)
     train_head(straight)
     interrupted = small_config(small_cache, tmp_path / "interrupted", "liteeval", epochs=3)
-    calls = {"n": 0}
-    original = LiteEvalHead.set_progress
-
-    def crash_at_third_epoch(self, fraction):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        original(self, fraction)
-
-    monkeypatch.setattr(LiteEvalHead, "set_progress", crash_at_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with training_killed_when(lambda progress: progress.epoch == 2), pytest.raises(KeyboardInterrupt):
         train_head(interrupted)
-    monkeypatch.setattr(LiteEvalHead, "set_progress", original)
     assert (tmp_path / "interrupted" / "checkpoint.pt").exists()
     train_head(interrupted)                     # the same command again: resumes at epoch 3
     a = torch.load(tmp_path / "straight" / "head.pt", weights_only=True)
@@ -206,12 +197,11 @@ class SimulatedCrash(Exception):
     pass
 
 
-def test_defaults_train_one_cycle_for_a_step_budget_and_resume_bit_identically(small_cache, tmp_path, monkeypatch):
+def test_defaults_train_one_cycle_for_a_step_budget_and_resume_bit_identically(small_cache, tmp_path):
     """No --epochs, no --lr: AdamW at the default rate for as many epochs as --steps batches take (here
     20 epochs of 3 batches), the rate warmed up to its peak and annealed to nearly nothing, on the whole
     training split; metrics.json and log.csv say so. A run killed in the middle and started again with
     the same command resumes (each epoch logged once) and ends with the same head, bit for bit."""
-    import c2f.training.loop
     from c2f.training.schedule import MIN_EPOCHS
     settings = dict(method="lstm", manifest=str(small_cache.manifest), cache=str(small_cache.cache), frames=5,
                     coarse_hidden=4, fine_hidden=8, batch_size=16, progress=False, steps=60, curve=False)
@@ -225,17 +215,8 @@ def test_defaults_train_one_cycle_for_a_step_budget_and_resume_bit_identically(s
     assert rates.argmax() <= 2 and rates[-1] < 0.01 * default_lr            # warmed up, then annealed
     short = train_head(TrainConfig.of(out=str(tmp_path / "short"), **(settings | {"steps": 6})))
     assert short["training"]["epochs"] == MIN_EPOCHS and short["training"]["steps"] == 3 * MIN_EPOCHS
-    original, epochs_seen = c2f.training.loop._one_epoch, []
-
-    def crash_at_epoch_13(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label):
-        if progress.epoch == 12 and not epochs_seen:
-            epochs_seen.append("crashed")
-            raise SimulatedCrash
-        original(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label)
-
-    monkeypatch.setattr(c2f.training.loop, "_one_epoch", crash_at_epoch_13)
     cfg = TrainConfig.of(out=str(tmp_path / "interrupted"), **settings)
-    with pytest.raises(SimulatedCrash):
+    with training_killed_when(lambda progress: progress.epoch == 12, SimulatedCrash), pytest.raises(SimulatedCrash):
         train_head(cfg)
     assert (tmp_path / "interrupted" / "checkpoint.pt").exists()
     again = train_head(cfg)
@@ -246,25 +227,15 @@ def test_defaults_train_one_cycle_for_a_step_budget_and_resume_bit_identically(s
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_checkpoint_this_c2f_cannot_continue_starts_over(small_cache, tmp_path, monkeypatch, caplog):
+def test_a_checkpoint_this_c2f_cannot_continue_starts_over(small_cache, tmp_path, caplog):
     """A checkpoint whose optimiser has other parameter groups (as another c2f version writes) is not
     resumed and does not stop the rerun: training starts over and ends with the head a straight run gives."""
-    import c2f.training.loop
     settings = dict(method="lstm", manifest=str(small_cache.manifest), cache=str(small_cache.cache), frames=5,
                     coarse_hidden=4, fine_hidden=8, batch_size=16, progress=False, epochs=4, curve=False)
     train_head(TrainConfig.of(out=str(tmp_path / "straight"), **settings))
-    original = c2f.training.loop._one_epoch
-
-    def crash_at_epoch_3(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label):
-        if progress.epoch == 2:
-            raise SimulatedCrash
-        original(head, train, cfg, generator, optimizer, schedule, bar, progress, stage, label)
-
-    monkeypatch.setattr(c2f.training.loop, "_one_epoch", crash_at_epoch_3)
     cfg = TrainConfig.of(out=str(tmp_path / "older"), **settings)
-    with pytest.raises(SimulatedCrash):
+    with training_killed_when(lambda progress: progress.epoch == 2, SimulatedCrash), pytest.raises(SimulatedCrash):
         train_head(cfg)
-    monkeypatch.setattr(c2f.training.loop, "_one_epoch", original)
     path = tmp_path / "older" / "checkpoint.pt"
     checkpoint = torch.load(path, weights_only=True)
     groups = checkpoint["optimizer"]["param_groups"]
