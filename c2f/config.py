@@ -36,10 +36,6 @@ class TrainConfig:
     manifest: str = option(help="Manifest CSV.")
     cache: str = option(help="Feature cache folder (c2f extract).")
     out: str = option(help="Run directory.")
-    coarse: str = option("mobilenet_v2@112", "Coarse feature set (LiteEval, the +CF baselines).", variant=True)
-    fine: str = option("resnet101@224", "Fine feature set (LiteEval and the baselines).", variant=True)
-    glance: str = option("mobilenet_v2@224-map", "AdaFocus: glance map set.", variant=True)
-    focus: str = option("resnet50@224-grid7x128", "AdaFocus: patch grid set.", variant=True)
     train_split: str = option("train", "Split to train on.", choices=SPLITS)
     eval_split: str = option("val", "Split to evaluate on.", choices=SPLITS)
     # single-stage heads: one schedule set before training (c2f.training.schedule), its length counted in
@@ -53,6 +49,10 @@ class TrainConfig:
                              f"{WARMUP_SHARE:.0%} of the steps, then annealed to nearly zero along a cosine; a layer "
                              f"of more than {RATE_WIDTH} inputs peaks at lr x sqrt({RATE_WIDTH} / inputs) (unless "
                              f"the method's record turns this off: docs/commands/train-head.md).", above=0)
+    optimizer: str = option("adamw", "Single-stage heads: `adamw` (AdamW, one cycle, the width-scaled rate: c2f's "
+                                     "default) or `adam` (Adam with an L2 weight decay, every weight at --lr, the rate "
+                                     "divided by 10 at 40% and 80% of the steps: LiteEval's released code, the papers' "
+                                     "presets).", choices=("adamw", "adam"))
     batch_size: int = option(32, "Videos per batch.", minimum=1)
     grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
     seed: int = option(0)
@@ -72,6 +72,7 @@ class TrainConfig:
     def __post_init__(self):
         validate(self)
         self.method_settings = self.record.make_settings(self.method_settings)
+        self.feature_sets()             # each role names as many sets as it may
 
     @property
     def record(self) -> Method:
@@ -107,8 +108,9 @@ class TrainConfig:
         return shared | dataclasses.asdict(self.method_settings)
 
     def feature_sets(self) -> dict[str, str]:
-        """Role -> feature set, for the roles the method reads."""
-        return {role: getattr(self, r.option) for role, r in self.record.roles.items()}
+        """Data role -> feature set, for the roles the method reads (`fine.0`, `fine.1`, ... where a role
+        names several sets: c2f.methods.Role)."""
+        return self.record.data_roles(self.method_settings)
 
     def stage_schedule(self) -> tuple[list[int], list[float]]:
         if self.record.staged:

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from .data import Batch, VideoSet, length_batches
 from .heads import Head
+from .methods import role_of
 
 # videos per batch when nothing is trained (evaluation, the held-out score, thresholds): larger
 # batches only cost memory there
@@ -29,8 +30,25 @@ class EvalResult:
     def per_video(self, role: str) -> np.ndarray:
         return np.add.reduceat(self.reads[role].astype(np.int64), self.offsets[:-1])
 
+    def fine_roles(self) -> list[str]:
+        """The data roles of the fine set(s): ['fine'], or ['fine.0', 'fine.1', ...] (AR-Net's resolutions)."""
+        return [role for role in self.reads if role_of(role) == "fine"]
+
+    def fine_reads(self) -> np.ndarray:
+        """[N] fine features (or patches) read per frame, over every fine set."""
+        return sum(self.reads[role] for role in self.fine_roles())
+
+    def fine_set(self) -> np.ndarray | None:
+        """[N] which fine set was read at each frame (its index, -1 none), where the head reads several."""
+        roles = self.fine_roles()
+        if len(roles) < 2:
+            return None
+        read = np.stack([self.reads[role] > 0 for role in roles], 1)
+        return np.where(read.any(1), read.argmax(1), -1)
+
     def fine_count(self) -> np.ndarray:
-        return self.per_video("fine")
+        """Fine features (patches) read per video, over every fine set."""
+        return np.add.reduceat(self.fine_reads().astype(np.int64), self.offsets[:-1])
 
     def subset(self, keep: list[int]) -> "EvalResult":
         """The result of the videos `keep` (indices, in order) alone."""
@@ -116,16 +134,18 @@ def compute_metrics(result: EvalResult, method: str, split: str, classes: list[s
             "map_classes_left_out": left_out}
 
 
-def decision_columns(patches: bool) -> list[str]:
-    """decisions.csv's header (docs/contracts/runs.md): `patch` for the heads that read one patch per frame."""
-    return ["video_id", "t", "fine"] + (["patch"] if patches else [])
+def decision_columns(patches: bool, fine_sets: int = 1) -> list[str]:
+    """decisions.csv's header (docs/contracts/runs.md): `patch` for the heads that read one patch per frame,
+    `fine_set` for those that choose among several fine sets."""
+    return ["video_id", "t", "fine"] + (["patch"] if patches else []) + (["fine_set"] if fine_sets > 1 else [])
 
 
 def decision_rows(result: EvalResult):
-    """decisions.csv's rows: (video_id, t, fine[, patch]) for every evaluated frame, t its position
-    among the video's frames."""
-    reads, patches, offsets = result.reads["fine"], result.patches, result.offsets
+    """decisions.csv's rows: (video_id, t, fine[, patch][, fine_set]) for every evaluated frame, t its
+    position among the video's frames; `fine` the fine features (patches) read there."""
+    reads, patches, offsets, chosen = result.fine_reads(), result.patches, result.offsets, result.fine_set()
     for i, video_id in enumerate(result.video_ids):
         rows = range(offsets[i], offsets[i + 1])
         for t, row in enumerate(rows):
-            yield (video_id, t, int(reads[row])) + (() if patches is None else (int(patches[row]),))
+            yield ((video_id, t, int(reads[row])) + (() if patches is None else (int(patches[row]),))
+                   + (() if chosen is None else (int(chosen[row]),)))

@@ -154,7 +154,7 @@ class RunDir:
                          ([video_id, "|".join(classes[k] for k in np.flatnonzero(result.targets[i])),
                            classes[int(result.scores[i].argmax())], int(fine[i]), f"{result.gflops[i]:.4f}"]
                           for i, video_id in enumerate(result.video_ids)))
-        atomic_write_csv(self.file("decisions.csv"), decision_columns(result.patches is not None),
+        atomic_write_csv(self.file("decisions.csv"), decision_columns(result.patches is not None, len(result.fine_roles())),
                          decision_rows(result))
         atomic_write_text(self.file("metrics.json"), json.dumps(metrics, indent=1))
         for name in TEMPORARY:

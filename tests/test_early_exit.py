@@ -14,7 +14,7 @@ from c2f.config import TrainConfig
 from c2f.data import load_videos
 from c2f.demo.synthetic import adafocus_cache, liteeval_cache
 from c2f.evaluate import run_head
-from c2f.heads.exits import mean_cost_at
+from c2f.blocks.exits import mean_cost_at
 from c2f.predict import PredictConfig, Predictor, predict_videos
 from c2f.rundir import load_run
 from c2f.training import train_head

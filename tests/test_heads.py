@@ -14,7 +14,7 @@ from c2f.evaluate import mean_ap, run_head
 from c2f.heads import HeadDims, build_head
 from c2f.heads import methods
 from c2f.heads.liteeval import LiteEvalHead, LiteEvalSettings
-from c2f.heads.rnn import Cell
+from c2f.blocks.rnn import Cell
 from c2f.training.online import evaluate_online
 from c2f.demo.synthetic import liteeval_cache
 from c2f.rundir import load_run
@@ -253,7 +253,7 @@ def test_a_checkpoint_this_c2f_cannot_continue_starts_over(small_cache, tmp_path
 def test_a_wide_layer_peaks_below_the_rate_unless_the_method_says_otherwise(small_cache, tmp_path):
     """AdamW's peak rate by layer: a weight reading more than 64 inputs gets lr x sqrt(64 / inputs) (the
     LSTM's 300-d input layer); FrameGlimpse's record gives every weight --lr."""
-    from c2f.heads.base import Stage
+    from c2f.blocks.head import Stage
     from c2f.training.schedule import make_optimizer
     dims = HeadDims(coarse_dim=300, fine_dim=300, num_classes=3)
     for method, input_rate in [("lstm", 1e-2 * (64 / 300) ** 0.5), ("frameglimpse", 1e-2)]:

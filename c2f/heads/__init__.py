@@ -1,8 +1,9 @@
-"""Phase-two heads, one file per method, behind `Head` (base.py). Each head file defines its
+"""Phase-two methods, one file (AdaFocus: one package) per method, each a head behind `Head`
+(c2f.blocks.head) built from the blocks in c2f.blocks. Each head file defines its
 settings dataclass and registers its methods (c2f.methods); importing this package imports every
 module in it, so a new file is a new method, and this is where the full list is asked for.
 
-May import: c2f.methods, c2f.data and pipeline.core (settings, FLOP counting); nothing that
+May import: c2f.blocks, c2f.methods, c2f.data and pipeline.core (settings, FLOP counting); nothing that
 trains, predicts or reports."""
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pkgutil
 from pipeline.core.errors import SettingsError
 
 from ..methods import Method, registered
-from .base import Head, HeadDims, HeadOutput
+from ..blocks.head import Head, HeadDims, HeadOutput
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")

@@ -14,9 +14,9 @@ from torch.distributions import Categorical
 from pipeline.core.options import option
 
 from ..data import Batch
-from ..methods import Method, Role, register
-from .base import Head, HeadDims, HeadOutput
-from .rnn import Cell, FineRNN
+from ..methods import FINE, Method, register
+from ..blocks.head import Head, HeadDims, HeadOutput
+from ..blocks.rnn import Cell, FineRNN
 
 JUMPS = (1, 2, 4, 8, 16)
 
@@ -74,5 +74,5 @@ class FastForwardHead(Head):
                 "policy": (self.policy, (hidden,)), "classifier": (self.classifier, (hidden,))}
 
 
-register(Method("fastforward", FastForwardHead, FastForwardSettings, {"fine": Role("fine")}, budgeted=True,
+register(Method("fastforward", FastForwardHead, FastForwardSettings, {"fine": FINE}, budgeted=True,
                 summary="FASTFORWARD: an agent choosing how far to jump, or to stop (REINFORCE)"))

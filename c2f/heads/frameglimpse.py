@@ -17,9 +17,9 @@ from torch.distributions import Normal
 from pipeline.core.options import option
 
 from ..data import Batch
-from ..methods import Method, Role, register
-from .base import Head, HeadDims, HeadOutput
-from .rnn import Cell, FineRNN
+from ..methods import FINE, Method, register
+from ..blocks.head import Head, HeadDims, HeadOutput
+from ..blocks.rnn import Cell, FineRNN
 
 LOCATION_STD = 0.1      # of the Gaussian over the next position, in units of the video's length
 
@@ -75,5 +75,5 @@ class FrameGlimpseHead(Head):
 # Every weight at --lr, the 1280-d input layer included: with the width-scaled rate (2.2e-3 for that
 # layer) the agent reached 0.35 top-1 on the real-video task of bench/train_defaults.py, with --lr for
 # every weight 0.44 (six seeds each; docs/measurements/training-defaults.md).
-register(Method("frameglimpse", FrameGlimpseHead, FrameGlimpseSettings, {"fine": Role("fine")}, budgeted=True,
+register(Method("frameglimpse", FrameGlimpseHead, FrameGlimpseSettings, {"fine": FINE}, budgeted=True,
                 summary="FRAMEGLIMPSE: an agent choosing where to look next (REINFORCE)", width_scaled_rate=False))

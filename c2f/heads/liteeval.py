@@ -21,9 +21,10 @@ from pipeline.core.errors import SettingsError
 from pipeline.core.options import option
 
 from ..data import Batch
-from ..methods import Method, Role, register
-from .base import Head, HeadDims, HeadOutput, Knob
-from .rnn import Cell, FineRNN
+from ..methods import COARSE, FINE, Method, Preset, register
+from ..blocks.exits import EarlyExit
+from ..blocks.head import Head, HeadDims, HeadOutput, Knob
+from ..blocks.rnn import Cell, FineRNN
 
 GATE_TRAINING = ("gumbel", "reinforce")
 GATE_RATES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75)       # the operating curve's targets
@@ -49,8 +50,7 @@ class LiteEvalSettings(FineRNN):
                                 f"({self.coarse_hidden}) must not exceed --fine-hidden ({self.fine_hidden})")
 
 
-class LiteEvalHead(Head):
-    can_exit = True
+class LiteEvalHead(EarlyExit, Head):
 
     def __init__(self, dims: HeadDims, settings: LiteEvalSettings = LiteEvalSettings(), gate_training: str = "gumbel"):
         super().__init__(dims)
@@ -224,8 +224,17 @@ class LiteEvalHead(Head):
                 "classifier": (self.classifier, (torch.zeros(1, self.fine_cell.hidden_size),))}
 
 
-_ROLES = {"coarse": Role("coarse"), "fine": Role("fine")}
+_ROLES = {"coarse": COARSE, "fine": FINE}
+# the paper's optimiser exactly (Adam, L2 1e-4, every weight at 1e-4, the rate / 10 at epochs 40 and 80): --optimizer adam
+_PAPER = {"method": "liteeval", "coarse": "mobilenet_v2@112", "fine": "resnet101@224", "gamma": 0.05, "lam": 2.0,
+          "optimizer": "adam", "lr": 1e-4, "weight_decay": 1e-4, "epochs": 100}
+_SOURCE = ("LiteEval Sec. 4.1 (Adam at 1e-4, lambda 2, the batch and hidden sizes of each dataset), Table 7 (gamma "
+           "0.05); the L2 weight decay 1e-4, the rate steps at epochs 40 and 80 (MultiStepLR) and the gradient clip 5 "
+           "from the released main.py. The number of epochs is stated in neither: 100, past the last rate step")
+PRESETS = {"liteeval-activitynet": Preset(_PAPER | {"coarse_hidden": 64, "fine_hidden": 512, "batch_size": 128}, _SOURCE),
+           "liteeval-fcvid": Preset(_PAPER | {"coarse_hidden": 512, "fine_hidden": 2048, "batch_size": 256}, _SOURCE),
+           "liteeval-kinetics": Preset(_PAPER | {"coarse_hidden": 1024, "fine_hidden": 2048, "batch_size": 512}, _SOURCE)}
 register(Method("liteeval", lambda dims, s: LiteEvalHead(dims, s, "gumbel"), LiteEvalSettings, _ROLES, budgeted=True,
-                summary="LiteEval: a gate reads the fine feature where needed (Gumbel-softmax)"))
+                summary="LiteEval: a gate reads the fine feature where needed (Gumbel-softmax)", presets=PRESETS))
 register(Method("liteeval_rl", lambda dims, s: LiteEvalHead(dims, s, "reinforce"), LiteEvalSettings, _ROLES,
                 budgeted=True, summary="LiteEval with the gate trained by REINFORCE"))

@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 
 from ..data import Batch, uniform_positions
-from ..methods import Method, Role, register
-from .base import EvenFrames, Head, HeadDims, HeadOutput
-from .exits import running_steps
-from .rnn import Cell, FineRNN
+from ..methods import COARSE, FINE, Method, Preset, register
+from ..blocks.head import EvenFrames, Head, HeadDims, HeadOutput
+from ..blocks.exits import EarlyExit, running_steps
+from ..blocks.rnn import Cell, FineRNN
 
 
 @dataclass
@@ -19,8 +19,7 @@ class LSTMSettings(EvenFrames, FineRNN):
     """An RNN over evenly spaced frames."""
 
 
-class LSTMHead(Head):
-    can_exit = True
+class LSTMHead(EarlyExit, Head):
 
     def __init__(self, dims: HeadDims, settings: LSTMSettings = LSTMSettings(), combine: bool = False):
         super().__init__(dims)
@@ -67,8 +66,14 @@ class LSTMHead(Head):
                 "classifier": (self.classifier, (torch.zeros(1, self.cell.hidden_size),))}
 
 
-register(Method("lstm", lambda dims, s: LSTMHead(dims, s, combine=False), LSTMSettings, {"fine": Role("fine")},
-                budgeted=False, summary="an RNN over the fine features of evenly spaced frames"))
+_PAPER = {"method": "lstm", "fine": "resnet101@224", "frames": 25, "fine_hidden": 512, "optimizer": "adam", "lr": 1e-4,
+          "batch_size": 128, "weight_decay": 1e-4, "epochs": 100}
+_SOURCE = ("LiteEval Sec. 4.1 (the LSTM baseline: 25 frames, LiteEval's fine RNN size and optimiser on ActivityNet: "
+           "Adam at 1e-4, L2 1e-4, the rate / 10 at epochs 40 and 80 as the released main.py); epochs as "
+           "liteeval-activitynet")
+register(Method("lstm", lambda dims, s: LSTMHead(dims, s, combine=False), LSTMSettings, {"fine": FINE},
+                budgeted=False, summary="an RNN over the fine features of evenly spaced frames",
+                presets={"lstm-activitynet": Preset(_PAPER, _SOURCE)}))
 register(Method("lstm_cf", lambda dims, s: LSTMHead(dims, s, combine=True), LSTMSettings,
-                {"coarse": Role("coarse"), "fine": Role("fine")}, budgeted=False,
+                {"coarse": COARSE, "fine": FINE}, budgeted=False,
                 summary="LSTM+CF: an RNN over [coarse, fine] features"))

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from pipeline.core.options import option
 
 from ..data import Batch, uniform_positions
-from ..methods import Method, Role, register
-from .base import EvenFrames, Head, HeadDims, HeadOutput, soft_targets
-from .exits import running_steps
+from ..methods import COARSE, FINE, Method, Preset, register
+from ..blocks.head import EvenFrames, Head, HeadDims, HeadOutput, soft_targets
+from ..blocks.exits import EarlyExit, running_steps
 
 
 @dataclass
@@ -25,9 +25,8 @@ class FrameClassifierSettings(EvenFrames):
                                        "times this)", minimum=0)
 
 
-class UniformHead(Head):
+class UniformHead(EarlyExit, Head):
     video_loss = False
-    can_exit = True
 
     def __init__(self, dims: HeadDims, settings: EvenFrames = EvenFrames(), combine: bool = False):
         super().__init__(dims)
@@ -82,9 +81,14 @@ class UniformHead(Head):
         return probes
 
 
+_PAPER = {"method": "uniform", "fine": "resnet101@224", "frames": 25, "optimizer": "adam", "lr": 1e-4,
+          "batch_size": 128, "weight_decay": 1e-4, "epochs": 100}
+_SOURCE = ("LiteEval Sec. 4.1 (UNIFORM: 25 evenly spaced frames, ResNet-101); its optimiser is not stated: LiteEval's "
+           "(Adam at 1e-4, L2 1e-4, the rate / 10 at epochs 40 and 80)")
 register(Method("uniform", lambda dims, s: UniformHead(dims, s, combine=False), FrameClassifierSettings,
-                {"fine": Role("fine")}, budgeted=False,
-                summary="a linear classifier per frame on evenly spaced frames; the mean softmax"))
+                {"fine": FINE}, budgeted=False,
+                summary="a linear classifier per frame on evenly spaced frames; the mean softmax",
+                presets={"uniform-activitynet": Preset(_PAPER, _SOURCE)}))
 register(Method("uniform_cf", lambda dims, s: UniformHead(dims, s, combine=True), FrameClassifierSettings,
-                {"coarse": Role("coarse"), "fine": Role("fine")}, budgeted=False,
+                {"coarse": COARSE, "fine": FINE}, budgeted=False,
                 summary="UNIFORM+CF: coarse and fine classifiers per frame, scores averaged"))

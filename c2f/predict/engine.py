@@ -31,6 +31,7 @@ from pipeline.runner import FeatureRunner
 
 from ..data import VideoSet
 from ..evaluate import EvalResult, run_head
+from ..methods import role_of
 from ..rundir import RunDir
 from .lazy import LazySquares
 from .operating import apply_point, apply_thresholds, parse_thresholds, point_within
@@ -221,7 +222,7 @@ class Predictor:
             torch.cat([v.squares for v in videos])
         features, infos = {}, {}
         for role, fs in self.sets.items():
-            stage = "expensive_cnn" if role == "fine" else "cheap_cnn"
+            stage = "expensive_cnn" if role_of(role) == "fine" else "cheap_cnn"
             features[role] = ComputedFeatures(fs, self.runner, squares, timer, stage)
             infos[role] = SetInfo(fs.name, self.attrs[role], fs.output, float(self.attrs[role]["gflops_per_frame"]))
         video_set = VideoSet([v.video_id for v in videos], torch.zeros(len(videos), len(self.classes)),

@@ -26,6 +26,7 @@ from pipeline.core.memory import keep_freed_memory
 
 from .. import __version__
 from ..evaluate import decision_columns, decision_rows
+from ..methods import role_of
 from .engine import Decoded, Predictor, Timer
 from .outputs import Outputs, claim, read_rows
 from .prediction import PREDICTION_COLUMNS
@@ -181,7 +182,8 @@ def predict_videos(cfg: PredictConfig) -> dict | None:
             predictor.video_timeout = cfg.video_timeout
             _claim_together(out, identity(predictor, cfg), cfg.overwrite, ranks)
             outputs = Outputs(out, ranks.rank,
-                              decision_columns(any(fs.output == "grid" for fs in predictor.sets.values())))
+                              decision_columns(any(fs.output == "grid" for fs in predictor.sets.values()),
+                                               sum(role_of(role) == "fine" for role in predictor.sets)))
             if ranks.rank == 0:
                 outputs.repair()
             ranks.barrier()          # every part is whole before any rank reads or appends

@@ -63,8 +63,8 @@ def write_strips(folder: Path, predictor, batch) -> list[Path]:
         patches = None if result.patches is None else result.patches[rows]
         best = int(result.scores[i].argmax())
         title = (f"{video.video_id}: {predictor.classes[best]} ({result.scores[i, best]:.2f}); "
-                 f"expensive CNN on {int((result.reads['fine'][rows] > 0).sum())} of {len(video.timestamps)} frames")
+                 f"expensive CNN on {int((result.fine_reads()[rows] > 0).sum())} of {len(video.timestamps)} frames")
         path = folder / strip_name(video.video_id)
-        strip(fs, predictor.runner.preprocess, video.squares, result.reads["fine"][rows], patches, title).save(path)
+        strip(fs, predictor.runner.preprocess, video.squares, result.fine_reads()[rows], patches, title).save(path)
         written.append(path)
     return written

@@ -6,7 +6,7 @@ from pipeline.backbones import PAPER_GFLOPS, gflops_per_frame, parse_spec
 
 from ..heads import HeadDims
 from ..heads.adafocus import AdaFocusHead, AdaFocusSettings
-from ..heads.base import EvenFrames
+from ..blocks.head import EvenFrames
 from ..heads.uniform import UniformHead
 from .runs import Run
 

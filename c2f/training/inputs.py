@@ -10,6 +10,7 @@ from pipeline.core.manifest import read_manifest
 from ..config import TrainConfig
 from ..data import CacheError, VideoSet, load_videos
 from ..heads import HeadDims
+from ..methods import role_of
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def check_shapes(cfg: TrainConfig, videos: VideoSet) -> None:
     sizes, and the timestamps check pairs the same frames."""
     record = cfg.record
     for role, info in videos.sets.items():
-        need = record.roles[role]
+        need = record.roles[role_of(role)]
         if info.kind != need.kind:
             raise CacheError(f"{cfg.method} needs a {need.kind} feature set for --{need.option}; {info.name} is a "
                              f"{info.kind} set (per-frame shape {info.frame_shape})")

@@ -22,9 +22,9 @@ from ..config import TrainConfig
 from ..data import Batch, VideoSet, length_batches
 from ..evaluate import EVAL_BATCH
 from ..heads import Head
-from ..heads.base import Stage
+from ..blocks.head import Stage
 from ..rundir import RunDir
-from .schedule import make_optimizer, planned_epochs
+from .schedule import make_optimizer, planned_epochs, stage_optimizer, width_scaled
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +118,16 @@ def _record(cfg: TrainConfig, stages: list[Stage], rule: str, progress: Progress
     """metrics.json's `training`: the schedule, rate, epochs (a list for several stages) and how they were
     set, weight decay, batch size, steps and seconds, and the last epoch's mean of what the head logs."""
     names = {"adamw": "AdamW, one cycle (warm-up, cosine annealing)", "adam": "Adam, constant rate",
+             "adam-steps": "Adam, L2 weight decay, the rate / 10 at 40% and 80% of the steps",
              "sgd": "SGD with Nesterov momentum, cosine annealing"}
     one = len(stages) == 1
 
     def each(values: list):
         return values[0] if one else values
-    return {"schedule": "; ".join(names[s.optimizer] if one else f"{s.name}: {names[s.optimizer]}" for s in stages),
+    kinds = [names[stage_optimizer(s, cfg)] for s in stages]
+    return {"schedule": "; ".join(kind if one else f"{s.name}: {kind}" for s, kind in zip(stages, kinds)),
             "length": rule, "epochs": each([s.epochs for s in stages]), "lr": each([s.lr for s in stages]),
+            "width_scaled_rate": each([width_scaled(s, cfg) for s in stages]),
             "weight_decay": cfg.setting("weight_decay", 0.0),
             "batch_size": cfg.batch_size, "steps": progress.steps, "seconds": round(progress.seconds, 2),
             "last_epoch_logs": progress.last_logs}

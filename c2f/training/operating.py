@@ -1,6 +1,6 @@
 """A run's operating curve (RUN/curve.csv) and its early-exit threshold.
 
-One trained head serves many budgets without training again: each of its knobs (c2f.heads.base.Knob:
+One trained head serves many budgets without training again: each of its knobs (c2f.blocks.head.Knob:
 LiteEval's gate threshold, AdaFocus+'s keep threshold, every recurrent head's early exit) is solved
 on the training videos for each of its targets, and the head is evaluated on the eval split at the
 threshold found; a budgeted method adds its online budgets K (fine reads, or AdaFocus's first K

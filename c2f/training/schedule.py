@@ -29,10 +29,11 @@ import math
 import torch
 
 from ..config import MIN_EPOCHS, RATE_WIDTH, WARMUP_SHARE, TrainConfig
-from ..heads.base import Stage
+from ..blocks.head import Stage
 
 WARMUP_DIVIDER = 25.0    # the first step's rate: --lr / 25 (OneCycleLR's default)
 FINAL_DIVIDER = 1e4      # the last step's rate: the start's / 1e4
+RATE_STEPS = (0.4, 0.8)  # --optimizer adam: where the rate is divided by 10 (epochs 40 and 80 of LiteEval's 100)
 
 
 def planned_epochs(cfg: TrainConfig, videos: int) -> tuple[list[int], str]:
@@ -61,16 +62,33 @@ def width_groups(parameters: list, lr: float, width: float) -> list[dict]:
     return [{"params": rates[rate], "lr": rate} for rate in sorted(rates, reverse=True)]
 
 
+def stage_optimizer(stage: Stage, cfg: TrainConfig) -> str:
+    """The optimiser a stage trains with: its own, but a single-stage head's AdamW is Adam with rate steps
+    under --optimizer adam (the papers' presets)."""
+    return "adam-steps" if stage.optimizer == "adamw" and cfg.optimizer == "adam" else stage.optimizer
+
+
+def width_scaled(stage: Stage, cfg: TrainConfig) -> bool:
+    """Whether a wide layer of the stage peaks below its rate: only under c2f's AdamW, where the method's
+    record says so (never under a paper's optimiser: --optimizer adam, AdaFocus's stages)."""
+    return stage_optimizer(stage, cfg) == "adamw" and cfg.record.width_scaled_rate
+
+
 def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
     """(optimiser, its rate schedule stepped after every batch, or None: constant)."""
     steps = max(1, stage.epochs * batches_per_epoch)
     decay = cfg.setting("weight_decay", 0.0)        # each method's own (its settings)
-    if stage.optimizer == "sgd":
+    kind = stage_optimizer(stage, cfg)
+    if kind == "adam-steps":      # LiteEval's released main.py: Adam, L2 decay, the rate / 10 at 40% and 80%
+        optimizer = torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=decay)
+        milestones = sorted({max(1, round(share * steps)) for share in RATE_STEPS})
+        return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    if kind == "sgd":
         optimizer = torch.optim.SGD(stage.parameters, lr=stage.lr, momentum=0.9, nesterov=True, weight_decay=decay)
         return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     if stage.optimizer == "adam":
         return torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=decay), None
-    width = RATE_WIDTH if cfg.record.width_scaled_rate else math.inf     # the method's record decides
+    width = RATE_WIDTH if width_scaled(stage, cfg) else math.inf     # the method's record decides
     groups = width_groups(stage.parameters, stage.lr, width)
     optimizer = torch.optim.AdamW(groups, lr=stage.lr, weight_decay=decay)
     # OneCycleLR's last rate is its step total_steps - 1; the trainer steps the schedule after every batch, the

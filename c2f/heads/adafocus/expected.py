@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .ppo import ENTROPY_BONUS
+from ...blocks.ppo import ENTROPY_BONUS
 
 OBJECTIVES = ("expected", "expected-ascent")
 TEMPERATURE = 1.0           # of the target softmax(A / T), A in units of the batch's standard deviation

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Categorical
 
-from ..data import Batch
+from ...data import Batch
 from . import expected
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from ..data import Batch
-from .base import HeadOutput
-from .exits import running_steps
+from ...blocks.exits import running_steps
+from ...blocks.head import HeadOutput
+from ...data import Batch
 
 
 class SteppedInference:

@@ -23,14 +23,16 @@ from torch.distributions import Bernoulli, Categorical
 
 from pipeline.core.options import option
 
-from ..data import Batch, segment_positions
-from ..methods import Method, Role, Settings, register
-from . import expected, ppo
-from .base import Head, HeadDims, HeadOutput, Knob, Stage, soft_targets
-from .adafocus_rollouts import StageTwoRollouts
-from .adafocus_steps import SteppedInference
-from .policy import GlancePolicy
-from .rnn import Cell
+from ...blocks import ppo
+from ...blocks.exits import EarlyExit
+from ...blocks.head import Head, HeadDims, HeadOutput, Knob, Stage, soft_targets
+from ...blocks.policy import GlancePolicy
+from ...blocks.rnn import Cell
+from ...data import Batch, segment_positions
+from ...methods import Method, Preset, Role, Settings, register
+from . import expected
+from .rollouts import StageTwoRollouts
+from .steps import SteppedInference
 
 POLICIES = ("learned", "random", "central", "gaussian")
 REWARDS = ("adafocus", "confidence", "increments")
@@ -72,9 +74,8 @@ class AdaFocusPlusSettings(AdaFocusSettings):
     eta: float = option(0.1, "weight of the patch cost in the keep reward (Eq. 10)", minimum=0)
 
 
-class AdaFocusHead(StageTwoRollouts, SteppedInference, Head):
+class AdaFocusHead(StageTwoRollouts, SteppedInference, EarlyExit, Head):
     video_loss = False                   # Eq. 5: cross-entropy averaged over every step
-    can_exit = True
 
     def __init__(self, dims: HeadDims, settings: AdaFocusSettings = AdaFocusSettings()):
         super().__init__(dims)
@@ -268,8 +269,19 @@ class AdaFocusHead(StageTwoRollouts, SteppedInference, Head):
 
 
 # coarse: the glance map, read for every frame; fine: the patch grid, one candidate read per frame
-_ROLES = {"coarse": Role("glance", "map"), "fine": Role("focus", "grid")}
+_ROLES = {"coarse": Role("glance", "map", "mobilenet_v2@224-map", help="glance map set, read for every sampled frame"),
+          "fine": Role("focus", "grid", "resnet50@224-grid7x128", help="patch grid set, one candidate read per kept frame")}
+_PAPER = {"method": "adafocus", "glance": "mobilenet_v2@224-map", "focus": "resnet50@224-grid7x128", "frames": 16,
+          "adafocus_hidden": 1024, "policy": "learned", "stage2": "ppo", "reward": "adafocus", "ppo_epochs": 1,
+          "stage_epochs": [50, 50, 10], "stage_lrs": [0.05, 3e-4, 5e-3], "batch_size": 64, "weight_decay": 1e-4}
+_SOURCE = ("AdaFocus Sec. 4.1 and Appendix B (16 frames, GRU 1024, 7 x 7 candidates of 128 px; SGD with Nesterov "
+           "momentum and cosine annealing, batch 64, L2 1e-4; stages of 50, 50 and 10 epochs; classifier rates 0.05 in "
+           "stage I and 5e-3 in stage III for ActivityNet and FCVID) and the authors' code (models/ppo.py: Adam at "
+           "3e-4, one PPO update per rollout). The CNNs stay frozen on a feature cache")
+PRESETS = {"adafocus-activitynet": Preset(_PAPER, _SOURCE), "adafocus-fcvid": Preset(_PAPER, _SOURCE),
+           "adafocus-minikinetics": Preset(_PAPER | {"stage_lrs": [0.05, 3e-4, 5e-4]},
+                                           _SOURCE + "; stage III at 5e-4 for Mini-Kinetics (Appendix B)")}
 register(Method("adafocus", AdaFocusHead, AdaFocusSettings, _ROLES, budgeted=True, stages=("I", "II", "III"),
-                summary="AdaFocus: a policy picks one patch per frame for the expensive CNN"))
+                summary="AdaFocus: a policy picks one patch per frame for the expensive CNN", presets=PRESETS))
 register(Method("adafocus_plus", AdaFocusHead, AdaFocusPlusSettings, _ROLES, budgeted=True, stages=("I", "II", "III"),
                 summary="AdaFocus+: also decides whether a frame gets a patch at all"))
