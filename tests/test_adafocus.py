@@ -13,7 +13,7 @@ from c2f.config import TrainConfig
 from c2f.data import load_videos
 from c2f.evaluate import run_head
 from c2f.heads import HeadDims
-from c2f.heads import expected
+from c2f.heads.adafocus import expected
 from c2f.heads.adafocus import AdaFocusHead, AdaFocusSettings
 from c2f.demo.synthetic import adafocus_cache
 from c2f.rundir import load_run
