@@ -52,7 +52,9 @@ class TrainConfig:
     optimizer: str = option("adamw", "Single-stage heads: `adamw` (AdamW, one cycle, the width-scaled rate: c2f's "
                                      "default) or `adam` (Adam with an L2 weight decay, every weight at --lr, the rate "
                                      "divided by 10 at 40% and 80% of the steps: LiteEval's released code, the papers' "
-                                     "presets).", choices=("adamw", "adam"))
+                                     "presets), or `sgd` (SGD with momentum 0.9, an L2 weight decay, every weight at "
+                                     "--lr, a constant rate: AR-Net's released scripts).",
+                       choices=("adamw", "adam", "sgd"))
     batch_size: int = option(32, "Videos per batch.", minimum=1)
     grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
     seed: int = option(0)

@@ -17,6 +17,7 @@ from c2f.heads.liteeval import LiteEvalHead, LiteEvalSettings
 from c2f.blocks.rnn import Cell
 from c2f.training.online import evaluate_online
 from c2f.demo.synthetic import liteeval_cache
+from c2f.demo.task_arnet import add_noise_sets, counted_gflops
 from c2f.rundir import load_run
 from c2f.training import train_head
 from pipeline.core.manifest import read_manifest
@@ -28,13 +29,18 @@ ROLES = {"coarse": "mobilenet_v2@112", "fine": "resnet101@224"}
 
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory):
-    return liteeval_cache(tmp_path_factory.mktemp("syn"), num_train=48, num_val=24, num_classes=3,
-                          frames=(3, 9), coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
+    cache = liteeval_cache(tmp_path_factory.mktemp("syn"), num_train=48, num_val=24, num_classes=3,
+                           frames=(3, 9), coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
+    # the other pooled sets the methods' roles read by default (AR-Net's backbones), as noise
+    named = {name for m in methods().values() for r in m.roles.values() if r.kind == "pooled" for name in r.sets(r.default)}
+    add_noise_sets(cache, {name: (12, counted_gflops(name)) for name in sorted(named - set(ROLES.values()))})
+    return cache
 
 
 def small_config(cache, out, method, **overrides) -> TrainConfig:
     settings = dict(method=method, manifest=str(cache.manifest), cache=str(cache.cache), out=str(out),
-                    frames=5, coarse_hidden=4, fine_hidden=8, epochs=2, lr=1e-2, batch_size=16, progress=False)
+                    frames=5, coarse_hidden=4, fine_hidden=8, policy_hidden=8, epochs=2, lr=1e-2, batch_size=16,
+                    progress=False)
     return TrainConfig.of(**(settings | overrides))
 
 
@@ -132,18 +138,19 @@ def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, met
     predictions = pd.read_csv(run / "predictions.csv")
     decisions = pd.read_csv(run / "decisions.csv")
     assert list(predictions.columns) == ["video_id", "label", "pred", "fine_count", "gflops"]
-    assert list(decisions.columns) == ["video_id", "t", "fine"]
+    config = json.loads((run / "config.json").read_text())
+    fine_sets = [s for role, s in config["feature_sets"].items() if role.split(".")[0] == "fine"]
+    assert list(decisions.columns) == ["video_id", "t", "fine"] + (["fine_set"] if len(fine_sets) > 1 else [])
     per_video = decisions.groupby("video_id").fine.sum()
     assert (predictions.set_index("video_id").fine_count == per_video.loc[predictions.video_id].values).all()
     assert metrics["fine_mean"] == pytest.approx(predictions.fine_count.mean())
-    # the FLOPs charge the fine feature per read
-    assert (predictions.gflops >= predictions.fine_count * 7.8014).all()
-    config = json.loads((run / "config.json").read_text())
+    # the FLOPs charge the fine feature per read (at least the cheapest fine set's price)
+    assert (predictions.gflops >= predictions.fine_count * min(s["attrs"]["gflops_per_frame"] for s in fine_sets)).all()
     assert TrainConfig.from_dict(config["settings"] | {"progress": False}) == small_config(small_cache, run, method)
     # the head reloads from its weights alone and predicts the same
-    _, head, classes = load_run(run)
+    cfg, head, classes = load_run(run)
     videos = load_videos(read_manifest(small_cache.manifest, check_paths=False), "val", small_cache.cache,
-                         {r: ROLES[r] for r in methods()[method].roles})
+                         cfg.feature_sets())
     again = run_head(head, videos)
     assert [classes[k] for k in again.scores.argmax(1)] == predictions.pred.tolist()
 

@@ -20,7 +20,8 @@ class Prediction:
     fine_reads: int                 # frames (AdaFocus: patches) the expensive network ran on
     gflops: float                   # executed: every frame and patch computed, plus the head's own steps
     seconds: float                  # its decoding plus its share of its batch's compute
-    decisions: pd.DataFrame         # one row per sampled frame: t, timestamp (s), fine (0/1), patch (-1: none)
+    decisions: pd.DataFrame         # one row per sampled frame: t, timestamp (s), fine (0/1), patch (-1: none),
+    #                                 and fine_set (the set read, -1 none) where the run reads several (AR-Net)
     frames_decoded: int = -1        # sampled frames decoded (fewer than `frames` where the video stopped early)
 
     @property
@@ -56,6 +57,8 @@ def predictions_of(batch, classes: list[str]) -> list[Prediction]:
         decisions = pd.DataFrame({"t": [r[1] for r in own], "timestamp": video.timestamps,
                                   "fine": [r[2] for r in own],
                                   "patch": [r[3] for r in own] if result.patches is not None else -1})
+        if result.fine_set() is not None:
+            decisions["fine_set"] = [r[-1] for r in own]
         made.append(Prediction(video.video_id, video.path, classes[int(result.scores[i].argmax())],
                                result.scores[i].copy(), classes, int(fine[i]), float(batch.executed_gflops[i]),
                                float(batch.seconds[i]), decisions,

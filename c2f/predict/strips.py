@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..methods import role_of
+
 THUMB, PER_ROW, BORDER, TITLE = 96, 12, 3, 18
 FINE_COLOUR = (255, 140, 0)
 
@@ -57,7 +59,7 @@ def write_strips(folder: Path, predictor, batch) -> list[Path]:
     """A strip per video of a predicted batch (c2f.predict.BatchResult)."""
     folder.mkdir(parents=True, exist_ok=True)
     result, written = batch.result, []
-    fs = predictor.sets["fine"]
+    fs = next(fs for role, fs in predictor.sets.items() if role_of(role) == "fine")    # the first of several (AR-Net)
     for i, video in enumerate(batch.videos):
         rows = slice(result.offsets[i], result.offsets[i + 1])
         patches = None if result.patches is None else result.patches[rows]

@@ -119,7 +119,8 @@ def _record(cfg: TrainConfig, stages: list[Stage], rule: str, progress: Progress
     set, weight decay, batch size, steps and seconds, and the last epoch's mean of what the head logs."""
     names = {"adamw": "AdamW, one cycle (warm-up, cosine annealing)", "adam": "Adam, constant rate",
              "adam-steps": "Adam, L2 weight decay, the rate / 10 at 40% and 80% of the steps",
-             "sgd": "SGD with Nesterov momentum, cosine annealing"}
+             "sgd": "SGD with Nesterov momentum, cosine annealing",
+             "sgd-constant": "SGD with momentum 0.9, L2 weight decay, a constant rate"}
     one = len(stages) == 1
 
     def each(values: list):
