@@ -37,7 +37,7 @@ from c2f.training.schedule import make_optimizer  # noqa: E402
 def stage_speeds(cfg: TrainConfig) -> dict[str, float]:
     """Videos per second of one epoch of every training stage, and of the evaluation."""
     t = time.time()
-    train, evaluation, classes = load_data(cfg)
+    train, _, evaluation, classes = load_data(cfg)
     speeds = {"load": len(train) / (time.time() - t)}
     head = build_head(cfg, head_dims(train, classes))
     stages = head.training_stages([1, 1, 1][:len(cfg.record.stages)], cfg.stage_schedule()[1])

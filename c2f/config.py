@@ -24,6 +24,8 @@ from .methods import Method
 MIN_EPOCHS = 10          # the length set by --steps is never shorter
 WARMUP_SHARE = 0.1       # of the steps, warming the rate up to --lr
 RATE_WIDTH = 64          # --lr is the peak rate of a weight reading this many inputs or fewer
+# a calibration part must tell points apart: on 100 videos the standard error of a top-1 is at most 5 points
+MIN_CALIBRATION_VIDEOS = 100
 
 
 def _method_names() -> list[str]:
@@ -50,12 +52,18 @@ class TrainConfig:
                              f"of more than {RATE_WIDTH} inputs peaks at lr x sqrt({RATE_WIDTH} / inputs) (unless "
                              f"the method's record turns this off: docs/commands/train-head.md).", above=0)
     optimizer: str = option("adamw", "Single-stage heads: `adamw` (AdamW, one cycle, the width-scaled rate: c2f's "
-                                     "default) or `adam` (Adam with an L2 weight decay, every weight at --lr, the rate "
-                                     "divided by 10 at 40% and 80% of the steps: LiteEval's released code, the papers' "
-                                     "presets).", choices=("adamw", "adam"))
+                                     "default); the papers' optimisers, every weight at --lr with an L2 weight decay: "
+                                     "`adam` (the rate divided by 10 at 40% and 80% of the steps: LiteEval's released "
+                                     "code) or `sgd` (momentum 0.9, a constant rate: AR-Net's released code).",
+                            choices=("adamw", "adam", "sgd"))
     batch_size: int = option(32, "Videos per batch.", minimum=1)
     grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
     seed: int = option(0)
+    calibration_share: float = option(
+        0.0, "Share of the training videos held out of training as a calibration part: the operating points "
+             "(curve.csv's choice for --gflops-budget, early exit) are chosen on it. 0: chosen on the training videos. "
+             f"It must hold at least {MIN_CALIBRATION_VIDEOS} videos. The eval split never chooses.",
+        minimum=0, maximum=0.5, variant=True)
     exit_budget: float | None = option(
         None, "Sample-wise early exit (the heads that step through frames): a video stops once its running prediction "
               "is confident enough, the threshold solved on the training videos so that the head costs this share "

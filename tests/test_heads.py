@@ -121,7 +121,8 @@ def test_map_skips_classes_without_positives():
 @pytest.mark.parametrize("method", [name for name, m in methods().items() if not m.role_of_kind("grid")])
 def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, method):
     run = tmp_path / method
-    metrics = train_head(small_config(small_cache, run, method))
+    sets = {r.option: ROLES[role] for role, r in methods()[method].roles.items()}     # the small cache's sets
+    metrics = train_head(small_config(small_cache, run, method, **sets))
     for name in ("config.json", "metrics.json", "predictions.csv", "decisions.csv", "head.pt"):
         assert (run / name).exists(), name
     assert not (run / "checkpoint.pt").exists()
@@ -139,7 +140,8 @@ def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, met
     # the FLOPs charge the fine feature per read
     assert (predictions.gflops >= predictions.fine_count * 7.8014).all()
     config = json.loads((run / "config.json").read_text())
-    assert TrainConfig.from_dict(config["settings"] | {"progress": False}) == small_config(small_cache, run, method)
+    assert TrainConfig.from_dict(config["settings"] | {"progress": False}) == small_config(small_cache, run, method,
+                                                                                            **sets)
     # the head reloads from its weights alone and predicts the same
     _, head, classes = load_run(run)
     videos = load_videos(read_manifest(small_cache.manifest, check_paths=False), "val", small_cache.cache,

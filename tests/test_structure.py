@@ -188,10 +188,10 @@ def test_imports_run_in_one_direction():
              "c2f.heads": ("c2f.heads", "c2f.blocks", "c2f.methods", "c2f.data", "pipeline.core", "pipeline.cache"),
              "c2f.training": ("c2f.training", "c2f.config", "c2f.data", "c2f.evaluate", "c2f.blocks", "c2f.heads",
                               "c2f.methods", "c2f.rundir", "=c2f", "pipeline.core", "pipeline.cache"),
-             "c2f.report": ("c2f.report", "c2f.config", "c2f.blocks", "c2f.heads", "c2f.methods", "c2f.rundir",
-                            "pipeline.core", "pipeline.backbones"),
+             "c2f.report": ("c2f.report", "c2f.config", "c2f.blocks", "c2f.heads", "c2f.methods", "c2f.points",
+                            "c2f.rundir", "pipeline.core", "pipeline.backbones"),
              "c2f.predict": ("c2f.predict", "c2f.data", "c2f.evaluate", "c2f.blocks", "c2f.heads", "c2f.methods",
-                             "c2f.rundir", "=c2f", "pipeline")}
+                             "c2f.points", "c2f.rundir", "=c2f", "pipeline")}
     for module, targets in _project_edges().items():
         rule = next((r for r in rules if module == r or module.startswith(r + ".")), None)
         for target in targets:

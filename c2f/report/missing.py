@@ -29,7 +29,8 @@ def settings_for(match: dict, runs: list[Run]) -> dict:
     record = method_record(match["method"])
     settings = {k: v for k, v in match.items() if k != "patch_size"}
     for role in record.roles.values():
-        used = [r.settings[role.option] for r in runs if method_record(r.method).role_of_kind(role.kind)]
+        used = [r.settings[role.option] for r in runs
+                if role.option in r.settings and method_record(r.method).role_of_kind(role.kind)]
         if role.option not in settings and used:
             settings[role.option] = max(set(used), key=used.count)
     if match.get("patch_size"):

@@ -12,6 +12,7 @@ import pandas as pd
 
 from pipeline.core.errors import RunError
 
+from ..points import exit_point, points_of
 from .figures import make_figures, operating_points, training_curves
 from .missing import command_for
 from .pricing import flops_rows, paper_baselines
@@ -31,13 +32,14 @@ def build_table(table: Table, runs: list[Run], runs_dir: Path,
             if run is None:
                 absent.append(match | column.match)
             else:
-                cells[column.label] = METRICS[column.metric](run.metrics)
+                cells[column.label] = METRICS[column.metric](run.metrics, run.feature_sets)
                 used.append(run)
         if absent:     # one line per run to make (a run can fill several columns)
             missing += dict.fromkeys(f"{table.name} / {label}: " + command_for(m, runs, reference, runs_dir, taken)
                                      for m in absent)
         else:
-            rows.append({"row": label, "method": method} | cells)
+            published = {"published with": table.published.get(label, "")} if table.published else {}
+            rows.append({"row": label, "method": method} | cells | published)
     sources = {r.source for r in used}
     if len(sources) > 1:
         return None, missing, (f"{table.name}: refused, its runs come from {len(sources)} different manifests or "
@@ -62,6 +64,24 @@ def runs_table(runs: list[Run], runs_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def exit_points(runs: list[Run], runs_dir: Path) -> pd.DataFrame:
+    """early_exit.csv: per run with early-exit points, the point chosen on its calibration videos (the
+    cheapest within 1 point of top-1 of the head as trained there: c2f.points), and that point's
+    figures on the eval split beside the run's as trained."""
+    rows = []
+    for run in runs:
+        curve = run.path / "curve.csv"
+        points = points_of(run.metrics, pd.read_csv(curve)) if curve.exists() else pd.DataFrame()
+        chosen = exit_point(points, run.metrics["calibration"]["chosen_on"]) if len(points) else None
+        if chosen is None:
+            continue
+        rows.append({"run": str(run.path.relative_to(runs_dir)), "method": run.method,
+                     "chosen_on": chosen["chosen_on"], "exit target": chosen["target"],
+                     "top1": _number(run.metrics["top1"]), "gflops": _number(run.metrics["gflops_mean"], 2),
+                     "exit top1": _number(chosen["top1"]), "exit gflops": _number(chosen["gflops_mean"], 2)})
+    return pd.DataFrame(rows)
+
+
 def markdown(frame: pd.DataFrame) -> str:
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "---|" * len(frame.columns)
@@ -80,7 +100,7 @@ def _paper_tables(runs: list[Run], runs_dir: Path, out: Path) -> tuple[list[str]
         elif frame is not None:
             frame.to_csv(out / f"{table.name}.csv", index=False)
             written.append(f"{table.name}.csv")
-            sections.append(f"## {table.title}\n\n{markdown(frame)}\n")
+            sections.append(f"## {table.title}\n\n{markdown(frame)}\n" + (f"\n{table.note}\n" if table.note else ""))
     return written, sections, missing, refused
 
 
@@ -100,6 +120,12 @@ def write_report(runs_dir: str | Path, out_dir: str | Path, count_paper_settings
         points.round(4).to_csv(out / "operating_points.csv", index=False)
         written.append("operating_points.csv")
         sections.append(f"## Operating points (each run's curve.csv)\n\n{markdown(points.round(4))}\n")
+    exits = exit_points(runs, runs_dir)
+    if len(exits):
+        exits.to_csv(out / "early_exit.csv", index=False)
+        written.append("early_exit.csv")
+        sections.append("## Early exit, the point chosen on each run's calibration videos\n\n"
+                        f"{markdown(exits)}\n\nThe eval split's figures of the point chosen without it.\n")
     sections.insert(0, f"## Every run\n\n{markdown(every)}\n")
     written.insert(0, "runs.csv")
     (out / "missing.txt").write_text("\n".join(missing) + ("\n" if missing else ""), encoding="utf-8")

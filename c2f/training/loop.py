@@ -119,6 +119,7 @@ def _record(cfg: TrainConfig, stages: list[Stage], rule: str, progress: Progress
     set, weight decay, batch size, steps and seconds, and the last epoch's mean of what the head logs."""
     names = {"adamw": "AdamW, one cycle (warm-up, cosine annealing)", "adam": "Adam, constant rate",
              "adam-steps": "Adam, L2 weight decay, the rate / 10 at 40% and 80% of the steps",
+             "sgd-constant": "SGD with momentum 0.9, L2 weight decay, constant rate",
              "sgd": "SGD with Nesterov momentum, cosine annealing"}
     one = len(stages) == 1
 

@@ -70,10 +70,10 @@ def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | 
     baseline = None
     if uniform_run is not None:
         base_cfg, baseline, base_classes = load_run(uniform_run)
-        if base_cfg.method != "uniform" or base_cfg.fine != cfg.fine or base_classes != classes:
-            raise RunError(f"{uniform_run} must be a uniform run on the same fine features ({cfg.fine}) "
-                           "and classes")
-        base_videos = load_videos(manifest, cfg.eval_split, cache, {"fine": cfg.fine}, classes)
+        fine = cfg.feature_sets().get("fine")
+        if base_cfg.method != "uniform" or base_cfg.feature_sets()["fine"] != fine or base_classes != classes:
+            raise RunError(f"{uniform_run} must be a uniform run on the same fine features ({fine}) and classes")
+        base_videos = load_videos(manifest, cfg.eval_split, cache, {"fine": fine}, classes)
         if base_videos.video_ids != videos.video_ids:
             raise RunError("the uniform run's videos differ from the run's (another cache or manifest?)")
     rows = []

@@ -63,9 +63,11 @@ def width_groups(parameters: list, lr: float, width: float) -> list[dict]:
 
 
 def stage_optimizer(stage: Stage, cfg: TrainConfig) -> str:
-    """The optimiser a stage trains with: its own, but a single-stage head's AdamW is Adam with rate steps
-    under --optimizer adam (the papers' presets)."""
-    return "adam-steps" if stage.optimizer == "adamw" and cfg.optimizer == "adam" else stage.optimizer
+    """The optimiser a stage trains with: its own, but a single-stage head's AdamW is the paper's under
+    --optimizer adam (Adam with rate steps) or sgd (SGD at a constant rate): the papers' presets."""
+    if stage.optimizer != "adamw" or cfg.optimizer == "adamw":
+        return stage.optimizer
+    return {"adam": "adam-steps", "sgd": "sgd-constant"}[cfg.optimizer]
 
 
 def width_scaled(stage: Stage, cfg: TrainConfig) -> bool:
@@ -83,6 +85,8 @@ def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
         optimizer = torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=decay)
         milestones = sorted({max(1, round(share * steps)) for share in RATE_STEPS})
         return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    if kind == "sgd-constant":     # AR-Net's released main_base.py: its rate steps lie past its 50 epochs
+        return torch.optim.SGD(stage.parameters, lr=stage.lr, momentum=0.9, weight_decay=decay), None
     if kind == "sgd":
         optimizer = torch.optim.SGD(stage.parameters, lr=stage.lr, momentum=0.9, nesterov=True, weight_decay=decay)
         return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
