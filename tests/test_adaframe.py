@@ -116,8 +116,8 @@ def test_the_utility_stop_early_exit_and_a_budget_read_nothing_after_the_stop(ca
 
 def test_a_run_solves_its_threshold_and_draws_its_curve(cache, tmp_path):
     metrics = train_head(TrainConfig.of(method="adaframe", manifest=str(cache.manifest), cache=str(cache.cache),
-                                        out=str(tmp_path / "run"), frames=6, memory_frames=4, max_steps=4, stop_share=0.5,
-                                        fine_hidden=8, epochs=2, batch_size=16, progress=False))
+                                        out=str(tmp_path / "run"), frames=6, memory_frames=4, max_steps=4,
+                                        stop_share=0.5, fine_hidden=8, epochs=2, batch_size=16, progress=False))
     assert metrics["train_mean_steps"] >= 2.0 and np.isfinite(metrics["utility_threshold"])
     _, head, _ = load_run(tmp_path / "run")
     assert float(head.utility_threshold) == pytest.approx(metrics["utility_threshold"])
@@ -126,3 +126,4 @@ def test_a_run_solves_its_threshold_and_draws_its_curve(cache, tmp_path):
     utility = curve[curve.knob == "utility"].sort_values("target")
     assert utility.value.is_monotonic_decreasing and utility.gflops_mean.is_monotonic_increasing
     assert utility.gflops_mean.iloc[-1] > utility.gflops_mean.iloc[0]
+

@@ -229,8 +229,8 @@ class AdaFrameHead(EarlyExit, Head):
         self.train_mean_steps = float(steps_at(utilities, float(self.utility_threshold)).mean())
 
     def knobs(self) -> list[Knob]:
-        utility = Knob("utility", "utility_threshold", STOP_SHARES, "share of --max-steps frames visited by the training "
-                       "videos", self.utility_thresholds_for)
+        utility = Knob("utility", "utility_threshold", STOP_SHARES,
+                       "share of --max-steps frames visited by the training videos", self.utility_thresholds_for)
         return [utility] + super().knobs()
 
     def summary(self) -> dict:
@@ -258,19 +258,19 @@ def threshold_for_steps(utilities: np.ndarray, goal: float) -> float:
     return float(candidates[low]) if low >= 0 else float("-inf")
 
 
-# Every weight at --lr (as FrameGlimpse, the other Gaussian-location REINFORCE head): docs/methods/adaframe.md
-_PAPER = {"method": "adaframe", "coarse": "mobilenet_v2@112", "fine": "resnet101@224", "frames": 16, "memory_frames": 16,
-          "max_steps": 10, "optimizer": "adam", "lr": 1e-4, "weight_decay": 1e-4, "epochs": 100, "batch_size": 128}
-_SOURCE = ("AdaFrame (CVPR 2019): ResNet-101 for the frames visited, MobileNetV2 at 112 px on 16 frames for the "
-           "global memory (its ablation's best), at most 10 steps (AdaFrame-10), which visited 8.65 frames on average "
-           "on ActivityNet and 8.21 on FCVID: --stop-share 0.865 and 0.821 stand for the paper's threshold, whose value "
-           "is not given; 16 cached positions as in AdaFocus's comparison. Not confirmed from the paper's text in this "
-           "session (only its abstract and introduction could be read): the optimiser (LiteEval's, the same authors' "
-           "next paper on the same features: Adam at 1e-4, L2 1e-4, the rate / 10 at 40% and 80%; 100 epochs, "
-           "batch 128), the LSTM size (c2f's 512), the discount 0.9, the location's standard deviation 0.1, the "
-           "utility's weight 1 and the first frame at the centre")
+_PAPER = {"method": "adaframe", "coarse": "mobilenet_v2@112", "fine": "resnet101@224", "frames": 16,
+          "memory_frames": 16, "max_steps": 10, "optimizer": "adam", "lr": 1e-4, "weight_decay": 1e-4, "epochs": 100,
+          "batch_size": 128}
+_SOURCE = ("AdaFrame (CVPR 2019), abstract and introduction: ResNet-101, a utility stopping early; AdaFrame-10 visited "
+           "8.65 frames on average on ActivityNet and 8.21 on FCVID (--stop-share 0.865 and 0.821 stand for its "
+           "threshold, whose value is not given); 16 memory frames (its ablation's best); 16 cached positions as in "
+           "AdaFocus's comparison. Not checked against the paper's text in this session (recalled): MobileNetV2 at "
+           "112 px for the memory, at most 10 steps, the discount 0.9, the location's standard deviation 0.1, the "
+           "first frame at the centre. Not known (c2f's choices): the optimiser (LiteEval's, the same authors' next "
+           "paper on the same features: Adam at 1e-4, L2 1e-4, the rate / 10 at 40% and 80%, 100 epochs, batch 128), "
+           "the LSTM size (512), the utility's weight (1)")
 PRESETS = {"adaframe-activitynet": Preset(_PAPER | {"stop_share": 0.865}, _SOURCE),
            "adaframe-fcvid": Preset(_PAPER | {"stop_share": 0.821}, _SOURCE)}
 register(Method("adaframe", AdaFrameHead, AdaFrameSettings, {"coarse": COARSE, "fine": FINE}, budgeted=True,
                 summary="AdaFrame: an LSTM with a global memory chooses the next frame (REINFORCE) and stops when "
-                        "its predicted utility is low", width_scaled_rate=False, presets=PRESETS))
+                        "its predicted utility is low", presets=PRESETS))
