@@ -168,3 +168,21 @@ def test_gflops_budget_picks_the_best_point_within_it_on_the_training_videos_alo
         Predictor.from_run(run, device="cpu", gflops_budget=1e-9)
     with pytest.raises(PredictError, match="no knob 'keep'"):
         Predictor.from_run(run, device="cpu", thresholds=["keep=0.5"])
+
+
+def test_adaframe_predicts_on_raw_video_what_it_read_on_the_cache(video_run, tmp_path):
+    """AdaFrame on raw video: the expensive CNN runs on the frames its policy visits, the decisions and
+    the GFLOPs are those of the run's evaluation on the cache (c2f.heads.adaframe)."""
+    tmp, videos = video_run
+    train_head(TrainConfig.of(method="adaframe", manifest=str(tmp / "m.csv"), cache=str(tmp / "cache"),
+                              out=str(tmp_path / "run"), coarse="mobilenet_v2@112", fine="resnet18@224", frames=6,
+                              memory_frames=4, max_steps=3, fine_hidden=8, epochs=1, curve=False, progress=False,
+                              device="cpu"))
+    summary = predict_videos(PredictConfig(run=str(tmp_path / "run"), out=str(tmp_path / "raw"), videos=videos,
+                                           progress=False, workers=0))
+    ours, theirs = (pd.read_csv(folder / "decisions.csv") for folder in (tmp_path / "raw", tmp_path / "run"))
+    assert len(ours) == len(theirs) == 16 and (ours.fine.values == theirs.fine.values).all()
+    ours, theirs = (pd.read_csv(folder / "predictions.csv").set_index("video_id") for folder in (tmp_path / "raw",
+                                                                                                  tmp_path / "run"))
+    assert ours.gflops.values == pytest.approx(theirs.gflops.loc[ours.index].values, rel=0.01)
+    assert summary["fine_mean"] == pytest.approx(ours.fine_count.mean()) and ours.fine_count.max() <= 3
