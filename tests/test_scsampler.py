@@ -34,6 +34,7 @@ def train(task, out, **settings):
 def test_it_reads_the_k_best_frames_and_is_charged_for_them(task, tmp_path):
     metrics = train(task, tmp_path / "run", top_k=3, epochs=3, curve=True)
     cfg, head, _ = load_run(tmp_path / "run")
+    head.eval()
     videos = load_videos(read_manifest(task.manifest, check_paths=False), "val", task.cache, cfg.feature_sets())
     batch = Batch(videos, torch.arange(8))
     out = head(batch)
