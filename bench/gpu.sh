@@ -36,6 +36,10 @@ case "$DEVICE" in cpu|cuda|cuda:[0-9]*) ;; *) echo "gpu.sh: --device cpu or cuda
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
 mkdir -p "$RESULTS" && RESULTS=$(cd "$RESULTS" && pwd)
+if [ -n "$WHEELS" ]; then
+    [ -d "$WHEELS" ] || { echo "gpu.sh: --wheels $WHEELS is not a folder" >&2; exit 2; }
+    WHEELS=$(cd "$WHEELS" && pwd)
+fi
 WORK=${C2F_GPU_WORK:-/tmp/c2f-gpu-work}
 mkdir -p "$WORK"
 cd "$REPO" || exit 1
@@ -96,7 +100,7 @@ step extract_formats "${LIMITS[1]}" "$PY" bench/extract.py --device "$DEVICE" --
     --json "$RESULTS/extract_formats.json"
 step extract_e2e "${LIMITS[2]}" "$PY" bench/extract.py --device "$DEVICE" "${SETS[@]}" "${VIDEOS[@]}" \
     --json "$RESULTS/extract_e2e.json"
-step demo "${LIMITS[3]}" "$PY" bench/_gpu.py demo "$WORK/demo_$DEVICE" "${DEMO[@]}"
+step demo "${LIMITS[3]}" "$PY" bench/_gpu.py demo "$WORK/demo_$DEVICE" ${DEMO[@]+"${DEMO[@]}"}
 cp "$WORK/demo_$DEVICE/weights.json" "$RESULTS/demo_weights.json" 2> /dev/null
 step predict "${LIMITS[4]}" "$PY" bench/predict.py --device "$DEVICE" --demo "$WORK/demo_$DEVICE/out" \
     --data "$WORK/demo_$DEVICE/data" "${PREDICT[@]}" --json "$RESULTS/predict.json"
