@@ -5,6 +5,7 @@ executed against what `c2f report` charges for the same run and videos, and the 
 
     python bench/predict.py [--demo demo_out] [--data data_manifests/demo] [--videos 100] [--batch-size 16]
     python bench/predict.py --smoke        # a tiny pipeline of its own, random weights (seconds)
+    python bench/predict.py --device cuda --json predict.json      # on a GPU; every figure to a file
 
 Decoding is paid by every method alike and is reported apart; the compute seconds are the CNNs'
 and the head's. Each method first runs one untimed batch (model and kernel warm-up).
@@ -12,6 +13,7 @@ and the head's. Each method first runs one untimed batch (model and kernel warm-
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -68,13 +70,15 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO / "data_manifests" / "demo"))
     parser.add_argument("--videos", type=int, default=100, help="val videos")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (the runs' CNNs and heads)")
+    parser.add_argument("--json", default=None, help="write the table to this file")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
     demo, data = smoke_demo(Path(tmp.name)) if args.smoke else (Path(args.demo), Path(args.data))
     weights = [str(demo / "resnet18_224_demo.pt")]
     entries = read_manifest(data / "manifest.csv").split("val")[:args.videos]
-    predictors = {m: Predictor.from_run(demo / "runs" / m, weights, "cpu") for m in METHODS}
+    predictors = {m: Predictor.from_run(demo / "runs" / m, weights, args.device) for m in METHODS}
     started = time.perf_counter()
     decoded = [predictors["uniform"].decode(e.video_id, e.path) for e in entries]
     decode_seconds = time.perf_counter() - started
@@ -97,6 +101,11 @@ def main() -> None:
     table["x UNIFORM time"] = table["ms/video"] / table.loc["uniform", "ms/video"]
     table["executed / charged - 1"] = table["GFLOPs executed"] / table["GFLOPs charged (report)"] - 1
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"device": args.device, "videos": len(decoded), "threads": torch.get_num_threads(),
+             "decode_ms_per_video": decode_seconds / len(decoded) * 1000,
+             "methods": table.reset_index().to_dict("records")}, indent=1, default=float) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
