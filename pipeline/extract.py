@@ -69,6 +69,10 @@ class ExtractConfig:
     preprocess: str = option("eval", "eval: each set as its weights are evaluated (short side to input x 256/224, "
                                      "centre crop; SlowFast: Kinetics' 256/256); full: the whole short side "
                                      "(c2f before 2026-11).", choices=bb.PREPROCESS)
+    canvas: int | None = option(None, "Side of the decoded square every set is cut from (default: what the largest set "
+                                      "needs). A set added to a cache later gives the cache's (its attribute "
+                                      "`canvas`), so that its features pair with the others' as if extracted with "
+                                      "them (c2f report's missing.txt does).", minimum=32, kind=int)
     seek: str = option("exact", "exact: the first frame at or after each sample time; nonref: the decoder skips "
                                 "non-reference frames, the nearest decoded frame is taken; keyframe: keyframes "
                                 "only, the nearest one.", choices=SEEK_MODES)
@@ -169,6 +173,10 @@ def _runner(cfg: ExtractConfig, specs: list[bb.FeatureSet], weights: dict, devic
         keep_freed_memory()
     batch = cfg.batch_size or recorded(out, [fs.name for fs in specs])
     runner = FeatureRunner(specs, weights, device, batch or CPU_BATCH, *cfg.numerics(device), cfg.preprocess)
+    if cfg.canvas is not None:
+        if cfg.canvas < runner.canvas:
+            raise SettingsError(f"--canvas {cfg.canvas} is smaller than the {runner.canvas} px these sets need")
+        runner.canvas = cfg.canvas
     if batch is None and device.type == "cuda":
         runner.batch_size = measured_gpu_batch(runner)
     return runner
