@@ -53,9 +53,13 @@ class TrainConfig:
                              f"the method's record turns this off: docs/commands/train-head.md).", above=0)
     optimizer: str = option("adamw", "Single-stage heads: `adamw` (AdamW, one cycle, the width-scaled rate: c2f's "
                                      "default); the papers' optimisers, every weight at --lr with an L2 weight decay: "
-                                     "`adam` (the rate divided by 10 at 40% and 80% of the steps: LiteEval's released "
-                                     "code) or `sgd` (momentum 0.9, a constant rate: AR-Net's released code).",
-                            choices=("adamw", "adam", "sgd"))
+                                     "`adam` (the rate divided by 10 at --rate-steps: LiteEval's released code), `sgd` "
+                                     "(momentum 0.9, a constant rate: AR-Net's released code) or `sgd-nesterov` "
+                                     "(Nesterov momentum 0.9, the rate divided by 10 at --rate-steps: Listen to Look's "
+                                     "released code).", choices=("adamw", "adam", "sgd", "sgd-nesterov"))
+    rate_steps: tuple[float, float] = option((0.4, 0.8), "--optimizer adam or sgd-nesterov: the shares of the steps at "
+                                                         "which the rate is divided by 10 (LiteEval: epochs 40 and 80 "
+                                                         "of 100).", minimum=0, maximum=1)
     batch_size: int = option(32, "Videos per batch.", minimum=1)
     grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
     seed: int = option(0)
@@ -78,6 +82,7 @@ class TrainConfig:
     method_settings: Any = option(None, cli=False)
 
     def __post_init__(self):
+        self.rate_steps = tuple(self.rate_steps)        # a list from JSON
         validate(self)
         self.method_settings = self.record.make_settings(self.method_settings)
         self.feature_sets()             # each role names as many sets as it may
