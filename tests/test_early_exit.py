@@ -186,3 +186,26 @@ def test_adaframe_predicts_on_raw_video_what_it_read_on_the_cache(video_run, tmp
                                                                                                   tmp_path / "run"))
     assert ours.gflops.values == pytest.approx(theirs.gflops.loc[ours.index].values, rel=0.01)
     assert summary["fine_mean"] == pytest.approx(ours.fine_count.mean()) and ours.fine_count.max() <= 3
+
+
+def test_listentolook_predicts_the_caches_decisions_on_raw_video(video_run, tmp_path):
+    """Listen to Look on the same videos: the expensive CNN runs on the frames the attention picks alone, with
+    and without early exit, making the decisions of the run's evaluation on the cache at the GFLOPs it charged."""
+    tmp, videos = video_run
+    run = tmp_path / "run"
+    train_head(TrainConfig.of(method="listentolook", manifest=str(tmp / "m.csv"), cache=str(tmp / "cache"), out=str(run),
+                              fine="resnet18@224", frames=8, picks=3, fine_hidden=8, attention_dim=8, epochs=1,
+                              progress=False, device="cpu", curve=False))
+    summary = predict_videos(PredictConfig(run=str(run), out=str(tmp_path / "raw"), videos=videos, progress=False,
+                                           workers=0))
+    ours, theirs = (pd.read_csv(folder / "decisions.csv") for folder in (tmp_path / "raw", run))
+    assert len(ours) == len(theirs) == 16 and (ours.fine.values == theirs.fine.values).all()
+    ours, theirs = (pd.read_csv(f / "predictions.csv").set_index("video_id") for f in (tmp_path / "raw", run))
+    assert (ours.pred == theirs.pred.loc[ours.index]).all() and (ours.fine_count == 3).all()
+    assert ours.gflops.values == pytest.approx(theirs.gflops.loc[ours.index].values, rel=0.01)
+    assert summary["fine_mean"] == 3
+    predictor = Predictor.from_run(run, device="cpu", thresholds=["exit=0"])     # sure after the first pick
+    cached = run_head(predictor.head, _cached_val(tmp))
+    raw = predictor.predict_many(videos)
+    assert [p.fine_reads for p in raw] == list(cached.fine_count()) == [1, 1]
+    assert [p.gflops for p in raw] == pytest.approx(list(cached.gflops), rel=0.01)
