@@ -135,7 +135,7 @@ class ListenToLookHead(EarlyExit, Head):
 
 
 _PAPER = {"method": "listentolook", "coarse": "mobilenet_v2@112", "fine": "resnet101@224", "frames": 16, "picks": 10,
-          "rnn": "lstm", "fine_hidden": 1024, "attention_dim": 512, "optimizer": "sgd", "lr": 0.01,
+          "rnn": "lstm", "fine_hidden": 1024, "attention_dim": 512, "optimizer": "sgd-nesterov", "lr": 0.01,
           "weight_decay": 1e-4, "rate_steps": (0.6, 0.8), "epochs": 25, "batch_size": 256, "grad_clip": 0.0}
 _SOURCE = ("The authors' released code (facebookresearch/Listen-to-Look: README's training command, opts.py, "
            "audioPreview_model.py): 10 steps (episode_length), LSTM 1024, keys and queries 512, the mean feature as "
