@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from c2f.config import TrainConfig
-from c2f.data import length_batches, load_videos, uniform_positions
+from c2f.data import Batch, length_batches, load_videos, uniform_positions
 from c2f.evaluate import mean_ap, run_head
 from c2f.heads import HeadDims, build_head
 from c2f.heads import methods
+from c2f.heads.base import soft_targets
 from c2f.heads.liteeval import LiteEvalHead, LiteEvalSettings
 from c2f.blocks.rnn import Cell
 from c2f.training.online import evaluate_online
@@ -150,10 +151,69 @@ def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, met
     assert [classes[k] for k in again.scores.argmax(1)] == predictions.pred.tolist()
 
 
-@pytest.mark.parametrize("rnn,sync", [("gru", True), ("sru", True), ("lstm", False)])
+CELL_LAYOUT = {"lstm": (4, 2, True), "gru": (3, 1, True), "sru": (4, 2, False)}   # gates, state parts, hidden matmul
+
+
+@pytest.mark.parametrize("rnn,sync", [("lstm", True), ("gru", True), ("sru", True), ("lstm", False)])
 def test_liteeval_variants(small_cache, tmp_path, rnn, sync):
-    metrics = train_head(small_config(small_cache, tmp_path / "run", "liteeval", rnn=rnn, sync=sync))
-    assert 0 <= metrics["fine_mean"] and np.isfinite(metrics["gflops_mean"])
+    """--rnn and --no-sync change what they say. The cell: its state layout ([h | c] for LSTM and SRU, [h]
+    for GRU) and its counted step (SRU has no hidden-to-hidden matmul). The sync: with the gate shut, a
+    synced fine RNN takes the coarse state into its first dims at every frame, so the prediction is the
+    classifier on [coarse hidden, 0]; an unsynced one keeps its old (here initial, zero) state."""
+    train_head(small_config(small_cache, tmp_path / "run", "liteeval", rnn=rnn, sync=sync, curve=False))
+    _, head, _ = load_run(tmp_path / "run")
+    gates, parts, recurrent = CELL_LAYOUT[rnn]
+    assert head.coarse_cell.kind == head.fine_cell.kind == rnn and head.sync is sync
+    assert (head.coarse_cell.state_size, head.fine_cell.state_size) == (parts * 4, parts * 8)
+    fine_input = 8 + 12                     # [coarse, fine] features of small_cache
+    assert head.costs["fine_step"] == pytest.approx(gates * 8 * (fine_input + 8 * recurrent) / 1e9)
+    head.gate_threshold.fill_(1e9)
+    head.exit_threshold.fill_(float("inf"))
+    videos = load_videos(read_manifest(small_cache.manifest, check_paths=False), "val", small_cache.cache, ROLES)
+    result = run_head(head, videos)
+    assert result.fine_count().sum() == 0
+    expected = []
+    with torch.no_grad():
+        for v in range(len(videos)):
+            state = head.coarse_cell.initial_state(1)
+            for frame in videos.features["coarse"][videos.offsets[v]:videos.offsets[v + 1]].float():
+                state = head.coarse_cell(frame[None], state)
+            fine_hidden = torch.zeros(1, 8)
+            if sync:
+                fine_hidden[:, :4] = head.coarse_cell.hidden(state)
+            expected.append(head.classifier(fine_hidden).softmax(1)[0])
+    np.testing.assert_allclose(result.scores, torch.stack(expected).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_liteeval_rl_learns_its_gate_by_reinforce(small_cache, tmp_path):
+    """liteeval_rl samples the gate's decision and learns the gate by REINFORCE alone: its training output
+    holds the sampled actions' log-probability, and the fire-rate penalty is a cost in the reward, not a
+    loss term; its loss has a policy term (logged); the classification loss gives its gate no gradient
+    (a sampled decision passes none) while the policy term does. The Gumbel gate (liteeval) is the other
+    way round: no log-probability, the penalty a loss term, the gradient through its straight-through sample."""
+    train_head(small_config(small_cache, tmp_path / "rl", "liteeval_rl", curve=False))
+    logged = [json.loads(row) for row in pd.read_csv(tmp_path / "rl" / "log.csv").logs]
+    assert all("policy" in row and "reward" in row and "fire_rate" not in row for row in logged)
+    _, head, _ = load_run(tmp_path / "rl")
+    gumbel = LiteEvalHead(head.dims, LiteEvalSettings(coarse_hidden=4, fine_hidden=8))
+    videos = load_videos(read_manifest(small_cache.manifest, check_paths=False), "train", small_cache.cache, ROLES)
+    batch = Batch(videos, torch.arange(len(videos)))
+    torch.manual_seed(0)
+    for model, reinforce in ((head, True), (gumbel, False)):
+        model.train()
+        out = model(batch)
+        assert (out.action_log_prob is not None, out.reward_penalty is not None) == (reinforce, reinforce)
+        assert ("fire_rate" in out.extra_loss) is not reinforce
+        classification = torch.nn.functional.cross_entropy(out.logits, soft_targets(batch.targets))
+        classification.backward(retain_graph=True)
+        reached = model.gate.weight.grad is not None and bool(model.gate.weight.grad.any())
+        assert reached is not reinforce
+        if reinforce:
+            assert out.action_log_prob.shape == (len(batch),) and out.action_log_prob.requires_grad
+            model.zero_grad()
+            loss, logs = model.training_loss(out, batch.targets)
+            loss.backward()
+            assert "policy" in logs and bool(model.gate.weight.grad.any())
 
 
 def test_uniform_reads_each_selected_frame_once(small_cache, tmp_path):

@@ -1,5 +1,6 @@
 """`c2f report`: every table the runs can fill (CSV), runs.csv (every run), missing.txt (the commands
-for the rows no run fills), flops.csv and paper_baselines.csv, the figures (PNG) and report.md.
+for the rows no run fills), flops.csv and paper_baselines.csv, the figures (PNG) and report.md. The
+papers' sets whose library is not installed are left out of the last two, each with a warning.
 
 A row's run is the one whose settings match the row's; among several, the one closest to the
 defaults, then the newest. A table whose runs come from different manifests or caches is refused."""
@@ -15,7 +16,7 @@ from pipeline.core.errors import RunError
 from ..points import exit_point, points_of
 from .figures import make_figures, operating_points, training_curves
 from .missing import command_for
-from .pricing import flops_rows, paper_baselines
+from .pricing import flops_rows, paper_baselines, paper_costs
 from .runs import Run, differing, find_runs, select
 from .tables import METRICS, Table, paper_tables
 
@@ -112,6 +113,7 @@ def write_report(runs_dir: str | Path, out_dir: str | Path, count_paper_settings
     if not runs:
         raise RunError(f"no finished run (metrics.json + config.json) under {runs_dir}",
                        "give the folder your c2f train-head --out folders are in")
+    costs = paper_costs() if count_paper_settings else None      # before any file: nothing half-written
     every = runs_table(runs, runs_dir)
     every.to_csv(out / "runs.csv", index=False)
     written, sections, missing, refused = _paper_tables(runs, runs_dir, out)
@@ -129,12 +131,12 @@ def write_report(runs_dir: str | Path, out_dir: str | Path, count_paper_settings
     sections.insert(0, f"## Every run\n\n{markdown(every)}\n")
     written.insert(0, "runs.csv")
     (out / "missing.txt").write_text("\n".join(missing) + ("\n" if missing else ""), encoding="utf-8")
-    flops = pd.DataFrame(flops_rows(runs, papers=count_paper_settings))
+    flops = pd.DataFrame(flops_rows(runs, costs))
     flops.to_csv(out / "flops.csv", index=False)
     sections.append(f"## GFLOPs per frame of every feature set (counted)\n\n{markdown(flops)}\n")
     written.append("flops.csv")
-    if count_paper_settings:
-        baselines = pd.DataFrame(paper_baselines()).round(2)
+    if costs:
+        baselines = pd.DataFrame(paper_baselines(costs=costs)).round(2)
         baselines.to_csv(out / "paper_baselines.csv", index=False)
         sections.append(f"## The papers' baselines in their settings (counted)\n\n{markdown(baselines)}\n")
         written.append("paper_baselines.csv")
@@ -142,7 +144,12 @@ def write_report(runs_dir: str | Path, out_dir: str | Path, count_paper_settings
     lines = [f"# c2f report: {len(runs)} runs under {runs_dir}\n", *sections]
     if refused:
         lines.append("## Refused\n\n" + "\n".join(f"- {r}" for r in refused) + "\n")
+    left_out = costs[1] if costs else {}
+    if left_out:
+        lines.append("## Left out (library not installed)\n\n" + "\n".join(f"- {spec}: {err.line()}" for spec, err
+                                                                          in left_out.items()) + "\n")
     lines.append(f"## Missing rows\n\n{len(missing)} rows have no run; missing.txt lists the commands.\n")
     lines += [f"![{name}]({name})\n" for name in figures]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
-    return {"runs": len(runs), "tables": written, "figures": figures, "missing": len(missing), "refused": refused}
+    return {"runs": len(runs), "tables": written, "figures": figures, "missing": len(missing), "refused": refused,
+            "left_out": list(left_out)}

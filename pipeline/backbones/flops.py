@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 from pathlib import Path
 
 from torch import nn
 
+from ..core.errors import MissingLibraryError
 from ..core.files import atomic_write_text, locked
 from ..core.flops import count_gmacs
 from .registry import parse_spec
 from .weights import build_full
 
+log = logging.getLogger(__name__)
 
 def cache_folder() -> Path:
     """Where c2f keeps what it computes once per machine (C2F_CACHE, else $XDG_CACHE_HOME/c2f or ~/.cache/c2f)."""
@@ -93,13 +96,37 @@ PAPER_GFLOPS = {
 }
 
 
+def counted_sets(specs) -> tuple[dict[str, float], dict[str, MissingLibraryError]]:
+    """GMACs per frame of each set whose library is installed, and for each of the others (a plain
+    `pip install c2f` has neither timm nor pytorchvideo) the error naming the extra that installs it.
+    Only a missing library leaves a set out: any other failure stops as it would anyway."""
+    counted, left_out = {}, {}
+    for spec in specs:
+        try:
+            counted[spec] = gflops_per_frame(parse_spec(spec))
+        except MissingLibraryError as err:
+            left_out[spec] = err
+    return counted, left_out
+
+
+def warn_left_out(left_out: dict[str, MissingLibraryError], where: str) -> None:
+    """One warning line per set left out, naming it and the extra to install."""
+    for spec, err in left_out.items():
+        log.warning("%s left out of %s: %s", spec, where, err.line())
+
+
 def flops_table(specs: list[str] | None = None) -> list[dict]:
-    """Counted GMACs per frame (per patch, per snippet) of the given feature sets (default: the papers')."""
+    """Counted GMACs per frame (per patch, per snippet) of the given feature sets; by default the papers',
+    less (with a warning each) those whose library is not installed."""
+    if specs:
+        counted = {spec: gflops_per_frame(parse_spec(spec)) for spec in specs}
+    else:
+        counted, left_out = counted_sets(PAPER_GFLOPS)
+        warn_left_out(left_out, "the table")
     rows = []
-    for spec in specs or PAPER_GFLOPS:
+    for spec, gmacs in counted.items():
         fs = parse_spec(spec)
-        paper = PAPER_GFLOPS.get(fs.name)
         rows.append({"feature_set": fs.name, "input": list(fs.example_input().shape[1:]),
-                     "feature_shape": list(fs.feature_shape), "gflops_counted": gflops_per_frame(fs),
-                     "gflops_paper": paper})
+                     "feature_shape": list(fs.feature_shape), "gflops_counted": gmacs,
+                     "gflops_paper": PAPER_GFLOPS.get(fs.name)})
     return rows
