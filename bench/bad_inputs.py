@@ -186,7 +186,7 @@ def run(folder: Path, valid: dict[str, Path], broken: dict[str, Path], timeout: 
     server = socket.socket(socket.AF_UNIX) if "socket" in broken else None
     if server:
         server.bind(str(broken["socket"]))
-    command = [sys.executable, "-c", "import cli; cli.main()", "extract", "--manifest", str(manifest), "--out",
+    command = [sys.executable, "-c", "from c2f.cli import main; main()", "extract", "--manifest", str(manifest), "--out",
                str(folder / "cache"), "--num-frames", "4", "--weights", "random", "--video-timeout", "120",
                "--no-progress"] + [a for s in SETS for a in ("--backbone", s)]
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-C2F = [sys.executable, "-m", "cli"]
+C2F = [sys.executable, "-m", "c2f"]
 
 
 def timed(command: list[str], repeat: int, env: dict) -> list[float]:

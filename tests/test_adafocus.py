@@ -18,7 +18,7 @@ from c2f.heads.adafocus import AdaFocusHead, AdaFocusSettings
 from c2f.demo.synthetic import adafocus_cache
 from c2f.rundir import load_run
 from c2f.training import train_head
-from cli import main
+from c2f.cli import main
 from pipeline.backbones import gflops_per_frame, parse_spec
 from pipeline.core.manifest import read_manifest
 

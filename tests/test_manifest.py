@@ -109,7 +109,7 @@ def test_folder_per_class_with_and_without_split_folders(tmp_path):
 
 def test_cli_manifest_folder_and_check(tmp_path):
     from click.testing import CliRunner
-    from cli import main
+    from c2f.cli import main
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "a.mp4").write_bytes(b"x")
     result = CliRunner().invoke(main, ["manifest", "folder", str(tmp_path), "--out", str(tmp_path / "m.csv")])

@@ -21,7 +21,7 @@ from c2f.predict import Predictor
 from c2f.predict import PredictConfig, predict_videos
 from c2f.demo.synthetic import liteeval_cache
 from c2f.training import train_head
-from cli import main
+from c2f.cli import main
 from conftest import REPO, make_video, write_manifest
 from pipeline.extract import ExtractConfig, extract
 

@@ -14,7 +14,7 @@ from c2f.training.online import evaluate_online
 from c2f.report import paper_baselines, write_report
 from c2f.demo.synthetic import liteeval_cache
 from c2f.training import train_head
-from cli import main
+from c2f.cli import main
 
 
 def test_paper_baselines_reproduce_the_papers_gflops():

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from c2f.config import TrainConfig
 from c2f.demo.synthetic import adafocus_cache, liteeval_cache
 from c2f.training.presets import PRESETS
-from cli import main
+from c2f.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from c2f.cli import main
 from c2f.demo.synthetic import write_manifest, write_sets
 
 COARSE, FINE = "mobilenet_v2@112", "resnet101@224"

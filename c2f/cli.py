@@ -1,6 +1,7 @@
 """c2f command line: it only parses. Each command's options are generated from its settings dataclass
 (pipeline.core.options), which carries their defaults, help and validation, and each command calls a
-function a test can call too.
+function a test can call too. Installed as the `c2f` console script (`python -m c2f` runs it through
+c2f/__main__.py); nothing else imports it.
 
 Commands are built when they run (or their help is shown), so `c2f --help` and the light commands
 (manifest, cache, demo-videos) import neither torch nor torchvision. Every error a user can act on
@@ -448,6 +449,3 @@ def _report_command() -> click.Command:
                    f"{summary['missing']} missing rows (see missing.txt); open {out}/report.md")
     return report
 
-
-if __name__ == "__main__":
-    main()
