@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -79,6 +80,19 @@ def main(verbose: bool, offline: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if offline:
         os.environ["C2F_OFFLINE"] = "1"
+
+
+@contextmanager
+def _quieter(logger_name: str):
+    """A logger's warnings silenced for the block only: the demo runs its steps in this process, and
+    the steps after `manifest check` must still warn."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _config(config_class, options: dict):
@@ -167,8 +181,8 @@ manifest.add_command(manifest_folder, "folder")          # its name before 0.2
 def manifest_check(path):
     """Validate a manifest: errors with line numbers, unreadable paths as warnings."""
     from pipeline.core.manifest import read_manifest
-    logging.getLogger("pipeline.core.manifest").setLevel(logging.ERROR)    # the warnings are listed below
-    checked = read_manifest(path)
+    with _quieter("pipeline.core.manifest"):        # its warnings are listed below, not logged twice
+        checked = read_manifest(path)
     classes = checked.classes()
     for warning in checked.warnings[:20]:
         click.echo(f"warning: {warning}", err=True)
