@@ -162,16 +162,47 @@ def test_uniform_reads_each_selected_frame_once(small_cache, tmp_path):
     assert (predictions.fine_count.values == lengths.loc[predictions.video_id].values).all()
 
 
-def test_online_budget_and_baselines(small_cache, tmp_path):
-    train_head(small_config(small_cache, tmp_path / "le", "liteeval", gamma=0.5))
-    train_head(small_config(small_cache, tmp_path / "u", "uniform"))
-    rows = evaluate_online(tmp_path / "le", [1, 2], uniform_run=tmp_path / "u", progress=False)
+@pytest.fixture(scope="module")
+def online_runs(small_cache, tmp_path_factory):
+    """A LiteEval run and a uniform run on the same fine features."""
+    root = tmp_path_factory.mktemp("online")
+    train_head(small_config(small_cache, root / "le", "liteeval", gamma=0.5))
+    train_head(small_config(small_cache, root / "u", "uniform"))
+    return root / "le", root / "u"
+
+
+def test_online_budget_and_baselines(online_runs):
+    run, uniform = online_runs
+    rows = evaluate_online(run, [1, 2], uniform_run=uniform, progress=False)
     table = pd.DataFrame(rows)
     assert set(table.method) == {"liteeval", "uniform_k", "seq_k"}
     assert (table.fine_mean <= table.K + 1e-9).all()
-    assert (tmp_path / "le" / "online.csv").exists()
+    assert (run / "online.csv").exists()
     seq = table[table.method == "seq_k"].set_index("K")
     assert seq.loc[1, "fine_mean"] == 1.0
+
+
+def test_online_loads_the_uniform_run_on_the_device_given(online_runs, monkeypatch):
+    """`--uniform-run`'s head is loaded where `--device` says, as the run's head is (it was loaded on
+    the CPU whatever --device said). Each load is watched here; the rows on CUDA equal the CPU's where
+    there is a GPU."""
+    import c2f.training.online
+    run, uniform = online_runs
+    on_cpu = pd.DataFrame(evaluate_online(run, [1, 2], uniform_run=uniform, progress=False, device="cpu"))
+    asked, load_run = {}, c2f.training.online.load_run
+
+    def watched(run_dir, device=None):
+        asked[run_dir] = device
+        return load_run(run_dir, device or "cpu")
+
+    monkeypatch.setattr(c2f.training.online, "load_run", watched)
+    evaluate_online(run, [1], uniform_run=uniform, progress=False, device="cpu")
+    assert asked == {run: "cpu", uniform: "cpu"}
+    if torch.cuda.is_available():
+        asked.clear()
+        on_gpu = pd.DataFrame(evaluate_online(run, [1, 2], uniform_run=uniform, progress=False, device="cuda"))
+        assert set(asked.values()) == {"cuda"}
+        pd.testing.assert_frame_equal(on_gpu, on_cpu, atol=1e-4, check_exact=False)
 
 
 def test_resume_after_interruption_gives_the_same_head(small_cache, tmp_path):
