@@ -316,7 +316,7 @@ def _flops_command() -> click.Command:
     @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
     def flops(sets, as_csv):
         """Counted GFLOPs (multiply-adds) per frame of the feature sets given (e.g. resnet34@224,
-        timm:convnext_tiny@224), or of the papers' sets; kept on disk once counted, per library version."""
+        timm:convnext_tiny@224), or of the papers' sets; kept on disk once counted, per version of the counting, c2f and the libraries."""
         from pipeline.backbones import flops_table
         rows = flops_table(list(sets))
         if as_csv:
