@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import configparser
 import dataclasses
+import re
 
 import click
 import numpy as np
@@ -313,3 +314,112 @@ def test_no_function_is_longer_than_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1
                 assert length <= 60, f"{path.relative_to(REPO)}:{node.lineno} {node.name} has {length} lines"
+
+
+def _every_command() -> dict[str, click.Command]:
+    """Every command of the command line by its name (`manifest check`), the group itself as ''."""
+    from c2f.cli import main
+    found, stack = {}, [((), main)]
+    while stack:
+        path, command = stack.pop()
+        found[" ".join(path)] = command
+        if isinstance(command, click.Group):
+            context = click.Context(command)
+            stack += [(path + (name,), command.get_command(context, name)) for name in command.list_commands(context)]
+    return found
+
+
+def _help_shown(name: str, command: click.Command) -> dict[str, str]:
+    """Each option's help text as `c2f NAME --help` shows it (click's `[default: ...]` included)."""
+    context = click.Context(command, info_name=name)
+    records = {p.name: p.get_help_record(context) for p in command.params if isinstance(p, click.Option)}
+    return {option_name: record[1] for option_name, record in records.items() if record}
+
+
+# how a help text states a default: click's `[default: X]`, `(default X)` / `(default: X ...` and
+# `Default: X.`; any other "default" in a help is a failure (it would go unchecked)
+STATED_DEFAULT = re.compile(r"\[default: (?P<click>[^\];]*)[\];]|\(default:? (?P<paren>[^;)]*)|\bDefault: (?P<said>[^;]*?)(?:\.(?:\s|$)|;|$)")
+
+
+def _code_defaults(name: str, command: click.Command) -> dict[str, list]:
+    """Each option's value in the code when it is not given: the settings dataclass's (after its
+    __post_init__), each method's for train-head, the click option's own otherwise."""
+    from c2f.demo.videos import DemoVideoConfig
+    from c2f.heads import methods
+    from c2f.predict import PredictConfig
+    from pipeline.extract import ExtractConfig
+    from pipeline.finetune import FinetuneConfig
+    values = {p.name: [p.default] for p in command.params}
+    built = {"extract": lambda: ExtractConfig(out="o", backbones=["resnet18@64"], videos=["v.mp4"]),
+             "predict": lambda: PredictConfig(run="r", out="o", videos=["v.mp4"]),
+             "finetune-backbone": lambda: FinetuneConfig(manifest="m", backbone="resnet18@64", out="o"),
+             "demo-videos": lambda: DemoVideoConfig(out="o")}
+    if name in built:
+        config = built[name]()
+        values |= {f.name: [getattr(config, f.name)] for f in dataclasses.fields(config) if f.name in values}
+    if name == "train-head":
+        values |= {f.name: [f.default] for f in dataclasses.fields(TrainConfig) if f.name in values}
+        for record in methods().values():
+            for f in dataclasses.fields(record.settings):
+                values[f.name] = [v for v in values[f.name] if v is not None] + [f.default]
+    return values
+
+
+def _decided_when_run() -> dict[tuple[str, str], list[str]]:
+    """The options whose default is decided when the command runs (by the device, the machine's cores,
+    the cache, the steps): what their help must say, each phrase made from the code that decides."""
+    from unittest import mock
+    from c2f.config import MIN_EPOCHS
+    from c2f.predict import PredictConfig
+    from pipeline import batching
+    from pipeline.core import devices
+    from pipeline.extract import ExtractConfig
+    on_cores = {}
+    for count in (2, 64):
+        with mock.patch.object(devices, "cores", return_value=count):
+            on_cores[count] = devices.default_workers("cpu")
+    assert on_cores[64] == 64 // 8, "the help says the CPU decodes with an eighth of the cores"
+    extract_workers = ExtractConfig(out="o", backbones=["resnet18@64"], videos=["v.mp4"], device="cpu").workers
+    assert PredictConfig(run="r", out="o", videos=["v.mp4"], device="cpu").workers == extract_workers
+    return {("extract", "batch_size"): [f"{batching.CPU_BATCH} on the CPU", f"up to {batching.GPU_BATCH_MAX}",
+                                        f"{batching.GPU_MEMORY_SHARE:.0%} of its free memory"],
+            ("extract", "workers"): ["CPU an eighth", f"{on_cores[2]} on 2 cores"],
+            ("predict", "workers"): ["as for c2f extract"],
+            ("predict", "weights"): ["what the cache recorded"],
+            ("train-head", "epochs"): [f"at least {MIN_EPOCHS}"]}
+
+
+def _renderings(value, param: click.Parameter) -> set[str]:
+    if isinstance(value, bool) and isinstance(param, click.Option) and param.secondary_opts:
+        flags = {True: param.opts[0], False: param.secondary_opts[0]}
+        return {str(value), flags[value].lstrip("-")}
+    if isinstance(value, (list, tuple)):
+        return {sep.join(map(str, value)) for sep in (",", ", ")}
+    return {str(value), f"{value:g}"} if isinstance(value, float) else {str(value)}
+
+
+def test_every_default_a_help_states_is_the_codes():
+    """`c2f COMMAND --help` of every command: each default an option's help states (click's
+    `[default: X]`, `(default X)`, `Default: X`) is the value the code takes when the option is not
+    given; a default decided when the command runs is said in words made from the code that decides
+    it (the CPU batch size from pipeline.batching, say), and no other number stands in such words."""
+    decided = _decided_when_run()
+    for name, command in _every_command().items():
+        code = _code_defaults(name, command)
+        params = {p.name: p for p in command.params}
+        for option_name, text in _help_shown(name, command).items():
+            stated = [next(g for g in m.groups() if g is not None) for m in STATED_DEFAULT.finditer(text)]
+            assert len(stated) == len(re.findall(r"default", text, re.IGNORECASE)), \
+                f"c2f {name} {params[option_name].opts[0]}: a default said in a way this test cannot read: {text!r}"
+            for said in stated:
+                where = f"c2f {name} {params[option_name].opts[0]}: help says default {said!r}"
+                if (name, option_name) in decided:
+                    missing = [phrase for phrase in decided[name, option_name] if phrase not in text]
+                    assert not missing, f"{where}, but the code says {missing}"
+                    continue
+                values = [v for v in code[option_name] if v not in (None, [], ())]
+                if not values:          # not given: decided when it runs, said in words without numbers
+                    assert not re.search(r"\d", said), f"{where}: a number no code gives"
+                    continue
+                shown = set().union(*(_renderings(v, params[option_name]) for v in values))
+                assert any(said == s or said.startswith(s + " ") for s in shown), f"{where}, the code {values}"
