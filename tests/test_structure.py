@@ -212,6 +212,21 @@ def test_imports_run_in_one_direction():
                            for a in allowed), f"{module} imports {target}"
 
 
+def test_only_the_run_folder_module_reads_a_runs_files():
+    """c2f/rundir.py alone joins a path to a run's file (`RUN / "curve.csv"`, `.file("curve.csv")`):
+    the report, prediction and bench/ read a run through RunDir (config(), metrics(), table(), has())."""
+    from c2f.rundir import RUN_FILES
+    scripts = sorted((REPO / "bench").glob("*.py"))
+    for path in [p for p in _python_files() + scripts if p != REPO / "c2f" / "rundir.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            joined = isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and node.right
+            asked = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "file"
+                     and node.args and node.args[0])
+            for name in (joined, asked):
+                assert not (isinstance(name, ast.Constant) and name.value in RUN_FILES), \
+                    f"{path.relative_to(REPO)}:{node.lineno} reads {name.value} itself"
+
+
 def test_deployment_uses_phase_one_only_through_its_public_names():
     """c2f.predict takes from phase one (beyond the kernel and the cache contract) only what a module
     lists in its __all__."""

@@ -18,10 +18,11 @@ def point_within(run: RunDir, gflops_budget: float) -> dict:
     metrics = run.metrics()
     trained = {"knob": "trained", "target": None, "value": None, "gflops_mean": metrics["gflops_mean"],
                "top1": metrics["top1"], "mAP": metrics["mAP"]}
-    if not run.file("curve.csv").exists():
+    curve = run.table("curve.csv")
+    if curve is None:
         raise PredictError(f"{run.path} has no curve.csv to choose an operating point from",
                            "train it again with --curve (the default), or give --threshold")
-    points = pd.concat([pd.DataFrame([trained]), pd.read_csv(run.file("curve.csv"))], ignore_index=True)
+    points = pd.concat([pd.DataFrame([trained]), curve], ignore_index=True)
     within = points[points.gflops_mean <= gflops_budget]
     if within.empty:
         raise PredictError(f"no operating point of {run.path} costs at most {gflops_budget:g} GFLOPs a video",
