@@ -415,7 +415,7 @@ def _synthetic_command() -> click.Command:
 
         liteeval: class evidence only in the fine features of 1-3 frames a video, which the coarse
         features mark. adafocus: the class only in the patch holding a drifting object, a 5 x 5 grid,
-        the glance map marking where the object is. Sets are named and priced like the real backbones."""
+        the glance map marking where the object is. Sets are named after real backbones and cost what those count."""
         made, sets = write_synthetic_cache(kind, out, train_videos, val_videos, seed, overwrite)
         click.echo(f"wrote {made.manifest} and {made.cache} ({sets}); {train_videos} train, {val_videos} val videos")
     return synthetic_cache

@@ -19,7 +19,7 @@ from c2f.cli import main
 def caches(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     lite = liteeval_cache(root / "lite", num_train=40, num_val=16, num_classes=3, frames=(3, 8),
-                          coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
+                          coarse=("mobilenet_v2@112", 8), fine=("resnet101@224", 12))
     grid = adafocus_cache(root / "grid", num_train=24, num_val=8, num_classes=3, frames=(6, 8), grid=3, channels=4,
                           dim=8)
     return lite, grid
