@@ -78,7 +78,7 @@ def build_demo(root: Path, tiny: bool) -> None:
     from click.testing import CliRunner
 
     from c2f.demo.steps import DemoSizes, demo_steps
-    from cli import main
+    from c2f.cli import main
     from pipeline.backbones.weights import PACKAGED, hub_checkpoint_dir
     if (root / FINISHED).exists():
         print(f"{root}: built before")

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from _demo import smoke_demo                             # noqa: E402
 from c2f.evaluate import decision_rows  # noqa: E402
 from c2f.predict.engine import Predictor, Timer                 # noqa: E402
+from c2f.rundir import RunDir                                   # noqa: E402
 from pipeline.core.manifest import read_manifest              # noqa: E402
 
 METHODS = ("uniform", "liteeval", "adafocus")
@@ -52,9 +53,9 @@ def measure(predictor: Predictor, decoded: list, batch_size: int) -> tuple[dict,
 def same_as_cache(run: Path, video_ids: list[str], preds: list[str], decisions: list) -> dict:
     """The share of videos whose predicted class, and of frames whose decision (fine read, patch),
     equal the run's own predictions.csv / decisions.csv computed on the cache."""
-    cached = pd.read_csv(run / "predictions.csv").set_index("video_id").pred.loc[video_ids]
-    ours = pd.DataFrame(decisions, columns=pd.read_csv(run / "decisions.csv", nrows=0).columns)
-    theirs = pd.read_csv(run / "decisions.csv")
+    cached = RunDir(run).table("predictions.csv").set_index("video_id").pred.loc[video_ids]
+    theirs = RunDir(run).table("decisions.csv")
+    ours = pd.DataFrame(decisions, columns=theirs.columns)
     theirs = theirs[theirs.video_id.isin(video_ids)]
     merged = ours.merge(theirs, on=["video_id", "t"], how="outer", suffixes=("", "_cache"), indicator=True)
     equal = merged["_merge"] == "both"
@@ -88,7 +89,7 @@ def main() -> None:
     rows = []
     for method, predictor in predictors.items():
         seconds, gflops, preds, decisions = measure(predictor, decoded, args.batch_size)
-        charged = pd.read_csv(demo / "runs" / method / "predictions.csv").set_index("video_id").gflops
+        charged = RunDir(demo / "runs" / method).table("predictions.csv").set_index("video_id").gflops
         charged = charged.loc[[d.video_id for d in decoded]].to_numpy()
         rows.append({"method": method, "ms/video": 1000 * seconds["compute"] / len(decoded),
                      "cheap CNN": 1000 * seconds["cheap_cnn"] / len(decoded),

@@ -28,7 +28,6 @@ sys.path.insert(0, str(REPO))
 from c2f.config import TrainConfig                      # noqa: E402
 from c2f.demo.synthetic import liteeval_cache           # noqa: E402
 from c2f.training import train_head                     # noqa: E402
-from pipeline.backbones import gflops_per_frame, parse_spec     # noqa: E402
 
 GRID_LRS, GRID_EPOCHS, KS = (1e-3, 3e-3, 1e-2), (10, 30, 60), (2, 4, 10)
 
@@ -36,8 +35,7 @@ GRID_LRS, GRID_EPOCHS, KS = (1e-3, 3e-3, 1e-2), (10, 30, 60), (2, 4, 10)
 def make_task(root: Path, train: int, val: int) -> dict:
     if not (root / "manifest.csv").exists():
         liteeval_cache(root, num_train=train, num_val=val, frames=(16, 24), informative=(1, 3),
-                       coarse=("mobilenet_v2@112", 32, gflops_per_frame(parse_spec("mobilenet_v2@112"))),
-                       fine=("resnet50@224", 64, gflops_per_frame(parse_spec("resnet50@224"))))
+                       coarse=("mobilenet_v2@112", 32), fine=("resnet50@224", 64))
     return dict(manifest=str(root / "manifest.csv"), cache=str(root / "cache"), coarse="mobilenet_v2@112",
                 fine="resnet50@224")
 

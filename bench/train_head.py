@@ -76,8 +76,8 @@ def liteeval(root: Path, videos: int, frames: int, device: str) -> dict:
     folder = root / f"liteeval_{videos}x{frames}"
     if not (folder / "manifest.csv").exists():
         liteeval_cache(folder, num_train=videos, num_val=0, num_classes=200, frames=(frames, frames),
-                       informative=(5, 10), coarse=("mobilenet_v2@112", 1280, 0.0822),
-                       fine=("resnet101@224", 2048, 7.8014))
+                       informative=(5, 10), coarse=("mobilenet_v2@112", 1280),
+                       fine=("resnet101@224", 2048))
     cfg = TrainConfig.of(method="liteeval", manifest=str(folder / "manifest.csv"), cache=str(folder / "cache"),
                          out=str(folder / "run"), eval_split="train", coarse_hidden=64, fine_hidden=512,
                          batch_size=128, device=device, progress=False)

@@ -1,6 +1,7 @@
 """Settings of one phase-two run, each written once: the settings every method shares are here;
 each method's own settings are a small dataclass beside its head (c2f.heads), registered with the
-method. The command line is generated from both (c2f.cli_options).
+method. The command line's options are generated from both (pipeline.core.options.click_options and
+merged_click_options, in c2f.cli).
 
 A run's settings as one flat mapping ({"method": "liteeval", "gamma": 0.1, ...}) is what config.json
 stores, what `--config FILE` reads and what the report matches rows against:

@@ -145,3 +145,27 @@ def test_a_presets_pooled_feature_is_the_average_of_its_map_as_its_own_head_read
     setattr(reference, "fc" if hasattr(reference, "fc") else "classifier", torch.nn.Identity())
     with torch.no_grad():
         torch.testing.assert_close(vector, reference(x))
+
+
+def test_a_count_kept_on_disk_is_read_back_only_under_the_same_rules_and_versions(tmp_path, monkeypatch):
+    """A count is kept per feature set, counting rules (COUNTING) and versions of c2f, torch and the
+    model's library: after a change in the counting, or another c2f, the set is counted again."""
+    import json
+    from pipeline.backbones import flops
+    monkeypatch.setenv("C2F_CACHE", str(tmp_path))
+    fs = bb.parse_spec("resnet18@64")
+    counted = bb.gflops_per_frame(fs)
+
+    def kept_is_stale():           # as a count under other rules would be
+        kept = json.loads((tmp_path / "gflops.json").read_text())
+        (tmp_path / "gflops.json").write_text(json.dumps({key: 123.0 for key in kept}))
+
+    kept_is_stale()
+    assert bb.gflops_per_frame(fs) == 123.0                 # nothing changed: read back, not counted
+    version = flops._version
+    with monkeypatch.context() as other:
+        other.setattr(flops, "_version", lambda package: "99.0" if package == "c2f" else version(package))
+        assert bb.gflops_per_frame(fs) == pytest.approx(counted)
+    kept_is_stale()
+    monkeypatch.setattr(flops, "COUNTING", flops.COUNTING + 1)
+    assert bb.gflops_per_frame(fs) == pytest.approx(counted)

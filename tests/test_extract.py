@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from c2f.cli import main
 from conftest import REPO, cache_lock_held_elsewhere, make_audio_only, make_video, write_manifest
 from pipeline.extract import ExtractConfig, extract
 from pipeline.cache import read_feature_set
@@ -132,7 +132,7 @@ def test_bad_inputs_are_listed_and_the_run_goes_on(tmp_path):
 
 def test_cli_exit_status_and_summary(tmp_path):
     from click.testing import CliRunner
-    from cli import main
+    from c2f.cli import main
     (tmp_path / "garbage.mp4").write_bytes(b"not a video")
     manifest = write_manifest(tmp_path / "m.csv", [("g", str(tmp_path / "garbage.mp4"), "x", "train")])
     args = ["extract", "--manifest", str(manifest), "--out", str(tmp_path / "c"), "--backbone", "mobilenet_v2@112",
@@ -160,7 +160,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
         rows.append((f"v{i}", str(video), "x", "train"))
     manifest = write_manifest(tmp_path / "m.csv", rows)
     sets = ["mobilenet_v2@112", "resnet18@224-grid3x96"]
-    command = [sys.executable, "-c", "import cli; cli.main()", "extract", "--manifest", str(manifest),
+    command = [sys.executable, "-c", "from c2f.cli import main; main()", "extract", "--manifest", str(manifest),
                "--backbone", sets[0], "--backbone", sets[1], "--fps", "3", "--weights", "random",
                "--workers", "1", "--batch-size", "8", "--shard-videos", "1", "--no-progress"]
     interrupted = tmp_path / "interrupted"

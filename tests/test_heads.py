@@ -20,6 +20,7 @@ from c2f.training.online import evaluate_online
 from c2f.demo.synthetic import liteeval_cache
 from c2f.rundir import load_run
 from c2f.training import train_head
+from pipeline.backbones import gflops_per_frame, parse_spec
 from pipeline.core.manifest import read_manifest
 
 from conftest import training_killed_when
@@ -30,7 +31,7 @@ ROLES = {"coarse": "mobilenet_v2@112", "fine": "resnet101@224"}
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory):
     return liteeval_cache(tmp_path_factory.mktemp("syn"), num_train=48, num_val=24, num_classes=3,
-                          frames=(3, 9), coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
+                          frames=(3, 9), coarse=("mobilenet_v2@112", 8), fine=("resnet101@224", 12))
 
 
 def small_config(cache, out, method, **overrides) -> TrainConfig:
@@ -94,7 +95,8 @@ def test_liteeval_eval_never_reads_unused_fine_features(small_cache):
     # FLOPs: coarse x frames + fine x reads + the head's counted steps
     c = head.costs
     frames, fine = first.per_video("coarse"), first.fine_count()
-    expected = (frames * (0.0822 + c["coarse_step"] + c["gate"]) + fine * (7.8014 + c["fine_step"])
+    coarse_cost, fine_cost = (videos.sets[role].gflops_per_frame for role in ("coarse", "fine"))   # the cache's
+    expected = (frames * (coarse_cost + c["coarse_step"] + c["gate"]) + fine * (fine_cost + c["fine_step"])
                 + c["classifier"])
     np.testing.assert_allclose(first.gflops, expected, rtol=1e-6)
 
@@ -107,6 +109,18 @@ def test_head_costs_are_counted_from_the_modules():
     assert c["fine_step"] == pytest.approx(4 * 512 * (1280 + 2048 + 512) / 1e9)
     assert c["gate"] == pytest.approx(2 * (1280 + 512) / 1e9)
     assert c["classifier"] == pytest.approx(10 * 512 / 1e9)
+
+
+def test_synthetic_sets_cost_what_the_sets_they_are_named_after_count(tmp_path):
+    """A synthetic cache prices each set by counting the real network it is named after (the FLOP
+    contract allows no typed-in GFLOPs): its shards' gflops_per_frame is the counted one."""
+    from c2f.demo.synthetic import adafocus_cache
+    made = [liteeval_cache(tmp_path / "l", num_train=3, num_val=2, frames=(2, 3)),
+            adafocus_cache(tmp_path / "a", num_train=3, num_val=2, frames=(2, 3), grid=3)]
+    sets = ["mobilenet_v2@112", "resnet101@224", "mobilenet_v2@224-map", "resnet50@224-grid3x128"]
+    for cache, name in zip([made[0].cache] * 2 + [made[1].cache] * 2, sets):
+        attrs = json.loads((cache / name / "index.json").read_text())["attrs"]
+        assert attrs["gflops_per_frame"] == round(gflops_per_frame(parse_spec(name)), 6), name
 
 
 def test_map_skips_classes_without_positives():
@@ -139,7 +153,8 @@ def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, met
     assert (predictions.set_index("video_id").fine_count == per_video.loc[predictions.video_id].values).all()
     assert metrics["fine_mean"] == pytest.approx(predictions.fine_count.mean())
     # the FLOPs charge the fine feature per read
-    assert (predictions.gflops >= predictions.fine_count * 7.8014).all()
+    fine_cost = gflops_per_frame(parse_spec("resnet101@224"))
+    assert (predictions.gflops >= predictions.fine_count * fine_cost - 1e-4).all()
     config = json.loads((run / "config.json").read_text())
     assert TrainConfig.from_dict(config["settings"] | {"progress": False}) == small_config(small_cache, run, method,
                                                                                             **sets)
@@ -224,16 +239,47 @@ def test_uniform_reads_each_selected_frame_once(small_cache, tmp_path):
     assert (predictions.fine_count.values == lengths.loc[predictions.video_id].values).all()
 
 
-def test_online_budget_and_baselines(small_cache, tmp_path):
-    train_head(small_config(small_cache, tmp_path / "le", "liteeval", gamma=0.5))
-    train_head(small_config(small_cache, tmp_path / "u", "uniform"))
-    rows = evaluate_online(tmp_path / "le", [1, 2], uniform_run=tmp_path / "u", progress=False)
+@pytest.fixture(scope="module")
+def online_runs(small_cache, tmp_path_factory):
+    """A LiteEval run and a uniform run on the same fine features."""
+    root = tmp_path_factory.mktemp("online")
+    train_head(small_config(small_cache, root / "le", "liteeval", gamma=0.5))
+    train_head(small_config(small_cache, root / "u", "uniform"))
+    return root / "le", root / "u"
+
+
+def test_online_budget_and_baselines(online_runs):
+    run, uniform = online_runs
+    rows = evaluate_online(run, [1, 2], uniform_run=uniform, progress=False)
     table = pd.DataFrame(rows)
     assert set(table.method) == {"liteeval", "uniform_k", "seq_k"}
     assert (table.fine_mean <= table.K + 1e-9).all()
-    assert (tmp_path / "le" / "online.csv").exists()
+    assert (run / "online.csv").exists()
     seq = table[table.method == "seq_k"].set_index("K")
     assert seq.loc[1, "fine_mean"] == 1.0
+
+
+def test_online_loads_the_uniform_run_on_the_device_given(online_runs, monkeypatch):
+    """`--uniform-run`'s head is loaded where `--device` says, as the run's head is (it was loaded on
+    the CPU whatever --device said). Each load is watched here; the rows on CUDA equal the CPU's where
+    there is a GPU."""
+    import c2f.training.online
+    run, uniform = online_runs
+    on_cpu = pd.DataFrame(evaluate_online(run, [1, 2], uniform_run=uniform, progress=False, device="cpu"))
+    asked, load_run = {}, c2f.training.online.load_run
+
+    def watched(run_dir, device=None):
+        asked[run_dir] = device
+        return load_run(run_dir, device or "cpu")
+
+    monkeypatch.setattr(c2f.training.online, "load_run", watched)
+    evaluate_online(run, [1], uniform_run=uniform, progress=False, device="cpu")
+    assert asked == {run: "cpu", uniform: "cpu"}
+    if torch.cuda.is_available():
+        asked.clear()
+        on_gpu = pd.DataFrame(evaluate_online(run, [1, 2], uniform_run=uniform, progress=False, device="cuda"))
+        assert set(asked.values()) == {"cuda"}
+        pd.testing.assert_frame_equal(on_gpu, on_cpu, atol=1e-4, check_exact=False)
 
 
 def test_resume_after_interruption_gives_the_same_head(small_cache, tmp_path):

@@ -21,17 +21,17 @@ from c2f.training import train_head
 from c2f.training.operating import calibration_batches
 from c2f.training.presets import preset
 from c2f.training.schedule import make_optimizer
+from pipeline.backbones import gflops_per_frame, parse_spec
 from pipeline.core.manifest import read_manifest
 
 SETS = {"coarse": "mobilenet_v2@112", "fine": "resnet101@224"}
-COARSE_G, FINE_G = 0.0822, 7.8014
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """Videos of 4-12 frames (shorter than 8 candidates: repeated positions), 3 classes."""
     return liteeval_cache(tmp_path_factory.mktemp("ltl"), num_train=48, num_val=24, num_classes=3, frames=(4, 12),
-                          coarse=(SETS["coarse"], 8, COARSE_G), fine=(SETS["fine"], 12, FINE_G))
+                          coarse=(SETS["coarse"], 8), fine=(SETS["fine"], 12))
 
 
 def _videos(cache, split="val"):
@@ -69,7 +69,8 @@ def test_evaluation_reads_the_picked_frames_once_and_is_charged_for_them(cache):
     np.testing.assert_array_equal(first.reads["fine"], second.reads["fine"])
     c = head.costs
     own = 8 * c["key"] + fine * (c["step"] + c["attend"]) + c["classifier"]
-    np.testing.assert_allclose(first.gflops, coarse * COARSE_G + fine * FINE_G + own, rtol=1e-6)
+    coarse_cost, fine_cost = (videos.sets[role].gflops_per_frame for role in ("coarse", "fine"))   # the cache's
+    np.testing.assert_allclose(first.gflops, coarse * coarse_cost + fine * fine_cost + own, rtol=1e-6)
 
 
 def test_costs_are_counted_from_the_modules_and_training_reads_densely(cache):
@@ -101,7 +102,8 @@ def test_the_number_of_picks_is_the_curves_knob(trained):
     picks = curve[curve.knob == "picks"].sort_values("target")
     assert picks.value.tolist() == [1, 2, 4, 6, 8, 10, 12, 16]
     assert picks.gflops_mean.is_monotonic_increasing and picks.fine_rate.is_monotonic_increasing
-    assert picks.gflops_mean.iloc[2] > picks.gflops_mean.iloc[0] + 3 * FINE_G     # 4 picks read 3 more frames
+    fine_cost = gflops_per_frame(parse_spec(SETS["fine"]))
+    assert picks.gflops_mean.iloc[2] > picks.gflops_mean.iloc[0] + 3 * fine_cost     # 4 picks read 3 more frames
     assert picks.top1.nunique() > 1
 
 
@@ -126,7 +128,7 @@ def test_it_beats_uniform_frames_where_few_frames_hold_the_class(tmp_path):
     """The quality bar in miniature: the class only in the fine feature of 1-2 frames of 12-16, which the
     cheap feature marks; two picks beat two (and three) evenly spaced frames."""
     syn = liteeval_cache(tmp_path, num_train=120, num_val=90, num_classes=3, frames=(12, 16), informative=(1, 2),
-                         coarse=(SETS["coarse"], 8, COARSE_G), fine=(SETS["fine"], 12, FINE_G), evidence=5.0)
+                         coarse=(SETS["coarse"], 8), fine=(SETS["fine"], 12), evidence=5.0)
     common = dict(manifest=str(syn.manifest), cache=str(syn.cache), progress=False, curve=False, device="cpu",
                   epochs=12)
     ours = train_head(TrainConfig.of(method="listentolook", out=str(tmp_path / "ltl"), picks=2, fine_hidden=16,

@@ -13,7 +13,7 @@ import torch
 import torchvision
 from click.testing import CliRunner
 
-from cli import main
+from c2f.cli import main
 from conftest import write_manifest
 from pipeline.backbones.weights import install_packaged, packaged_checkpoint
 from pipeline.cache import read_feature_set

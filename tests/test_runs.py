@@ -14,14 +14,14 @@ from c2f.demo.synthetic import adafocus_cache, liteeval_cache
 from c2f.heads import HeadDims, build_head
 from c2f.training.presets import PRESETS
 from c2f.training.schedule import make_optimizer, planned_epochs, width_scaled
-from cli import main
+from c2f.cli import main
 
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     lite = liteeval_cache(root / "lite", num_train=40, num_val=16, num_classes=3, frames=(3, 8),
-                          coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
+                          coarse=("mobilenet_v2@112", 8), fine=("resnet101@224", 12))
     grid = adafocus_cache(root / "grid", num_train=24, num_val=8, num_classes=3, frames=(6, 8), grid=3, channels=4,
                           dim=8)
     return lite, grid

@@ -21,12 +21,12 @@ from pipeline.core.ranks import Ranks, lock_for_the_whole_run
 from pipeline.decode import VIDEO_TIMEOUT
 
 from pipeline.core.errors import PredictError
-from pipeline.core.files import sha256_of
 from pipeline.core.memory import keep_freed_memory
 
 from .. import __version__
 from ..evaluate import decision_columns, decision_rows
 from ..methods import role_of
+from ..rundir import RunDir
 from .engine import Decoded, Predictor, Timer
 from .outputs import Outputs, claim, read_rows
 from .prediction import PREDICTION_COLUMNS
@@ -149,7 +149,7 @@ def _summary(predictor: Predictor, cfg: PredictConfig, rows: list[list[str]], er
 
 def identity(predictor: Predictor, cfg: PredictConfig) -> dict:
     """What OUT's predictions are made with (OUT/prediction.json): a rerun must match it to resume there."""
-    return {"run": str(predictor.run.resolve()), "head_sha256": sha256_of(predictor.run / "head.pt"),
+    return {"run": str(predictor.run.resolve()), "head_sha256": RunDir(predictor.run).head_sha256(),
             "method": predictor.cfg.method, "weights": predictor.weights, "budget": predictor.budget,
             "operating_point": predictor.operating_point, "c2f": __version__}
 

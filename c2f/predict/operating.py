@@ -16,11 +16,12 @@ from ..rundir import RunDir
 def point_within(run: RunDir, gflops_budget: float) -> dict:
     """The point of the run (as trained, or a row of its curve.csv) most accurate on its calibration videos
     among those whose GFLOPs there are within the budget (c2f.points: the eval split never chooses)."""
-    if not run.file("curve.csv").exists():
+    curve = run.table("curve.csv")
+    if curve is None:
         raise PredictError(f"{run.path} has no curve.csv to choose an operating point from",
                            "train it again with --curve (the default), or give --threshold")
     metrics = run.metrics()
-    points = points_of(metrics, pd.read_csv(run.file("curve.csv")))
+    points = points_of(metrics, curve)
     if points.empty:
         raise PredictError(f"{run.path}'s curve.csv has no calibration figures to choose a point by (an older c2f "
                            "wrote it; choosing by the eval split's would let it choose)", "train it again")

@@ -54,7 +54,7 @@ def strip(fs, preprocess: str, squares: torch.Tensor, fine: np.ndarray, patches:
 
 
 def write_strips(folder: Path, predictor, batch) -> list[Path]:
-    """A strip per video of a predicted batch (c2f.predict.BatchResult)."""
+    """A strip per video of a predicted batch (c2f.predict.engine.BatchResult)."""
     folder.mkdir(parents=True, exist_ok=True)
     result, written = batch.result, []
     fs = predictor.sets["fine"]

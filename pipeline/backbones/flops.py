@@ -2,8 +2,9 @@
 per multiply-add, never typed-in constants.
 
 Counting DPN-107 or SlowFast takes seconds, so each count is kept on disk (C2F_CACHE, default
-~/.cache/c2f, file gflops.json), keyed by the feature set and the versions of torch and of the
-library that defines the model: a new version counts again, nothing else does."""
+~/.cache/c2f, file gflops.json), keyed by the feature set, the counting rules (COUNTING), c2f's version
+and the versions of torch and of the library that defines the model: a change in any counts again,
+nothing else does."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -29,6 +30,14 @@ def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "c2f"
 
 
+# The counting rules' own version, part of every count's key: raise it with any change to what a count
+# means (which module is counted, on what input, what one frame of a grid or snippet set is), so that
+# counts kept on disk under the old rules are not read back. c2f's version is in the key too, but
+# pipeline never imports c2f, so it comes from the installed distribution's metadata, which a source
+# tree run in place (or an editable install not reinstalled) does not update: hence this number.
+COUNTING = 1
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -37,7 +46,8 @@ def _version(package: str) -> str:
 
 
 def count_key(fs) -> str:
-    return f"{fs.name}|torch {_version('torch')}|{fs.backbone.library} {_version(fs.backbone.library)}"
+    return (f"{fs.name}|counting {COUNTING}|c2f {_version('c2f')}|torch {_version('torch')}|"
+            f"{fs.backbone.library} {_version(fs.backbone.library)}")
 
 
 def _stored() -> dict:
