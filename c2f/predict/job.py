@@ -49,9 +49,10 @@ class PredictConfig:
     budget: int | None = option(None, "Online: a video stops after its K-th fine read (AdaFocus: its first K "
                                       "frames).", minimum=1, kind=int)
     gflops_budget: float | None = option(
-        None, "Run the head at the most accurate point of RUN/curve.csv (or as trained) that costs at most this "
-              "many GFLOPs a video on the run's eval split.", above=0, kind=float)
-    threshold: list[str] = option([], "KNOB=VALUE: set one of the head's thresholds (gate, keep, exit; a bare VALUE: "
+        None, "Run the head at the point of RUN/curve.csv (or as trained) most accurate on the run's calibration "
+              "videos among those that cost at most this many GFLOPs a video there (the eval split never chooses).",
+        above=0, kind=float)
+    threshold: list[str] = option([], "KNOB=VALUE: set one of the head's knobs (gate, keep, exit, frames_read, ...; a bare VALUE: "
                                       "its first), as in RUN/curve.csv's value column. Repeatable.")
     batch_size: int = option(16, "Videos per batch (the CNNs run across them).", minimum=1)
     workers: int | None = option(None, "Decoding processes (default as for c2f extract).", minimum=0, kind=int)

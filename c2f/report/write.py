@@ -71,8 +71,8 @@ def exit_points(runs: list[Run], runs_dir: Path) -> pd.DataFrame:
     figures on the eval split beside the run's as trained."""
     rows = []
     for run in runs:
-        curve = run.path / "curve.csv"
-        points = points_of(run.metrics, pd.read_csv(curve)) if curve.exists() else pd.DataFrame()
+        curve = run.files.table("curve.csv")
+        points = points_of(run.metrics, curve) if curve is not None else pd.DataFrame()
         chosen = exit_point(points, run.metrics["calibration"]["chosen_on"]) if len(points) else None
         if chosen is None:
             continue
