@@ -25,7 +25,7 @@ def build_smoke_demo(root: Path) -> None:
     from click.testing import CliRunner
 
     from c2f.demo.steps import DemoSizes, demo_steps
-    from cli import main
+    from c2f.cli import main
     sizes = DemoSizes(train_videos=6, val_videos=4, frames=4, finetune_epochs=1,
                       adafocus_stage_epochs="1,1,1", budgets=(1,), predict_videos=1)
     for step in demo_steps(str(root / "data"), str(root / "out"), sizes):

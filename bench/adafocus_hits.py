@@ -17,7 +17,6 @@ expectation) on the same frames.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +30,7 @@ from _demo import smoke_demo                              # noqa: E402
 from pipeline.backbones import parse_spec                 # noqa: E402
 from pipeline.cache import Cache                          # noqa: E402
 from c2f.demo.videos import DemoVideoConfig, SquarePath   # noqa: E402
+from c2f.rundir import RunDir                             # noqa: E402
 
 
 def square_coverage(path: SquarePath, frame: int, origins: list[int], patch: int, side: int) -> np.ndarray | None:
@@ -87,25 +87,23 @@ def patch_hits(decisions: pd.DataFrame, table: dict[tuple[str, int], np.ndarray]
 
 def run_hits(run: Path, manifest: Path) -> dict[str, float]:
     """patch_hits of one run directory, with its top-1 (its config.json names the cache and the grid)."""
-    config = json.loads((run / "config.json").read_text())["settings"]
-    decisions = pd.read_csv(run / "decisions.csv")
+    config, decisions = RunDir(run).config()["settings"], RunDir(run).table("decisions.csv")
     decisions = decisions[decisions.patch >= 0]
     table = coverage_table(manifest, Path(config["cache"]), config["focus"], sorted(decisions.video_id.unique()))
-    top1 = json.loads((run / "metrics.json").read_text())["top1"]
+    top1 = RunDir(run).metrics()["top1"]
     return {"top1": top1} | patch_hits(decisions, table)
 
 
 def fine_reads(run: Path, manifest: Path) -> dict[str, float]:
     """A LiteEval run: its top-1, and the share of frames that read the fine feature among the
     cached frames that show the square and among the others."""
-    config = json.loads((run / "config.json").read_text())["settings"]
-    decisions = pd.read_csv(run / "decisions.csv")
+    config, decisions = RunDir(run).config()["settings"], RunDir(run).table("decisions.csv")
     shown = {(video_id, t) for video_id, t, frame, path in
              cached_frames(manifest, Path(config["cache"]), config["fine"], sorted(decisions.video_id.unique()))
              if frame in path.frames()}
     on_square = np.array([(v, t) in shown for v, t in zip(decisions.video_id, decisions.t)])
     fine = decisions.fine.to_numpy().astype(bool)
-    top1 = json.loads((run / "metrics.json").read_text())["top1"]
+    top1 = RunDir(run).metrics()["top1"]
     return {"top1": top1, "frames_with_square": float(on_square.mean()), "fine_on_square": float(fine[on_square].mean()),
             "fine_elsewhere": float(fine[~on_square].mean())}
 
@@ -121,7 +119,7 @@ def main() -> None:
         out, data = smoke_demo(Path(tmp.name))
         args.runs, args.manifest = [out / "runs" / "adafocus", out / "runs" / "liteeval"], data / "manifest.csv"
     for run in args.runs:
-        adafocus = json.loads((run / "config.json").read_text())["settings"]["method"].startswith("adafocus")
+        adafocus = RunDir(run).config()["settings"]["method"].startswith("adafocus")
         hits = run_hits(run, args.manifest) if adafocus else fine_reads(run, args.manifest)
         print(run, {k: round(v, 3) for k, v in hits.items()})
 

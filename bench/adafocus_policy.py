@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from c2f.config import TrainConfig                          # noqa: E402
 from c2f.demo.synthetic import adafocus_cache, object_hits      # noqa: E402
+from c2f.rundir import RunDir                                  # noqa: E402
 from c2f.training import train_head                            # noqa: E402
 
 RUNS = {"expected": ("adafocus", "learned", "expected"), "expected-ascent": ("adafocus", "learned", "expected-ascent"),
@@ -38,7 +39,7 @@ def run_one(name: str, cache, common: dict, out: Path) -> dict:
     method, policy, stage2 = RUNS[name]
     started = time.time()
     metrics = train_head(TrainConfig.of(method=method, policy=policy, stage2=stage2, out=str(out), **common))
-    decisions = pd.read_csv(out / "decisions.csv")
+    decisions = RunDir(out).table("decisions.csv")
     hits = object_hits(decisions.video_id, decisions.t, decisions.patch, cache)
     return {"top1": metrics["top1"], "hit_all": hits["all"], "hit_late": hits["late"],
             "patches": metrics["fine_mean"], "seconds": time.time() - started}

@@ -155,12 +155,14 @@ def broken_kinds(folder: Path, smoke: bool) -> dict[str, Path]:
         middle = corrupt.find(b"mdat") + (len(corrupt) - corrupt.find(b"mdat")) // 2
         corrupt[middle:middle + 2000] = np.random.default_rng(2).bytes(2000)
         (folder / "corrupt.mp4").write_bytes(bytes(corrupt))
+        (folder / "unknown_codec.mp4").write_bytes(full.replace(b"avc1", b"zzzz"))    # a damaged codec tag
         (folder / "text.mp4").write_text("this is not a video\n" * 50)
         (folder / "directory.mp4").mkdir()
         os.symlink(folder / "nowhere.mp4", folder / "dangling.mp4")
         os.symlink(folder / "loop_b.mp4", folder / "loop_a.mp4")
         os.symlink(folder / "loop_a.mp4", folder / "loop_b.mp4")
         kinds |= {"truncated mp4": folder / "truncated.mp4", "corrupt mid-stream": folder / "corrupt.mp4",
+                  "unknown codec tag": folder / "unknown_codec.mp4",
                   "text file": folder / "text.mp4", "directory": folder / "directory.mp4",
                   "character device": Path("/dev/zero"), "dangling link": folder / "dangling.mp4",
                   "link loop": folder / "loop_a.mp4", "socket": folder / "sock.mp4",
@@ -186,7 +188,7 @@ def run(folder: Path, valid: dict[str, Path], broken: dict[str, Path], timeout: 
     server = socket.socket(socket.AF_UNIX) if "socket" in broken else None
     if server:
         server.bind(str(broken["socket"]))
-    command = [sys.executable, "-c", "import cli; cli.main()", "extract", "--manifest", str(manifest), "--out",
+    command = [sys.executable, "-c", "from c2f.cli import main; main()", "extract", "--manifest", str(manifest), "--out",
                str(folder / "cache"), "--num-frames", "4", "--weights", "random", "--video-timeout", "120",
                "--no-progress"] + [a for s in SETS for a in ("--backbone", s)]
     try:

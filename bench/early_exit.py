@@ -16,7 +16,6 @@ exit) against the run as trained.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from _demo import smoke_demo                                     # noqa: E402
 from c2f.config import TrainConfig                               # noqa: E402
 from c2f.demo.synthetic import write_synthetic_cache             # noqa: E402
 from c2f.predict.engine import Predictor, Timer                  # noqa: E402
+from c2f.rundir import RunDir                                    # noqa: E402
 from c2f.training import train_head                              # noqa: E402
 from pipeline.core.manifest import read_manifest                 # noqa: E402
 
@@ -41,8 +41,7 @@ SYNTHETIC = {"liteeval": ("uniform", "lstm", "liteeval"), "adafocus": ("adafocus
 
 def exit_row(name: str, run: Path) -> dict:
     """The run as trained, and its cheapest early-exit point within 1 point of its top-1."""
-    metrics = json.loads((run / "metrics.json").read_text())
-    curve = pd.read_csv(run / "curve.csv")
+    metrics, curve = RunDir(run).metrics(), RunDir(run).table("curve.csv")
     exits = curve[(curve.knob == "exit") & (curve.top1 >= metrics["top1"] - 0.01)]
     best = exits.sort_values("gflops_mean").iloc[0] if len(exits) else None
     return {"run": name, "top-1": metrics["top1"], "GFLOPs": metrics["gflops_mean"],
@@ -94,14 +93,14 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory()
     root = Path(tmp.name)
     demo, data = smoke_demo(root / "demo") if args.smoke else (Path(args.demo), Path(args.data))
-    runs = [(f"demo: {m}", demo / "runs" / m) for m in DEMO_METHODS if (demo / "runs" / m / "curve.csv").exists()]
+    runs = [(f"demo: {m}", demo / "runs" / m) for m in DEMO_METHODS if RunDir(demo / "runs" / m).has("curve.csv")]
     runs += synthetic_runs(root / "synthetic", 24 if args.smoke else args.synthetic, args.smoke)
     table = pd.DataFrame([exit_row(name, run) for name, run in runs]).set_index("run")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     entries = read_manifest(data / "manifest.csv").split("val")
     weights = [str(demo / "resnet18_224_demo.pt")]
     rows = []
-    for name, run in runs[:len([m for m in DEMO_METHODS if (demo / "runs" / m / "curve.csv").exists()])]:
+    for name, run in runs[:len([m for m in DEMO_METHODS if RunDir(demo / "runs" / m).has("curve.csv")])]:
         row = table.loc[name]
         if pd.isna(row["exit GFLOPs"]):
             continue

@@ -30,7 +30,7 @@ from pipeline.core.manifest import write_manifest          # noqa: E402
 
 def one_run(manifest: Path, out: Path, backbone: str, batch: str, sampling: list[str], threads: int) -> dict:
     """One whole `c2f extract` process; its resource usage from wait4 (this child alone)."""
-    command = [sys.executable, "-m", "cli", "extract", "--manifest", str(manifest), "--out", str(out), "--backbone",
+    command = [sys.executable, "-m", "c2f", "extract", "--manifest", str(manifest), "--out", str(out), "--backbone",
                backbone, "--weights", "random", "--precision", "fp32", "--no-progress", *sampling]
     if batch != "default":
         command += ["--batch-size", batch]

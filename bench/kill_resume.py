@@ -28,7 +28,7 @@ SETS = ["mobilenet_v2@112", "resnet18@224-grid3x96"]
 
 
 def command(manifest: Path, out: Path) -> list[str]:
-    args = [sys.executable, "-c", "import cli; cli.main()", "extract", "--manifest", str(manifest), "--out", str(out),
+    args = [sys.executable, "-c", "from c2f.cli import main; main()", "extract", "--manifest", str(manifest), "--out", str(out),
             "--num-frames", "8", "--weights", "random", "--batch-size", "16", "--shard-videos", "2", "--no-progress"]
     for name in SETS:
         args += ["--backbone", name]

@@ -16,13 +16,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from c2f.config import TrainConfig                   # noqa: E402
 from c2f.demo.synthetic import liteeval_cache        # noqa: E402
+from c2f.rundir import RunDir                        # noqa: E402
 from c2f.training import train_head                  # noqa: E402
 
 SIZES = dict(coarse_hidden=16, fine_hidden=64, frames=24)
@@ -30,7 +30,7 @@ SIZES = dict(coarse_hidden=16, fine_hidden=64, frames=24)
 
 def usage(run: Path, syn) -> tuple[float, float, float]:
     """Fine usage on all frames, on the marked ones, on the others (from the run's decisions.csv)."""
-    decisions = pd.read_csv(run / "decisions.csv")
+    decisions = RunDir(run).table("decisions.csv")
     marked = np.concatenate([syn.informative[v] for v in decisions.video_id.unique()])
     fired = decisions.fine.to_numpy().astype(bool)
     return fired.mean(), fired[marked].mean(), fired[~marked].mean()

@@ -5,6 +5,7 @@ executed against what `c2f report` charges for the same run and videos, and the 
 
     python bench/predict.py [--demo demo_out] [--data data_manifests/demo] [--videos 100] [--batch-size 16]
     python bench/predict.py --smoke        # a tiny pipeline of its own, random weights (seconds)
+    python bench/predict.py --device cuda --json predict.json      # on a GPU; every figure to a file
 
 Decoding is paid by every method alike and is reported apart; the compute seconds are the CNNs'
 and the head's. Each method first runs one untimed batch (model and kernel warm-up).
@@ -12,6 +13,7 @@ and the head's. Each method first runs one untimed batch (model and kernel warm-
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -27,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from _demo import smoke_demo                             # noqa: E402
 from c2f.evaluate import decision_rows  # noqa: E402
 from c2f.predict.engine import Predictor, Timer                 # noqa: E402
+from c2f.rundir import RunDir                                   # noqa: E402
 from pipeline.core.manifest import read_manifest              # noqa: E402
 
 METHODS = ("uniform", "liteeval", "adafocus")
@@ -50,9 +53,9 @@ def measure(predictor: Predictor, decoded: list, batch_size: int) -> tuple[dict,
 def same_as_cache(run: Path, video_ids: list[str], preds: list[str], decisions: list) -> dict:
     """The share of videos whose predicted class, and of frames whose decision (fine read, patch),
     equal the run's own predictions.csv / decisions.csv computed on the cache."""
-    cached = pd.read_csv(run / "predictions.csv").set_index("video_id").pred.loc[video_ids]
-    ours = pd.DataFrame(decisions, columns=pd.read_csv(run / "decisions.csv", nrows=0).columns)
-    theirs = pd.read_csv(run / "decisions.csv")
+    cached = RunDir(run).table("predictions.csv").set_index("video_id").pred.loc[video_ids]
+    theirs = RunDir(run).table("decisions.csv")
+    ours = pd.DataFrame(decisions, columns=theirs.columns)
     theirs = theirs[theirs.video_id.isin(video_ids)]
     merged = ours.merge(theirs, on=["video_id", "t"], how="outer", suffixes=("", "_cache"), indicator=True)
     equal = merged["_merge"] == "both"
@@ -68,13 +71,15 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO / "data_manifests" / "demo"))
     parser.add_argument("--videos", type=int, default=100, help="val videos")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (the runs' CNNs and heads)")
+    parser.add_argument("--json", default=None, help="write the table to this file")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
     demo, data = smoke_demo(Path(tmp.name)) if args.smoke else (Path(args.demo), Path(args.data))
     weights = [str(demo / "resnet18_224_demo.pt")]
     entries = read_manifest(data / "manifest.csv").split("val")[:args.videos]
-    predictors = {m: Predictor.from_run(demo / "runs" / m, weights, "cpu") for m in METHODS}
+    predictors = {m: Predictor.from_run(demo / "runs" / m, weights, args.device) for m in METHODS}
     started = time.perf_counter()
     decoded = [predictors["uniform"].decode(e.video_id, e.path) for e in entries]
     decode_seconds = time.perf_counter() - started
@@ -84,7 +89,7 @@ def main() -> None:
     rows = []
     for method, predictor in predictors.items():
         seconds, gflops, preds, decisions = measure(predictor, decoded, args.batch_size)
-        charged = pd.read_csv(demo / "runs" / method / "predictions.csv").set_index("video_id").gflops
+        charged = RunDir(demo / "runs" / method).table("predictions.csv").set_index("video_id").gflops
         charged = charged.loc[[d.video_id for d in decoded]].to_numpy()
         rows.append({"method": method, "ms/video": 1000 * seconds["compute"] / len(decoded),
                      "cheap CNN": 1000 * seconds["cheap_cnn"] / len(decoded),
@@ -97,6 +102,11 @@ def main() -> None:
     table["x UNIFORM time"] = table["ms/video"] / table.loc["uniform", "ms/video"]
     table["executed / charged - 1"] = table["GFLOPs executed"] / table["GFLOPs charged (report)"] - 1
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"device": args.device, "videos": len(decoded), "threads": torch.get_num_threads(),
+             "decode_ms_per_video": decode_seconds / len(decoded) * 1000,
+             "methods": table.reset_index().to_dict("records")}, indent=1, default=float) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

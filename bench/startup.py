@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-C2F = [sys.executable, "-m", "cli"]
+C2F = [sys.executable, "-m", "c2f"]
 
 
 def timed(command: list[str], repeat: int, env: dict) -> list[float]:
@@ -41,7 +41,7 @@ def tiny_runs(root: Path) -> Path:
     from c2f.demo.synthetic import liteeval_cache
     from c2f.training import train_head
     syn = liteeval_cache(root / "data", num_train=20, num_val=10, num_classes=3, frames=(3, 6),
-                         coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 8, 7.8014))
+                         coarse=("mobilenet_v2@112", 8), fine=("resnet101@224", 8))
     for method, own in (("uniform", {"frames": 3}), ("lstm", {"fine_hidden": 8}),
                         ("liteeval", {"coarse_hidden": 4, "fine_hidden": 8})):
         train_head(TrainConfig.of(method=method, manifest=str(syn.manifest), cache=str(syn.cache),

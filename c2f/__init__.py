@@ -11,6 +11,7 @@ Phase two and everything after phase one:
     predict/             deployment: `c2f predict` on raw video
     report/              `c2f report`: the papers' tables, figures
     demo/                the embedded demo (its videos, its steps) and synthetic caches
+    cli.py               the command line (`c2f`; `python -m c2f` through __main__.py): it only parses
 
 Phase one is `pipeline` (its kernel `pipeline.core` and the cache contract `pipeline.cache` are
 shared). Nothing in `pipeline` imports `c2f`."""

@@ -1,6 +1,7 @@
 """Settings of one phase-two run, each written once: the settings every method shares are here;
 each method's own settings are a small dataclass beside its head (c2f.heads), registered with the
-method. The command line is generated from both (c2f.cli_options).
+method. The command line's options are generated from both (pipeline.core.options.click_options and
+merged_click_options, in c2f.cli).
 
 A run's settings as one flat mapping ({"method": "liteeval", "gamma": 0.1, ...}) is what config.json
 stores, what `--config FILE` reads and what the report matches rows against:
@@ -24,6 +25,8 @@ from .methods import Method
 MIN_EPOCHS = 10          # the length set by --steps is never shorter
 WARMUP_SHARE = 0.1       # of the steps, warming the rate up to --lr
 RATE_WIDTH = 64          # --lr is the peak rate of a weight reading this many inputs or fewer
+# a calibration part must tell points apart: on 100 videos the standard error of a top-1 is at most 5 points
+MIN_CALIBRATION_VIDEOS = 100
 
 
 def _method_names() -> list[str]:
@@ -50,14 +53,22 @@ class TrainConfig:
                              f"of more than {RATE_WIDTH} inputs peaks at lr x sqrt({RATE_WIDTH} / inputs) (unless "
                              f"the method's record turns this off: docs/commands/train-head.md).", above=0)
     optimizer: str = option("adamw", "Single-stage heads: `adamw` (AdamW, one cycle, the width-scaled rate: c2f's "
-                                     "default) or `adam` (Adam with an L2 weight decay, every weight at --lr, the rate "
-                                     "divided by 10 at 40% and 80% of the steps: LiteEval's released code, the papers' "
-                                     "presets), or `sgd` (SGD with momentum 0.9, an L2 weight decay, every weight at "
-                                     "--lr, a constant rate: AR-Net's released scripts).",
-                       choices=("adamw", "adam", "sgd"))
+                                     "default); the papers' optimisers, every weight at --lr with an L2 weight decay: "
+                                     "`adam` (the rate divided by 10 at --rate-steps: LiteEval's released code), `sgd` "
+                                     "(momentum 0.9, a constant rate: AR-Net's released code) or `sgd-nesterov` "
+                                     "(Nesterov momentum 0.9, the rate divided by 10 at --rate-steps: Listen to Look's "
+                                     "released code).", choices=("adamw", "adam", "sgd", "sgd-nesterov"))
+    rate_steps: tuple[float, float] = option((0.4, 0.8), "--optimizer adam or sgd-nesterov: the shares of the steps at "
+                                                         "which the rate is divided by 10 (LiteEval: epochs 40 and 80 "
+                                                         "of 100).", minimum=0, maximum=1)
     batch_size: int = option(32, "Videos per batch.", minimum=1)
     grad_clip: float = option(5.0, "Gradient norm clip (0: none).", minimum=0, cli=False)
     seed: int = option(0)
+    calibration_share: float = option(
+        0.0, "Share of the training videos held out of training as a calibration part: the operating points "
+             "(curve.csv's choice for --gflops-budget, early exit) are chosen on it. 0: chosen on the training videos. "
+             f"It must hold at least {MIN_CALIBRATION_VIDEOS} videos. The eval split never chooses.",
+        minimum=0, maximum=0.5, variant=True)
     exit_budget: float | None = option(
         None, "Sample-wise early exit (the heads that step through frames): a video stops once its running prediction "
               "is confident enough, the threshold solved on the training videos so that the head costs this share "
@@ -72,6 +83,7 @@ class TrainConfig:
     method_settings: Any = option(None, cli=False)
 
     def __post_init__(self):
+        self.rate_steps = tuple(self.rate_steps)        # a list from JSON
         validate(self)
         self.method_settings = self.record.make_settings(self.method_settings)
         self.feature_sets()             # each role names as many sets as it may

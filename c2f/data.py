@@ -111,14 +111,16 @@ def _pair_videos(entries, sets: dict[str, FeatureIndex], located: dict, split: s
 
 
 def load_videos(manifest: Manifest, split: str, cache: "str | Path | Cache", roles: dict[str, str],
-                classes: list[str] | None = None, in_memory_bytes: int | None = None) -> VideoSet:
-    """Load a split's videos for each role (e.g. {'coarse': 'mobilenet_v2@112', 'fine': ...}).
+                classes: list[str] | None = None, in_memory_bytes: int | None = None,
+                only: set[str] | None = None) -> VideoSet:
+    """Load a split's videos (those of `only`, when given) for each role (e.g. {'coarse':
+    'mobilenet_v2@112', 'fine': ...}).
 
     A feature set of up to `in_memory_bytes` (env C2F_IN_MEMORY_GB, default 4) for the split
     is read into memory; a larger one (patch grids) is read lazily from its shards. Videos absent
     from a feature set, or with non-finite features, are skipped and listed in `skipped`.
     """
-    entries = manifest.split(split)
+    entries = [e for e in manifest.split(split) if only is None or e.video_id in only]
     classes = classes if classes is not None else manifest.classes()
     in_memory_bytes = IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
     cache = cache if isinstance(cache, Cache) else Cache(cache)

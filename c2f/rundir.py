@@ -1,4 +1,5 @@
-"""A run folder (`c2f train-head --out RUN`): this module alone writes and reads its files.
+"""A run folder (`c2f train-head --out RUN`): this module alone writes and reads its files (the
+report, prediction and bench/ read them through RunDir: config(), metrics(), table(), has()).
 
     config.json      every setting (flat, paths absolute; a valid `--config`), the feature sets used and
                      their attributes, the manifest's sha256, the classes, the head's counted costs,
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from pipeline.core.errors import RunError
-from pipeline.core.files import append_csv, atomic_write, atomic_write_csv, atomic_write_text
+from pipeline.core.files import append_csv, atomic_write, atomic_write_csv, atomic_write_text, sha256_of
 
 from .config import TrainConfig
 from .evaluate import EvalResult, decision_columns, decision_rows
@@ -39,6 +40,12 @@ TEMPORARY = ("checkpoint.pt",)
 PARTIAL = ".tmp"        # a run file being written (pipeline.core.files.atomic_write); left by a crash
 NOT_REPEATED = ("overwrite", "progress")        # settings of the invocation, not of the run
 LOG_COLUMNS = ["stage", "epoch", "lr", "train_loss", "seconds", "logs"]
+
+
+def _known(name: str) -> str:
+    if name not in RUN_FILES:
+        raise ValueError(f"{name!r} is not a run file ({', '.join(RUN_FILES)})")
+    return name
 
 
 def _run_file(name: str) -> bool:
@@ -162,6 +169,24 @@ class RunDir:
 
     def metrics(self) -> dict:
         return json.loads(self.file("metrics.json").read_text(encoding="utf-8"))
+
+    def has(self, name: str) -> bool:
+        return self.file(_known(name)).exists()
+
+    def table(self, name: str):
+        """One of the run's CSV files (log.csv, predictions.csv, decisions.csv, curve.csv, online.csv,
+        skipped.csv) as a pandas DataFrame; None when the run has none."""
+        import pandas as pd            # here: training writes these files without pandas
+        return pd.read_csv(self.file(name)) if self.has(name) else None
+
+    def head_sha256(self) -> str:
+        """What the trained head is (prediction records it, to resume only with the same head)."""
+        return sha256_of(self.file("head.pt"))
+
+    @property
+    def finished_at(self) -> float:
+        """When training finished (metrics.json's modification time, seconds since the epoch)."""
+        return self.file("metrics.json").stat().st_mtime
 
     def write_table(self, name: str, rows: list[dict]) -> None:
         """A CSV of dict rows (online.csv, curve.csv)."""

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from . import backbones as bb
 from .cache import FeatureIndex, shard_attrs
-from .batching import CPU_BATCH, measured_gpu_batch, recorded
+from .batching import CPU_BATCH, GPU_BATCH_MAX, GPU_MEMORY_SHARE, measured_gpu_batch, recorded
 from .core.devices import DEVICE_HELP, default_workers, resolve_device
 from .core.memory import keep_freed_memory
 from .core.errors import SettingsError
@@ -55,9 +55,10 @@ class ExtractConfig:
     fps: float | None = option(None, "Frames per second to sample (default 1).", above=0, kind=float)
     num_frames: int | None = option(None, "Sample N evenly spaced frames instead.", minimum=1, kind=int)
     weights: list[str] = option(["imagenet"], "imagenet | random | PATH, for all sets, or SET=VALUE for one set.")
-    batch_size: int | None = option(None, "Frames per backbone call (the last is padded). Default: 8 on the CPU, on "
-                                          "a GPU the largest up to 256 that fits a quarter of its free memory; a "
-                                          "resumed cache keeps its own.", minimum=1, kind=int)
+    batch_size: int | None = option(None, f"Frames per backbone call (the last is padded). Default: {CPU_BATCH} on the "
+                                          f"CPU, on a GPU the largest up to {GPU_BATCH_MAX} that fits "
+                                          f"{GPU_MEMORY_SHARE:.0%} of its free memory; a resumed cache keeps its own.",
+                                    minimum=1, kind=int)
     workers: int | None = option(None, "Decoding processes (default: GPU every core but one; CPU an eighth, 0 on "
                                        "2 cores: decode in the main process, since the backbones need every core).",
                                  minimum=0, kind=int)
@@ -69,13 +70,18 @@ class ExtractConfig:
     preprocess: str = option("eval", "eval: each set as its weights are evaluated (short side to input x 256/224, "
                                      "centre crop; SlowFast: Kinetics' 256/256); full: the whole short side "
                                      "(c2f before 2026-11).", choices=bb.PREPROCESS)
+    canvas: int | None = option(None, "Side of the decoded square every set is cut from (default: what the largest set "
+                                      "needs). A set added to a cache later gives the cache's (its attribute "
+                                      "`canvas`), so that its features pair with the others' as if extracted with "
+                                      "them (c2f report's missing.txt does).", minimum=32, kind=int)
     seek: str = option("exact", "exact: the first frame at or after each sample time; nonref: the decoder skips "
                                 "non-reference frames, the nearest decoded frame is taken; keyframe: keyframes "
                                 "only, the nearest one.", choices=SEEK_MODES)
     precision: str = option("auto", "Backbone arithmetic: fp32, or bf16 autocast (auto: bf16 on CUDA, fp32 on the "
                                     "CPU). Features are stored as float16 either way.", choices=("auto",) + PRECISIONS)
-    channels_last: bool = option(True, "channels_last memory format for the 2D backbones (1.3-1.8x faster on "
-                                       "this project's CPUs too, README).")
+    channels_last: bool = option(True, "channels_last memory format for the 2D backbones (in fp32 on a CPU, 1.4-2.2x "
+                                       "the frames/s of the contiguous format: "
+                                       "docs/measurements/phase-one.md#precision-and-memory-format).")
     progress: bool = option(True, "Show a progress bar.")
     videos: list[str] = option([], "Video files (the command's arguments): ids from their file names.", cli=False)
     paths: str | None = option(None, "A text file listing video files, one per line: ids from their file names.")
@@ -169,6 +175,10 @@ def _runner(cfg: ExtractConfig, specs: list[bb.FeatureSet], weights: dict, devic
         keep_freed_memory()
     batch = cfg.batch_size or recorded(out, [fs.name for fs in specs])
     runner = FeatureRunner(specs, weights, device, batch or CPU_BATCH, *cfg.numerics(device), cfg.preprocess)
+    if cfg.canvas is not None:
+        if cfg.canvas < runner.canvas:
+            raise SettingsError(f"--canvas {cfg.canvas} is smaller than the {runner.canvas} px these sets need")
+        runner.canvas = cfg.canvas
     if batch is None and device.type == "cuda":
         runner.batch_size = measured_gpu_batch(runner)
     return runner

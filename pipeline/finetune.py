@@ -127,7 +127,8 @@ class FrameClassifier(nn.Module):
 
     def prepare(self, squares: torch.Tensor) -> torch.Tensor:
         """Decoded squares -> the inputs on the model's device, exactly as phase one prepares them
-        (channels_last, as the network: 1.3-1.8x faster on the CPU too)."""
+        (channels_last, as the network: 1.4-2.2x the frames/s of the contiguous format on a CPU,
+        docs/measurements/phase-one.md)."""
         squares = squares.to(self.head.weight.device, non_blocking=True)
         return self.fs.prepare(squares, self.preprocess).contiguous(memory_format=torch.channels_last)
 

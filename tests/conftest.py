@@ -23,6 +23,18 @@ os.environ.setdefault("C2F_OFFLINE", "1")
 os.environ.setdefault("C2F_CACHE", str(REPO / ".pytest_cache" / "c2f_cache"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip where there is no CUDA device (C2F_CUDA_TESTS_DEVICE=cpu runs them on the
+    CPU instead: tests/test_cuda.py)."""
+    import torch
+    if torch.cuda.is_available() or os.environ.get("C2F_CUDA_TESTS_DEVICE") == "cpu":
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (bench/gpu.sh runs these on a GPU)")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
+
 def frame_image(index: int, width: int, height: int) -> np.ndarray:
     """A frame that encodes its own index: mean brightness 8 * (index % 30) + 10, plus a bar."""
     image = np.full((height, width, 3), 8 * (index % 30) + 10, dtype=np.uint8)
@@ -30,11 +42,18 @@ def frame_image(index: int, width: int, height: int) -> np.ndarray:
     return image
 
 
+def blocks_image(index: int, width: int, height: int) -> np.ndarray:
+    """A frame of coarse random colour blocks, different in every frame (seeded by its index)."""
+    blocks = np.random.default_rng(index).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    return np.ascontiguousarray(blocks.repeat(-(-height // 4), 0).repeat(-(-width // 4), 1)[:height, :width])
+
+
 def make_video(path: Path, num_frames: int = 30, fps: int = 10, width: int = 96, height: int = 64,
                codec: str = "libx264", rotate: int | None = None, pts_seconds: list[float] | None = None,
-               gop: int = 10, faststart: bool = False, fixed_gop: bool = False) -> Path:
+               gop: int = 10, faststart: bool = False, fixed_gop: bool = False, image_of=frame_image) -> Path:
     """Write an H.264 mp4 with PyAV. `pts_seconds` makes a variable-frame-rate video; `fixed_gop`: a
-    keyframe every `gop` frames and nowhere else (no scene-cut keyframes)."""
+    keyframe every `gop` frames and nowhere else (no scene-cut keyframes); `image_of(index, width,
+    height)`: each frame's RGB image."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as container:
@@ -49,7 +68,7 @@ def make_video(path: Path, num_frames: int = 30, fps: int = 10, width: int = 96,
         time_base = Fraction(1, 1000)
         stream.codec_context.time_base = time_base
         for i in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(frame_image(i, width, height), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(image_of(i, width, height), format="rgb24")
             seconds = pts_seconds[i] if pts_seconds is not None else i / fps
             frame.pts, frame.time_base = int(round(seconds * 1000)), time_base
             for packet in stream.encode(frame):

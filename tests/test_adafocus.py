@@ -18,7 +18,7 @@ from c2f.heads.adafocus import AdaFocusHead, AdaFocusSettings
 from c2f.demo.synthetic import adafocus_cache
 from c2f.rundir import load_run
 from c2f.training import train_head
-from cli import main
+from c2f.cli import main
 from pipeline.backbones import gflops_per_frame, parse_spec
 from pipeline.core.manifest import read_manifest
 
@@ -68,8 +68,9 @@ def test_eval_reads_one_patch_per_kept_frame_and_charges_it(small_grid_cache, tm
     c = head.costs
     # distinct glance frames read (a short video repeats frames), and the head's 8 steps, each computed
     glances = first.per_video("coarse")
-    expected = (glances * 0.3008 + 8 * (c["classifier_step"] + c["patch_policy_step"] + c["keep_policy_step"])
-                + first.fine_count() * 1.3366 + c["classifier"])
+    glance, patch = (videos.sets[role].gflops_per_frame for role in ("coarse", "fine"))     # the cache's prices
+    expected = (glances * glance + 8 * (c["classifier_step"] + c["patch_policy_step"] + c["keep_policy_step"])
+                + first.fine_count() * patch + c["classifier"])
     np.testing.assert_allclose(first.gflops, expected, rtol=1e-6)
     decisions = pd.read_csv(run / "decisions.csv")
     assert list(decisions.columns) == ["video_id", "t", "fine", "patch"]

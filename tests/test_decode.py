@@ -80,7 +80,7 @@ def test_snippets_are_centred_on_the_sample(tmp_path):
     assert (samples[1].image == samples[1].clip[2]).all()
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "garbage", "audio", "truncated", "corrupt"])
+@pytest.mark.parametrize("kind", ["missing", "empty", "garbage", "audio", "truncated", "corrupt", "unknown codec"])
 def test_bad_inputs_raise_one_line_decode_errors(tmp_path, kind):
     path = tmp_path / f"{kind}.mp4"
     if kind == "empty":
@@ -98,9 +98,14 @@ def test_bad_inputs_raise_one_line_decode_errors(tmp_path, kind):
             middle = data.find(b"mdat") + (len(data) - data.find(b"mdat")) // 2
             data[middle:middle + 3000] = np.random.default_rng(0).bytes(3000)
         path.write_bytes(bytes(data))
+    elif kind == "unknown codec":     # the sample entry's codec tag damaged: the stream has no decoder, no frame size
+        data = make_video(path, num_frames=10).read_bytes()
+        path.write_bytes(data.replace(b"avc1", b"zzzz"))
     with pytest.raises(DecodeError) as err:
         list(decode_samples(path, Sampling(fps=1), 32))
     assert "\n" not in str(err.value) and str(err.value)
+    if kind == "unknown codec":
+        assert "unknown codec" in str(err.value)
 
 
 def test_keyframe_mode_takes_the_nearest_keyframe(tmp_path):

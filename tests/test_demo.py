@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from c2f.demo.steps import FINE, FOCUS, DemoSizes, demo_steps
 from c2f.predict import PredictConfig, predict_videos
-from cli import main
+from c2f.cli import main
 from pipeline.backbones import weights_tag
 from pipeline.backbones.weights import install_packaged, packaged_checkpoint
 

@@ -7,7 +7,7 @@ import torch
 from click.testing import CliRunner
 
 import pipeline.finetune as finetune_module
-from cli import main
+from c2f.cli import main
 from pipeline import backbones as bb
 from c2f.demo.videos import DemoVideoConfig, write_demo_videos
 from pipeline.finetune import FinetuneConfig, finetune

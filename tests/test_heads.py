@@ -9,17 +9,18 @@ import pytest
 import torch
 
 from c2f.config import TrainConfig
-from c2f.data import length_batches, load_videos, uniform_positions
+from c2f.data import Batch, length_batches, load_videos, uniform_positions
 from c2f.evaluate import mean_ap, run_head
 from c2f.heads import HeadDims, build_head
 from c2f.heads import methods
+from c2f.heads.base import soft_targets
 from c2f.heads.liteeval import LiteEvalHead, LiteEvalSettings
 from c2f.blocks.rnn import Cell
 from c2f.training.online import evaluate_online
 from c2f.demo.synthetic import liteeval_cache
-from c2f.demo.task_arnet import add_noise_sets, counted_gflops
 from c2f.rundir import load_run
 from c2f.training import train_head
+from pipeline.backbones import gflops_per_frame, parse_spec
 from pipeline.core.manifest import read_manifest
 
 from conftest import training_killed_when
@@ -29,12 +30,8 @@ ROLES = {"coarse": "mobilenet_v2@112", "fine": "resnet101@224"}
 
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory):
-    cache = liteeval_cache(tmp_path_factory.mktemp("syn"), num_train=48, num_val=24, num_classes=3,
-                           frames=(3, 9), coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
-    # the other pooled sets the methods' roles read by default (AR-Net's backbones), as noise
-    named = {name for m in methods().values() for r in m.roles.values() if r.kind == "pooled" for name in r.sets(r.default)}
-    add_noise_sets(cache, {name: (12, counted_gflops(name)) for name in sorted(named - set(ROLES.values()))})
-    return cache
+    return liteeval_cache(tmp_path_factory.mktemp("syn"), num_train=48, num_val=24, num_classes=3,
+                          frames=(3, 9), coarse=("mobilenet_v2@112", 8), fine=("resnet101@224", 12))
 
 
 def small_config(cache, out, method, **overrides) -> TrainConfig:
@@ -99,7 +96,8 @@ def test_liteeval_eval_never_reads_unused_fine_features(small_cache):
     # FLOPs: coarse x frames + fine x reads + the head's counted steps
     c = head.costs
     frames, fine = first.per_video("coarse"), first.fine_count()
-    expected = (frames * (0.0822 + c["coarse_step"] + c["gate"]) + fine * (7.8014 + c["fine_step"])
+    coarse_cost, fine_cost = (videos.sets[role].gflops_per_frame for role in ("coarse", "fine"))   # the cache's
+    expected = (frames * (coarse_cost + c["coarse_step"] + c["gate"]) + fine * (fine_cost + c["fine_step"])
                 + c["classifier"])
     np.testing.assert_allclose(first.gflops, expected, rtol=1e-6)
 
@@ -112,6 +110,18 @@ def test_head_costs_are_counted_from_the_modules():
     assert c["fine_step"] == pytest.approx(4 * 512 * (1280 + 2048 + 512) / 1e9)
     assert c["gate"] == pytest.approx(2 * (1280 + 512) / 1e9)
     assert c["classifier"] == pytest.approx(10 * 512 / 1e9)
+
+
+def test_synthetic_sets_cost_what_the_sets_they_are_named_after_count(tmp_path):
+    """A synthetic cache prices each set by counting the real network it is named after (the FLOP
+    contract allows no typed-in GFLOPs): its shards' gflops_per_frame is the counted one."""
+    from c2f.demo.synthetic import adafocus_cache
+    made = [liteeval_cache(tmp_path / "l", num_train=3, num_val=2, frames=(2, 3)),
+            adafocus_cache(tmp_path / "a", num_train=3, num_val=2, frames=(2, 3), grid=3)]
+    sets = ["mobilenet_v2@112", "resnet101@224", "mobilenet_v2@224-map", "resnet50@224-grid3x128"]
+    for cache, name in zip([made[0].cache] * 2 + [made[1].cache] * 2, sets):
+        attrs = json.loads((cache / name / "index.json").read_text())["attrs"]
+        assert attrs["gflops_per_frame"] == round(gflops_per_frame(parse_spec(name)), 6), name
 
 
 def test_map_skips_classes_without_positives():
@@ -127,7 +137,8 @@ def test_map_skips_classes_without_positives():
 @pytest.mark.parametrize("method", [name for name, m in methods().items() if not m.role_of_kind("grid")])
 def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, method):
     run = tmp_path / method
-    metrics = train_head(small_config(small_cache, run, method))
+    sets = {r.option: ROLES[role] for role, r in methods()[method].roles.items()}     # the small cache's sets
+    metrics = train_head(small_config(small_cache, run, method, **sets))
     for name in ("config.json", "metrics.json", "predictions.csv", "decisions.csv", "head.pt"):
         assert (run / name).exists(), name
     assert not (run / "checkpoint.pt").exists()
@@ -138,27 +149,87 @@ def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, met
     predictions = pd.read_csv(run / "predictions.csv")
     decisions = pd.read_csv(run / "decisions.csv")
     assert list(predictions.columns) == ["video_id", "label", "pred", "fine_count", "gflops"]
-    config = json.loads((run / "config.json").read_text())
-    fine_sets = [s for role, s in config["feature_sets"].items() if role.split(".")[0] == "fine"]
-    assert list(decisions.columns) == ["video_id", "t", "fine"] + (["fine_set"] if len(fine_sets) > 1 else [])
+    assert list(decisions.columns) == ["video_id", "t", "fine"]
     per_video = decisions.groupby("video_id").fine.sum()
     assert (predictions.set_index("video_id").fine_count == per_video.loc[predictions.video_id].values).all()
     assert metrics["fine_mean"] == pytest.approx(predictions.fine_count.mean())
-    # the FLOPs charge the fine feature per read (at least the cheapest fine set's price)
-    assert (predictions.gflops >= predictions.fine_count * min(s["attrs"]["gflops_per_frame"] for s in fine_sets)).all()
-    assert TrainConfig.from_dict(config["settings"] | {"progress": False}) == small_config(small_cache, run, method)
+    # the FLOPs charge the fine feature per read
+    fine_cost = gflops_per_frame(parse_spec("resnet101@224"))
+    assert (predictions.gflops >= predictions.fine_count * fine_cost - 1e-4).all()
+    config = json.loads((run / "config.json").read_text())
+    assert TrainConfig.from_dict(config["settings"] | {"progress": False}) == small_config(small_cache, run, method,
+                                                                                            **sets)
     # the head reloads from its weights alone and predicts the same
-    cfg, head, classes = load_run(run)
+    _, head, classes = load_run(run)
     videos = load_videos(read_manifest(small_cache.manifest, check_paths=False), "val", small_cache.cache,
-                         cfg.feature_sets())
+                         {r: ROLES[r] for r in methods()[method].roles})
     again = run_head(head, videos)
     assert [classes[k] for k in again.scores.argmax(1)] == predictions.pred.tolist()
 
 
-@pytest.mark.parametrize("rnn,sync", [("gru", True), ("sru", True), ("lstm", False)])
+CELL_LAYOUT = {"lstm": (4, 2, True), "gru": (3, 1, True), "sru": (4, 2, False)}   # gates, state parts, hidden matmul
+
+
+@pytest.mark.parametrize("rnn,sync", [("lstm", True), ("gru", True), ("sru", True), ("lstm", False)])
 def test_liteeval_variants(small_cache, tmp_path, rnn, sync):
-    metrics = train_head(small_config(small_cache, tmp_path / "run", "liteeval", rnn=rnn, sync=sync))
-    assert 0 <= metrics["fine_mean"] and np.isfinite(metrics["gflops_mean"])
+    """--rnn and --no-sync change what they say. The cell: its state layout ([h | c] for LSTM and SRU, [h]
+    for GRU) and its counted step (SRU has no hidden-to-hidden matmul). The sync: with the gate shut, a
+    synced fine RNN takes the coarse state into its first dims at every frame, so the prediction is the
+    classifier on [coarse hidden, 0]; an unsynced one keeps its old (here initial, zero) state."""
+    train_head(small_config(small_cache, tmp_path / "run", "liteeval", rnn=rnn, sync=sync, curve=False))
+    _, head, _ = load_run(tmp_path / "run")
+    gates, parts, recurrent = CELL_LAYOUT[rnn]
+    assert head.coarse_cell.kind == head.fine_cell.kind == rnn and head.sync is sync
+    assert (head.coarse_cell.state_size, head.fine_cell.state_size) == (parts * 4, parts * 8)
+    fine_input = 8 + 12                     # [coarse, fine] features of small_cache
+    assert head.costs["fine_step"] == pytest.approx(gates * 8 * (fine_input + 8 * recurrent) / 1e9)
+    head.gate_threshold.fill_(1e9)
+    head.exit_threshold.fill_(float("inf"))
+    videos = load_videos(read_manifest(small_cache.manifest, check_paths=False), "val", small_cache.cache, ROLES)
+    result = run_head(head, videos)
+    assert result.fine_count().sum() == 0
+    expected = []
+    with torch.no_grad():
+        for v in range(len(videos)):
+            state = head.coarse_cell.initial_state(1)
+            for frame in videos.features["coarse"][videos.offsets[v]:videos.offsets[v + 1]].float():
+                state = head.coarse_cell(frame[None], state)
+            fine_hidden = torch.zeros(1, 8)
+            if sync:
+                fine_hidden[:, :4] = head.coarse_cell.hidden(state)
+            expected.append(head.classifier(fine_hidden).softmax(1)[0])
+    np.testing.assert_allclose(result.scores, torch.stack(expected).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_liteeval_rl_learns_its_gate_by_reinforce(small_cache, tmp_path):
+    """liteeval_rl samples the gate's decision and learns the gate by REINFORCE alone: its training output
+    holds the sampled actions' log-probability, and the fire-rate penalty is a cost in the reward, not a
+    loss term; its loss has a policy term (logged); the classification loss gives its gate no gradient
+    (a sampled decision passes none) while the policy term does. The Gumbel gate (liteeval) is the other
+    way round: no log-probability, the penalty a loss term, the gradient through its straight-through sample."""
+    train_head(small_config(small_cache, tmp_path / "rl", "liteeval_rl", curve=False))
+    logged = [json.loads(row) for row in pd.read_csv(tmp_path / "rl" / "log.csv").logs]
+    assert all("policy" in row and "reward" in row and "fire_rate" not in row for row in logged)
+    _, head, _ = load_run(tmp_path / "rl")
+    gumbel = LiteEvalHead(head.dims, LiteEvalSettings(coarse_hidden=4, fine_hidden=8))
+    videos = load_videos(read_manifest(small_cache.manifest, check_paths=False), "train", small_cache.cache, ROLES)
+    batch = Batch(videos, torch.arange(len(videos)))
+    torch.manual_seed(0)
+    for model, reinforce in ((head, True), (gumbel, False)):
+        model.train()
+        out = model(batch)
+        assert (out.action_log_prob is not None, out.reward_penalty is not None) == (reinforce, reinforce)
+        assert ("fire_rate" in out.extra_loss) is not reinforce
+        classification = torch.nn.functional.cross_entropy(out.logits, soft_targets(batch.targets))
+        classification.backward(retain_graph=True)
+        reached = model.gate.weight.grad is not None and bool(model.gate.weight.grad.any())
+        assert reached is not reinforce
+        if reinforce:
+            assert out.action_log_prob.shape == (len(batch),) and out.action_log_prob.requires_grad
+            model.zero_grad()
+            loss, logs = model.training_loss(out, batch.targets)
+            loss.backward()
+            assert "policy" in logs and bool(model.gate.weight.grad.any())
 
 
 def test_uniform_reads_each_selected_frame_once(small_cache, tmp_path):
@@ -169,16 +240,47 @@ def test_uniform_reads_each_selected_frame_once(small_cache, tmp_path):
     assert (predictions.fine_count.values == lengths.loc[predictions.video_id].values).all()
 
 
-def test_online_budget_and_baselines(small_cache, tmp_path):
-    train_head(small_config(small_cache, tmp_path / "le", "liteeval", gamma=0.5))
-    train_head(small_config(small_cache, tmp_path / "u", "uniform"))
-    rows = evaluate_online(tmp_path / "le", [1, 2], uniform_run=tmp_path / "u", progress=False)
+@pytest.fixture(scope="module")
+def online_runs(small_cache, tmp_path_factory):
+    """A LiteEval run and a uniform run on the same fine features."""
+    root = tmp_path_factory.mktemp("online")
+    train_head(small_config(small_cache, root / "le", "liteeval", gamma=0.5))
+    train_head(small_config(small_cache, root / "u", "uniform"))
+    return root / "le", root / "u"
+
+
+def test_online_budget_and_baselines(online_runs):
+    run, uniform = online_runs
+    rows = evaluate_online(run, [1, 2], uniform_run=uniform, progress=False)
     table = pd.DataFrame(rows)
     assert set(table.method) == {"liteeval", "uniform_k", "seq_k"}
     assert (table.fine_mean <= table.K + 1e-9).all()
-    assert (tmp_path / "le" / "online.csv").exists()
+    assert (run / "online.csv").exists()
     seq = table[table.method == "seq_k"].set_index("K")
     assert seq.loc[1, "fine_mean"] == 1.0
+
+
+def test_online_loads_the_uniform_run_on_the_device_given(online_runs, monkeypatch):
+    """`--uniform-run`'s head is loaded where `--device` says, as the run's head is (it was loaded on
+    the CPU whatever --device said). Each load is watched here; the rows on CUDA equal the CPU's where
+    there is a GPU."""
+    import c2f.training.online
+    run, uniform = online_runs
+    on_cpu = pd.DataFrame(evaluate_online(run, [1, 2], uniform_run=uniform, progress=False, device="cpu"))
+    asked, load_run = {}, c2f.training.online.load_run
+
+    def watched(run_dir, device=None):
+        asked[run_dir] = device
+        return load_run(run_dir, device or "cpu")
+
+    monkeypatch.setattr(c2f.training.online, "load_run", watched)
+    evaluate_online(run, [1], uniform_run=uniform, progress=False, device="cpu")
+    assert asked == {run: "cpu", uniform: "cpu"}
+    if torch.cuda.is_available():
+        asked.clear()
+        on_gpu = pd.DataFrame(evaluate_online(run, [1, 2], uniform_run=uniform, progress=False, device="cuda"))
+        assert set(asked.values()) == {"cuda"}
+        pd.testing.assert_frame_equal(on_gpu, on_cpu, atol=1e-4, check_exact=False)
 
 
 def test_resume_after_interruption_gives_the_same_head(small_cache, tmp_path):

@@ -34,7 +34,7 @@ def test_pip_install_keeps_the_environments_torch(tmp_path):
     # what the build needs (setuptools), and must find every requirement satisfied, a torch above all
     source = tmp_path / "c2f-source"
     source.mkdir()
-    for name in ("cli.py", "setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / name, source / name)
     for package in ("c2f", "pipeline"):
         shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
@@ -42,6 +42,12 @@ def test_pip_install_keeps_the_environments_torch(tmp_path):
     assert run(python, "-c", "import torch; print(torch.__version__, torch.__file__)").stdout == torch_before
     assert not list(site.glob("torch-*.dist-info")), "pip installed a torch of its own"
     assert run(env / "bin" / "c2f", "--version").stdout.strip() == f"c2f, version {c2f.__version__}"
+    # the command line is inside the package: no top-level module (a `cli` would clash with any other)
+    bare = {**os.environ, "PYTHONPATH": ""}
+    installed = run(python, "-c", "import importlib.metadata as m; print(*m.files('c2f'), sep='\\n')",
+                    env=bare).stdout.split()
+    assert "c2f/cli.py" in installed and not [f for f in installed if "/" not in f and f.endswith(".py")]
+    assert run(python, "-m", "c2f", "--version", cwd=tmp_path, env=bare).stdout.strip() == f"c2f, version {c2f.__version__}"
     video = make_video(tmp_path / "clip.mp4", num_frames=10)
     extracted = run(env / "bin" / "c2f", "extract", video, "--out", tmp_path / "cache", "--backbone", "resnet18@64",
                     "--weights", "random", "--num-frames", "2", "--no-progress", cwd=tmp_path,

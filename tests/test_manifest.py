@@ -1,5 +1,6 @@
 """Manifest validation and the converters, on small files in each official format."""
 import json
+import logging
 
 import pytest
 
@@ -109,7 +110,7 @@ def test_folder_per_class_with_and_without_split_folders(tmp_path):
 
 def test_cli_manifest_folder_and_check(tmp_path):
     from click.testing import CliRunner
-    from cli import main
+    from c2f.cli import main
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "a.mp4").write_bytes(b"x")
     result = CliRunner().invoke(main, ["manifest", "folder", str(tmp_path), "--out", str(tmp_path / "m.csv")])
@@ -118,3 +119,20 @@ def test_cli_manifest_folder_and_check(tmp_path):
     write(tmp_path / "bad.csv", "video_id,path,labels,split\na,a.mp4,x,train\na,a.mp4,x,train\n")
     result = CliRunner().invoke(main, ["manifest", "check", str(tmp_path / "bad.csv")])
     assert result.exit_code == 2 and "bad.csv:3: duplicate" in result.output
+
+
+def test_manifest_check_lists_its_warnings_once_and_leaves_the_logger_as_it_was(tmp_path, caplog):
+    """`c2f manifest check` prints the unreadable paths itself (not logged as well), and only while it
+    runs: `c2f demo` runs its steps in one process, and the steps after the check must still warn."""
+    from click.testing import CliRunner
+    from c2f.cli import main
+    manifest = write(tmp_path / "m.csv", "video_id,path,labels,split\na,absent.mp4,x,train\n")
+    logger = logging.getLogger("pipeline.core.manifest")
+    level = logger.level
+    with caplog.at_level(logging.WARNING):
+        result = CliRunner().invoke(main, ["manifest", "check", str(manifest)])
+        assert result.exit_code == 0 and "warning:" in result.output and "absent.mp4" in result.output
+        assert not [r for r in caplog.records if r.name == "pipeline.core.manifest"]
+        assert logger.level == level
+        mf.read_manifest(manifest)                  # as the next step of the demo reads it
+        assert [r for r in caplog.records if r.name == "pipeline.core.manifest" and "absent.mp4" in r.getMessage()]

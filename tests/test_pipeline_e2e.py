@@ -6,7 +6,7 @@ import json
 import pandas as pd
 from click.testing import CliRunner
 
-from cli import main
+from c2f.cli import main
 from conftest import make_video, write_manifest
 
 

@@ -21,7 +21,7 @@ from c2f.predict import Predictor
 from c2f.predict import PredictConfig, predict_videos
 from c2f.demo.synthetic import liteeval_cache
 from c2f.training import train_head
-from cli import main
+from c2f.cli import main
 from conftest import REPO, make_video, write_manifest
 from pipeline.extract import ExtractConfig, extract
 
@@ -83,8 +83,8 @@ def test_weights_must_be_the_caches(small_run, tmp_path):
 
 def test_runs_it_cannot_rebuild_are_refused_in_one_line(small_run, tmp_path):
     tmp, manifest, weights = small_run
-    synthetic = liteeval_cache(tmp_path / "syn", num_train=8, num_val=4, coarse=(COARSE, 8, 0.08),
-                               fine=(FINE, 8, 1.8))
+    synthetic = liteeval_cache(tmp_path / "syn", num_train=8, num_val=4, coarse=(COARSE, 8),
+                               fine=(FINE, 8))
     train_head(TrainConfig.of(method="uniform", manifest=str(synthetic.manifest), cache=str(synthetic.cache),
                               out=str(tmp_path / "syn_run"), fine=FINE, epochs=1, progress=False))
     result, errors = predict_cli("--run", tmp_path / "syn_run", "--out", tmp_path / "o", tmp / "v4.mp4")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from c2f.cli import main
 from conftest import REPO, frame_image, make_video, write_manifest
 from pipeline.cache import read_feature_set
 from pipeline.decode import Sampling, decode_samples
@@ -64,7 +64,7 @@ def test_special_files_are_refused_up_front_and_the_run_goes_on(tmp_path, good_v
     rows = [("pipe", str(tmp_path / "pipe.mp4")), ("device", "/dev/zero"), ("folder", str(tmp_path / "folder.mp4")),
             ("sock", str(tmp_path / "sock.mp4")), ("good", str(good_videos[0]))]
     manifest = write_manifest(tmp_path / "m.csv", [(v, p, "x", "train") for v, p in rows])
-    command = [sys.executable, "-c", "import cli; cli.main()", *extract_args(manifest, tmp_path / "c")]
+    command = [sys.executable, "-c", "from c2f.cli import main; main()", *extract_args(manifest, tmp_path / "c")]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)   # a hang fails here
     server.close()
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
@@ -190,7 +190,7 @@ def test_a_real_full_disk(small_cache, tmp_path):
         pytest.skip("cannot mount a small tmpfs here (needs root in a machine that allows mounts)")
     try:
         def command(out):
-            return [sys.executable, "-c", "import cli; cli.main()",
+            return [sys.executable, "-c", "from c2f.cli import main; main()",
                     *extract_args(manifest, out, "--shard-videos", "1", "--backbone", "mobilenet_v2@224-map")]
         assert subprocess.run(command(tmp_path / "reference"), cwd=REPO, capture_output=True).returncode == 0
         (disk / "ballast").write_bytes(bytes(7 << 20))

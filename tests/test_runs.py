@@ -11,15 +11,17 @@ from click.testing import CliRunner
 
 from c2f.config import TrainConfig
 from c2f.demo.synthetic import adafocus_cache, liteeval_cache
+from c2f.heads import HeadDims, build_head
 from c2f.training.presets import PRESETS
-from cli import main
+from c2f.training.schedule import make_optimizer, planned_epochs, width_scaled
+from c2f.cli import main
 
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     lite = liteeval_cache(root / "lite", num_train=40, num_val=16, num_classes=3, frames=(3, 8),
-                          coarse=("mobilenet_v2@112", 8, 0.0822), fine=("resnet101@224", 12, 7.8014))
+                          coarse=("mobilenet_v2@112", 8), fine=("resnet101@224", 12))
     grid = adafocus_cache(root / "grid", num_train=24, num_val=8, num_classes=3, frames=(6, 8), grid=3, channels=4,
                           dim=8)
     return lite, grid
@@ -66,9 +68,53 @@ def test_settings_come_from_defaults_preset_file_then_flags(caches, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_is_a_valid_run(name):
+def test_every_preset_trains_with_the_papers_optimiser_exactly(name):
+    """A preset is a valid run whose optimiser groups are the paper's: its rate on every weight (no width
+    scaling), its optimiser and its weight decay, as metrics.json's `training` records them."""
     cfg = TrainConfig.from_dict(PRESETS[name].settings | {"manifest": "m", "cache": "c", "out": "o"}, strict=True)
     assert cfg.method == PRESETS[name].settings["method"] and PRESETS[name].source
+    sets = {role: (1280, 7, 7) if "map" in spec else (2048,) for role, spec in cfg.feature_sets().items()}
+    if cfg.record.role_of_kind("grid"):
+        sets["fine"] = (49, 2048)
+    attrs = {role: {"grid": 7, "patch_size": 128, "input_size": 224, "gflops_per_frame": 1.0} if len(shape) == 2
+             else {"gflops_per_frame": 1.0} for role, shape in sets.items()}
+    head = build_head(cfg, HeadDims.of(sets, attrs, 200))
+    stages = head.training_stages(planned_epochs(cfg, 1000)[0], cfg.stage_schedule()[1])
+    for stage, rate in zip(stages, cfg.stage_schedule()[1] if cfg.record.staged else [cfg.lr]):
+        optimizer, _ = make_optimizer(stage, cfg, 10)
+        assert [group["lr"] for group in optimizer.param_groups] == [rate] * len(optimizer.param_groups)
+        assert sum(len(g["params"]) for g in optimizer.param_groups) == len(stage.parameters)
+        assert all(g["weight_decay"] == cfg.setting("weight_decay") for g in optimizer.param_groups)
+        assert not isinstance(optimizer, torch.optim.AdamW) and not width_scaled(stage, cfg)
+
+
+def test_the_default_optimiser_scales_wide_layers_and_says_so(caches, tmp_path):
+    lite, _ = caches
+    common = ("--method", "lstm", "--manifest", lite.manifest, "--cache", lite.cache, "--fine-hidden", "8",
+              "--epochs", "1")
+    assert train(*common, "--out", tmp_path / "default").exit_code == 0
+    assert train(*common, "--optimizer", "adam", "--out", tmp_path / "paper").exit_code == 0
+    trained = [json.loads((tmp_path / run / "metrics.json").read_text())["training"] for run in ("default", "paper")]
+    assert trained[0]["width_scaled_rate"] is True and trained[1]["width_scaled_rate"] is False
+    assert "AdamW" in trained[0]["schedule"] and trained[1]["schedule"].startswith("Adam, L2")
+
+
+def test_a_calibration_part_is_held_out_of_training_and_chooses(caches, tmp_path):
+    """--calibration-share: those training videos are not trained on, the points are solved and chosen on
+    them (metrics.json, curve.csv's calibration columns), and a share too small to decide is refused."""
+    lite, _ = caches
+    common = ("--method", "lstm", "--manifest", lite.manifest, "--cache", lite.cache, "--fine-hidden", "8",
+              "--epochs", "1")
+    refused = train(*common, "--calibration-share", "0.5", "--out", tmp_path / "small")
+    assert refused.exit_code == 2 and "at least 100" in refused.output
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("c2f.training.inputs.MIN_CALIBRATION_VIDEOS", 10)
+        assert train(*common, "--calibration-share", "0.25", "--out", tmp_path / "held").exit_code == 0
+    metrics = json.loads((tmp_path / "held" / "metrics.json").read_text())
+    assert metrics["calibration"]["chosen_on"] == "calibration" and metrics["calibration"]["videos"] == 10
+    assert metrics["train_videos"] == 30
+    curve = pd.read_csv(tmp_path / "held" / "curve.csv")
+    assert {"calibration_top1", "calibration_gflops", "top1", "gflops_mean"} <= set(curve.columns)
 
 
 def test_log_csv_has_a_row_per_epoch_of_every_stage(caches, tmp_path):

@@ -5,7 +5,9 @@ over 300 lines, no function over 60."""
 from __future__ import annotations
 
 import ast
+import configparser
 import dataclasses
+import re
 
 import click
 import numpy as np
@@ -92,7 +94,7 @@ def test_options_are_written_once_in_the_dataclass():
 
 def test_train_config_round_trips_through_its_generated_flags():
     """Every setting, shared or the method's, written as flags and parsed back gives the same config."""
-    from cli import main
+    from c2f.cli import main
     command = main.get_command(None, "train-head")
     for cfg in (TrainConfig.of(method="liteeval", manifest="m.csv", cache="c", out="o", gamma=0.1, sync=False),
                 TrainConfig.of(method="adafocus", manifest="m.csv", cache="c", out="o", stage_epochs=(1, 2, 3),
@@ -131,8 +133,11 @@ def test_a_registered_method_is_known_everywhere():
         TrainConfig.of(method="probe_only", manifest="m", cache="c", out="o")
 
 
+COMMAND_LINE = REPO / "c2f" / "cli.py"      # only parsing, one function per command: exempt from the length rule
+
+
 def _python_files():
-    return [REPO / "cli.py"] + sorted((REPO / "pipeline").rglob("*.py")) + sorted((REPO / "c2f").rglob("*.py"))
+    return sorted((REPO / "pipeline").rglob("*.py")) + sorted((REPO / "c2f").rglob("*.py"))
 
 
 def _module_name(path) -> str:
@@ -173,8 +178,16 @@ def _project_edges() -> dict[str, set[str]]:
 
 
 def test_nothing_imports_the_command_line():
-    for path in _python_files()[1:]:
-        assert all(base != "cli" for base, _, _ in _imports(path)), f"{path} imports cli"
+    """Only `python -m c2f` (c2f/__main__.py) imports it; the package installs no top-level module
+    (a `cli` of its own would clash with any other)."""
+    for path in _python_files():
+        if path not in (COMMAND_LINE, REPO / "c2f" / "__main__.py"):
+            imported = [base for base, names, _ in _imports(path) if base == "c2f.cli" or base == "c2f" and "cli" in names]
+            assert not imported, f"{path} imports the command line"
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    assert "py_modules" not in setup["options"]
+    assert setup["options.entry_points"]["console_scripts"].split() == ["c2f", "=", "c2f.cli:main"]
 
 
 def test_imports_run_in_one_direction():
@@ -188,19 +201,34 @@ def test_imports_run_in_one_direction():
              "c2f.heads": ("c2f.heads", "c2f.blocks", "c2f.methods", "c2f.data", "pipeline.core", "pipeline.cache"),
              "c2f.training": ("c2f.training", "c2f.config", "c2f.data", "c2f.evaluate", "c2f.blocks", "c2f.heads",
                               "c2f.methods", "c2f.rundir", "=c2f", "pipeline.core", "pipeline.cache"),
-             "c2f.report": ("c2f.report", "c2f.config", "c2f.blocks", "c2f.heads", "c2f.methods", "c2f.rundir",
-                            "pipeline.core", "pipeline.backbones"),
+             "c2f.report": ("c2f.report", "c2f.config", "c2f.blocks", "c2f.heads", "c2f.methods", "c2f.points",
+                            "c2f.rundir", "pipeline.core", "pipeline.backbones"),
              "c2f.predict": ("c2f.predict", "c2f.data", "c2f.evaluate", "c2f.blocks", "c2f.heads", "c2f.methods",
-                             "c2f.rundir", "=c2f", "pipeline")}
+                             "c2f.points", "c2f.rundir", "=c2f", "pipeline")}
     for module, targets in _project_edges().items():
         rule = next((r for r in rules if module == r or module.startswith(r + ".")), None)
         for target in targets:
-            assert not target.startswith("c2f.demo") or module.startswith(("c2f.demo", "cli")), f"{module} imports {target}"
+            assert not target.startswith("c2f.demo") or module.startswith(("c2f.demo", "c2f.cli")), f"{module} imports {target}"
             if rule:
                 allowed = rules[rule]
                 # "=name": that module itself (c2f's __init__: the version), not its subpackages
                 assert any(target == a.lstrip("=") or not a.startswith("=") and target.startswith(a + ".")
                            for a in allowed), f"{module} imports {target}"
+
+
+def test_only_the_run_folder_module_reads_a_runs_files():
+    """c2f/rundir.py alone joins a path to a run's file (`RUN / "curve.csv"`, `.file("curve.csv")`):
+    the report, prediction and bench/ read a run through RunDir (config(), metrics(), table(), has())."""
+    from c2f.rundir import RUN_FILES
+    scripts = sorted((REPO / "bench").glob("*.py"))
+    for path in [p for p in _python_files() + scripts if p != REPO / "c2f" / "rundir.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            joined = isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and node.right
+            asked = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "file"
+                     and node.args and node.args[0])
+            for name in (joined, asked):
+                assert not (isinstance(name, ast.Constant) and name.value in RUN_FILES), \
+                    f"{path.relative_to(REPO)}:{node.lineno} reads {name.value} itself"
 
 
 def test_deployment_uses_phase_one_only_through_its_public_names():
@@ -243,7 +271,9 @@ def test_no_import_circle():
 
 
 def test_no_module_is_longer_than_300_lines():
-    for path in _python_files()[1:]:
+    for path in _python_files():
+        if path == COMMAND_LINE:
+            continue
         assert len(path.read_text().splitlines()) <= 300, f"{path.relative_to(REPO)} is over 300 lines"
 
 
@@ -275,7 +305,7 @@ def test_no_default_is_written_twice():
     """The command line's defaults are the dataclasses' (each written once, beside its setting): those
     of extract, finetune-backbone and predict, and for train-head the shared settings' and every
     method's (shown in the help, taken from the method's dataclass when the flag is not given)."""
-    from cli import main
+    from c2f.cli import main
     from c2f.heads import methods
     from c2f.predict import PredictConfig
     from pipeline.extract import ExtractConfig
@@ -303,3 +333,112 @@ def test_no_function_is_longer_than_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1
                 assert length <= 60, f"{path.relative_to(REPO)}:{node.lineno} {node.name} has {length} lines"
+
+
+def _every_command() -> dict[str, click.Command]:
+    """Every command of the command line by its name (`manifest check`), the group itself as ''."""
+    from c2f.cli import main
+    found, stack = {}, [((), main)]
+    while stack:
+        path, command = stack.pop()
+        found[" ".join(path)] = command
+        if isinstance(command, click.Group):
+            context = click.Context(command)
+            stack += [(path + (name,), command.get_command(context, name)) for name in command.list_commands(context)]
+    return found
+
+
+def _help_shown(name: str, command: click.Command) -> dict[str, str]:
+    """Each option's help text as `c2f NAME --help` shows it (click's `[default: ...]` included)."""
+    context = click.Context(command, info_name=name)
+    records = {p.name: p.get_help_record(context) for p in command.params if isinstance(p, click.Option)}
+    return {option_name: record[1] for option_name, record in records.items() if record}
+
+
+# how a help text states a default: click's `[default: X]`, `(default X)` / `(default: X ...` and
+# `Default: X.`; any other "default" in a help is a failure (it would go unchecked)
+STATED_DEFAULT = re.compile(r"\[default: (?P<click>[^\];]*)[\];]|\(default:? (?P<paren>[^;)]*)|\bDefault: (?P<said>[^;]*?)(?:\.(?:\s|$)|;|$)")
+
+
+def _code_defaults(name: str, command: click.Command) -> dict[str, list]:
+    """Each option's value in the code when it is not given: the settings dataclass's (after its
+    __post_init__), each method's for train-head, the click option's own otherwise."""
+    from c2f.demo.videos import DemoVideoConfig
+    from c2f.heads import methods
+    from c2f.predict import PredictConfig
+    from pipeline.extract import ExtractConfig
+    from pipeline.finetune import FinetuneConfig
+    values = {p.name: [p.default] for p in command.params}
+    built = {"extract": lambda: ExtractConfig(out="o", backbones=["resnet18@64"], videos=["v.mp4"]),
+             "predict": lambda: PredictConfig(run="r", out="o", videos=["v.mp4"]),
+             "finetune-backbone": lambda: FinetuneConfig(manifest="m", backbone="resnet18@64", out="o"),
+             "demo-videos": lambda: DemoVideoConfig(out="o")}
+    if name in built:
+        config = built[name]()
+        values |= {f.name: [getattr(config, f.name)] for f in dataclasses.fields(config) if f.name in values}
+    if name == "train-head":
+        values |= {f.name: [f.default] for f in dataclasses.fields(TrainConfig) if f.name in values}
+        for record in methods().values():
+            for f in dataclasses.fields(record.settings):
+                values[f.name] = [v for v in values[f.name] if v is not None] + [f.default]
+    return values
+
+
+def _decided_when_run() -> dict[tuple[str, str], list[str]]:
+    """The options whose default is decided when the command runs (by the device, the machine's cores,
+    the cache, the steps): what their help must say, each phrase made from the code that decides."""
+    from unittest import mock
+    from c2f.config import MIN_EPOCHS
+    from c2f.predict import PredictConfig
+    from pipeline import batching
+    from pipeline.core import devices
+    from pipeline.extract import ExtractConfig
+    on_cores = {}
+    for count in (2, 64):
+        with mock.patch.object(devices, "cores", return_value=count):
+            on_cores[count] = devices.default_workers("cpu")
+    assert on_cores[64] == 64 // 8, "the help says the CPU decodes with an eighth of the cores"
+    extract_workers = ExtractConfig(out="o", backbones=["resnet18@64"], videos=["v.mp4"], device="cpu").workers
+    assert PredictConfig(run="r", out="o", videos=["v.mp4"], device="cpu").workers == extract_workers
+    return {("extract", "batch_size"): [f"{batching.CPU_BATCH} on the CPU", f"up to {batching.GPU_BATCH_MAX}",
+                                        f"{batching.GPU_MEMORY_SHARE:.0%} of its free memory"],
+            ("extract", "workers"): ["CPU an eighth", f"{on_cores[2]} on 2 cores"],
+            ("predict", "workers"): ["as for c2f extract"],
+            ("predict", "weights"): ["what the cache recorded"],
+            ("train-head", "epochs"): [f"at least {MIN_EPOCHS}"]}
+
+
+def _renderings(value, param: click.Parameter) -> set[str]:
+    if isinstance(value, bool) and isinstance(param, click.Option) and param.secondary_opts:
+        flags = {True: param.opts[0], False: param.secondary_opts[0]}
+        return {str(value), flags[value].lstrip("-")}
+    if isinstance(value, (list, tuple)):
+        return {sep.join(map(str, value)) for sep in (",", ", ")}
+    return {str(value), f"{value:g}"} if isinstance(value, float) else {str(value)}
+
+
+def test_every_default_a_help_states_is_the_codes():
+    """`c2f COMMAND --help` of every command: each default an option's help states (click's
+    `[default: X]`, `(default X)`, `Default: X`) is the value the code takes when the option is not
+    given; a default decided when the command runs is said in words made from the code that decides
+    it (the CPU batch size from pipeline.batching, say), and no other number stands in such words."""
+    decided = _decided_when_run()
+    for name, command in _every_command().items():
+        code = _code_defaults(name, command)
+        params = {p.name: p for p in command.params}
+        for option_name, text in _help_shown(name, command).items():
+            stated = [next(g for g in m.groups() if g is not None) for m in STATED_DEFAULT.finditer(text)]
+            assert len(stated) == len(re.findall(r"default", text, re.IGNORECASE)), \
+                f"c2f {name} {params[option_name].opts[0]}: a default said in a way this test cannot read: {text!r}"
+            for said in stated:
+                where = f"c2f {name} {params[option_name].opts[0]}: help says default {said!r}"
+                if (name, option_name) in decided:
+                    missing = [phrase for phrase in decided[name, option_name] if phrase not in text]
+                    assert not missing, f"{where}, but the code says {missing}"
+                    continue
+                values = [v for v in code[option_name] if v not in (None, [], ())]
+                if not values:          # not given: decided when it runs, said in words without numbers
+                    assert not re.search(r"\d", said), f"{where}: a number no code gives"
+                    continue
+                shown = set().union(*(_renderings(v, params[option_name]) for v in values))
+                assert any(said == s or said.startswith(s + " ") for s in shown), f"{where}, the code {values}"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from cli import main
+from c2f.cli import main
 from c2f.demo.synthetic import write_manifest, write_sets
 
 COARSE, FINE = "mobilenet_v2@112", "resnet101@224"
@@ -25,7 +25,7 @@ def make_cache(root, videos: dict[str, tuple[str, str, int]], fine_stamps_shift:
         if vid in nan_in:
             features[vid][FINE][0, 0] = np.nan
         stamps[vid] = np.arange(frames, dtype=np.float32)
-    dims = {COARSE: (4, 0.08), FINE: (6, 7.8)}
+    dims = {COARSE: 4, FINE: 6}
     write_sets(root / "cache", {s: dims[s] for s in sets if s != FINE or not fine_stamps_shift}, features, stamps)
     if fine_stamps_shift:
         shifted = {v: stamps[v] + fine_stamps_shift.get(v, 0.0) for v in videos}
@@ -107,7 +107,7 @@ def test_a_map_is_not_a_pooled_feature(tmp_path):
     from c2f.demo.synthetic import _attrs
     from pipeline.cache import FeatureIndex, VideoFeatures
     manifest = make_cache(tmp_path, basic_videos())
-    index = FeatureIndex.open(tmp_path / "cache" / "mobilenet_v2@224-map", _attrs("mobilenet_v2@224-map", 2, 0.3, 1, "map"))
+    index = FeatureIndex.open(tmp_path / "cache" / "mobilenet_v2@224-map", _attrs("mobilenet_v2@224-map", 2))
     index.write_shard(0, [VideoFeatures(f"v{i}", np.arange(3 + i % 4, dtype=np.float32),
                                         np.zeros((3 + i % 4, 2, 7, 7), np.float16)) for i in range(12)])
     index.save()
@@ -136,8 +136,8 @@ def test_sets_decoded_differently_are_warned_about(tmp_path, caplog):
     features = {v: {COARSE: rng.normal(size=(n, 4)).astype(np.float16), FINE: rng.normal(size=(n, 6)).astype(np.float16)}
                 for v, (_, _, n) in videos.items()}
     stamps = {v: np.arange(n, dtype=np.float32) for v, (_, _, n) in videos.items()}
-    write_sets(tmp_path / "cache", {COARSE: _attrs(COARSE, 4, 0.08, 1.0) | {"seek": "keyframe"},
-                                    FINE: _attrs(FINE, 6, 7.8, 1.0)}, features, stamps)
+    write_sets(tmp_path / "cache", {COARSE: _attrs(COARSE, 4) | {"seek": "keyframe"},
+                                    FINE: _attrs(FINE, 6)}, features, stamps)
     manifest = write_manifest(tmp_path / "manifest.csv", [(v, label, split) for v, (label, split, _) in videos.items()])
     with caplog.at_level("WARNING"):
         assert train(tmp_path, manifest).exit_code == 0

@@ -18,7 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli import main
+from c2f.cli import main
 from conftest import REPO, make_video, write_manifest
 from pipeline.backbones import flops_table
 from pipeline.backbones.weights import packaged_checkpoint
@@ -40,7 +40,7 @@ def download_server(tmp_path):
 
 
 def run_c2f(*args, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *map(str, args)], cwd=REPO, env={**os.environ, **env},
+    return subprocess.run([sys.executable, "-m", "c2f", *map(str, args)], cwd=REPO, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=300)
 
 

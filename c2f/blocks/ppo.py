@@ -13,7 +13,7 @@ CLIP, DISCOUNT, ENTROPY_BONUS, VALUE_WEIGHT = 0.2, 0.7, 0.01, 0.5
 
 def discounted(rewards: torch.Tensor) -> torch.Tensor:
     """Returns [B, T] of per-step rewards [B, T] with DISCOUNT."""
-    returns, running = torch.zeros_like(rewards), torch.zeros(rewards.shape[0])
+    returns, running = torch.zeros_like(rewards), torch.zeros(rewards.shape[0], device=rewards.device)
     for t in reversed(range(rewards.shape[1])):
         running = rewards[:, t] + DISCOUNT * running
         returns[:, t] = running

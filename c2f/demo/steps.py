@@ -1,6 +1,6 @@
 """`c2f demo`: the whole pipeline on the embedded demo videos, as the `c2f` commands a user would type.
 
-The steps are plain command lines: `c2f demo` (cli.py) runs and prints them one by one, so the
+The steps are plain command lines: `c2f demo` (c2f/cli.py) runs and prints them one by one, so the
 demo is also the tutorial; a test runs the same steps at a smaller size.
 
 Backbones: the MobileNetV2 sets (coarse at 112 px, glance map also at 112 px) use torchvision's real

@@ -1,7 +1,9 @@
 """Synthetic feature caches with a known answer, written through the real cache schema.
 
 Used by the tests (the quality bars of the issues) and by bench/. The features are not
-from any network; each set is priced like the backbone it stands in for (`gflops`).
+from any network, but each set is named after a real one and costs what that one costs: its GFLOPs
+a frame (a patch for a grid set) are counted from the real module (pipeline.backbones, counted once
+and kept on disk), never typed in (docs/contracts/flops.md).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.backbones import gflops_per_frame, parse_spec
 from pipeline.core import manifest as pipeline_manifest
 from pipeline.cache import FeatureIndex, VideoFeatures, shard_attrs
 
@@ -21,16 +24,19 @@ class SyntheticCache:
     informative: dict[str, np.ndarray]      # video_id -> bool per frame: the frame holds class evidence
 
 
-def _attrs(name: str, dim: int, gflops: float, fps: float, output: str = "pooled", grid: int = 0,
-           patch_size: int = 0, input_size: int = 224) -> dict:
-    return shard_attrs(name, "synthetic", input_size, output, "synthetic", gflops, dim, {"fps": fps}, grid, patch_size)
+def _attrs(name: str, dim: int, fps: float = 1.0) -> dict:
+    """A synthetic set's attributes: those of the real set it is named after (input size, kind, grid,
+    counted GFLOPs), with its own feature dimension."""
+    fs = parse_spec(name)
+    return shard_attrs(name, "synthetic", fs.input_size, fs.output, "synthetic", gflops_per_frame(fs), dim,
+                       {"fps": fps}, fs.grid, fs.patch_size)
 
 
-def write_sets(cache: Path, sets: dict[str, tuple[int, float] | dict], videos: dict[str, dict[str, np.ndarray]],
+def write_sets(cache: Path, sets: dict[str, int | dict], videos: dict[str, dict[str, np.ndarray]],
                timestamps: dict[str, np.ndarray], shard_videos: int = 256) -> None:
-    """Write feature sets {name: (dim, gflops) or attrs} for videos {video_id: {name: [T, ...]}}."""
+    """Write feature sets {name: feature dim, or attrs} for videos {video_id: {name: [T, ...]}}."""
     for name, spec in sets.items():
-        attrs = spec if isinstance(spec, dict) else _attrs(name, spec[0], spec[1], 1.0)
+        attrs = spec if isinstance(spec, dict) else _attrs(name, spec)
         index = FeatureIndex.open(Path(cache) / name, attrs)
         ids = list(videos)
         for start in range(0, len(ids), shard_videos):
@@ -58,8 +64,7 @@ def _class_prototypes_and_marker(rng, num_classes: int, dim: int, evidence: floa
 
 def liteeval_cache(root: Path, num_train: int = 400, num_val: int = 200, num_classes: int = 5,
                    frames: tuple[int, int] = (12, 24), informative: tuple[int, int] = (1, 3),
-                   coarse: tuple[str, int, float] = ("mobilenet_v2@112", 32, 0.0822),
-                   fine: tuple[str, int, float] = ("resnet101@224", 64, 7.8014),
+                   coarse: tuple[str, int] = ("mobilenet_v2@112", 32), fine: tuple[str, int] = ("resnet101@224", 64),
                    evidence: float = 3.0, marker: float = 3.0, seed: int = 0) -> SyntheticCache:
     """Class evidence only in the fine features of a few frames, which the coarse features mark.
 
@@ -67,10 +72,11 @@ def liteeval_cache(root: Path, num_train: int = 400, num_val: int = 200, num_cla
     coarse feature also carries a fixed marker direction (saying "look here", not the class)
     and the fine feature a class prototype. A model that reads every fine feature can classify;
     one that reads only coarse features cannot beat chance; one that reads the fine feature
-    where the marker is can match the first at a fraction of the fine reads.
+    where the marker is can match the first at a fraction of the fine reads. coarse, fine: (the set
+    named, feature dimension).
     """
     rng = np.random.default_rng(seed)
-    (c_name, c_dim, c_gflops), (f_name, f_dim, f_gflops) = coarse, fine
+    (c_name, c_dim), (f_name, f_dim) = coarse, fine
     prototypes, marker_direction = _class_prototypes_and_marker(rng, num_classes, f_dim, evidence, c_dim, marker)
     rows, videos, stamps, where = [], {}, {}, {}
     for i in range(num_train + num_val):
@@ -88,14 +94,13 @@ def liteeval_cache(root: Path, num_train: int = 400, num_val: int = 200, num_cla
         rows.append((video_id, f"class{label}", "train" if i < num_train else "val"))
     root.mkdir(parents=True, exist_ok=True)
     cache = root / "cache"
-    write_sets(cache, {c_name: (c_dim, c_gflops), f_name: (f_dim, f_gflops)}, videos, stamps)
+    write_sets(cache, {c_name: c_dim, f_name: f_dim}, videos, stamps)
     return SyntheticCache(write_manifest(root / "manifest.csv", rows), cache, where)
 
 
 def adafocus_cache(root: Path, num_train: int = 300, num_val: int = 150, num_classes: int = 5,
                    frames: tuple[int, int] = (16, 24), grid: int = 7, channels: int = 8, dim: int = 16,
-                   patch_size: int = 128, glance_gflops: float = 0.3008, patch_gflops: float = 1.3366,
-                   evidence: float = 4.0, marker: float = 3.0, drift: float = 0.25, seed: int = 0):
+                   patch_size: int = 128, evidence: float = 4.0, marker: float = 3.0, drift: float = 0.25, seed: int = 0):
     """The class is visible only in the candidate patch holding an object that drifts slowly
     across the frame; the glance map shows where the object is (not what it is).
 
@@ -137,9 +142,7 @@ def adafocus_cache(root: Path, num_train: int = 300, num_val: int = 150, num_cla
         rows.append((video_id, f"class{label}", "train" if i < num_train else "val"))
     root.mkdir(parents=True, exist_ok=True)
     cache = root / "cache"
-    write_sets(cache, {glance_name: _attrs(glance_name, channels, glance_gflops, 1.0, "map"),
-                       focus_name: _attrs(focus_name, dim, patch_gflops, 1.0, "grid", grid, patch_size)},
-               videos, stamps)
+    write_sets(cache, {glance_name: channels, focus_name: dim}, videos, stamps)
     return SyntheticCache(write_manifest(root / "manifest.csv", rows), cache, where)
 
 

@@ -2,9 +2,9 @@
 only the high resolution shows it, and frames with none, the cheap feature telling which is which.
 
 Three fine sets stand in for the paper's backbones at their resolutions and are priced like them
-(the counted GMACs of resnet50@224, resnet34@168 and resnet18@112: pipeline.backbones, kept on
-disk); the coarse set is priced like mobilenet_v2@112. Every video has `frames` frames: on `hard`
-of them the class prototype is in the first (high-resolution) set only, on `easy` of them in all
+(named resnet50@224, resnet34@168 and resnet18@112, they cost those networks' counted GMACs:
+c2f.demo.synthetic.write_sets); the coarse set is priced like mobilenet_v2@112. Every video has
+`frames` frames: on `hard` of them the class prototype is in the first (high-resolution) set only, on `easy` of them in all
 three, on the rest in none. The coarse feature carries one marker direction on hard frames and
 another on easy ones (where to look and how closely, not the class). A policy that reads the high
 resolution on hard frames, the low one on easy frames and skips the rest sees every frame with
@@ -16,19 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.backbones import gflops_per_frame, parse_spec
-from pipeline.cache import read_feature_set
-
 from .synthetic import SyntheticCache, write_manifest, write_sets
 
 FINE_SETS = ("resnet50@224", "resnet34@168", "resnet18@112")
 COARSE_SET = "mobilenet_v2@112"
 NONE, EASY, HARD = 0, 1, 2          # what a frame shows (SyntheticCache.informative)
-
-
-def counted_gflops(name: str) -> float:
-    """The counted GMACs of a registered feature set (counted once per machine, then read from disk)."""
-    return gflops_per_frame(parse_spec(name))
 
 
 def _unit(rng, dim: int, norm: float) -> np.ndarray:
@@ -61,23 +53,8 @@ def arnet_cache(root: Path, num_train: int = 400, num_val: int = 400, num_classe
         kinds[video_id] = kind
         rows.append((video_id, f"class{label}", "train" if i < num_train else "val"))
     root.mkdir(parents=True, exist_ok=True)
-    sets = {COARSE_SET: (coarse_dim, counted_gflops(COARSE_SET))}
-    sets |= {name: (dim, counted_gflops(name)) for name in FINE_SETS}
-    write_sets(root / "cache", sets, videos, stamps)
+    write_sets(root / "cache", {COARSE_SET: coarse_dim} | {name: dim for name in FINE_SETS}, videos, stamps)
     return SyntheticCache(write_manifest(root / "manifest.csv", rows), root / "cache", kinds)
-
-
-def add_noise_sets(cache: SyntheticCache, sets: dict[str, tuple[int, float]], seed: int = 0) -> None:
-    """Write more pooled sets {name: (dim, gflops)} of N(0, I) features beside a synthetic cache's, with
-    the timestamps of its videos (so that a method whose roles name other sets trains on it)."""
-    folder = Path(cache.cache)
-    first = next(p for p in sorted(folder.iterdir()) if (p / "index.json").exists())
-    existing = read_feature_set(first)
-    rng = np.random.default_rng(seed)
-    stamps = {v: f.timestamps for v, f in existing.items()}
-    videos = {v: {name: rng.normal(size=(len(stamps[v]), dim)).astype(np.float16) for name, (dim, _) in sets.items()}
-              for v in existing}
-    write_sets(folder, sets, videos, stamps)
 
 
 def read_shares(decisions, kinds: dict[str, np.ndarray]) -> dict[str, float]:

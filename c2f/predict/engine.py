@@ -156,7 +156,8 @@ class Predictor:
             raise PredictError(f"{folder.path}: {err}", err.hint) from None
         predictor = cls(folder.path, head.to(runner.device), cfg, classes, sets, attrs, runner, budget, notes)
         predictor.weights = used
-        predictor.operating_point = {"gflops_budget": gflops_budget, "point": point, "thresholds": chosen}
+        predictor.operating_point = {"gflops_budget": gflops_budget, "point": point, "thresholds": chosen,
+                                     "chosen_on": None if point is None else point["chosen_on"]}
         return predictor
 
     # ------------------------------------------------------------------ running

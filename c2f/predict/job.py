@@ -21,12 +21,12 @@ from pipeline.core.ranks import Ranks, lock_for_the_whole_run
 from pipeline.decode import VIDEO_TIMEOUT
 
 from pipeline.core.errors import PredictError
-from pipeline.core.files import sha256_of
 from pipeline.core.memory import keep_freed_memory
 
 from .. import __version__
 from ..evaluate import decision_columns, decision_rows
 from ..methods import role_of
+from ..rundir import RunDir
 from .engine import Decoded, Predictor, Timer
 from .outputs import Outputs, claim, read_rows
 from .prediction import PREDICTION_COLUMNS
@@ -49,9 +49,10 @@ class PredictConfig:
     budget: int | None = option(None, "Online: a video stops after its K-th fine read (AdaFocus: its first K "
                                       "frames).", minimum=1, kind=int)
     gflops_budget: float | None = option(
-        None, "Run the head at the most accurate point of RUN/curve.csv (or as trained) that costs at most this "
-              "many GFLOPs a video on the run's eval split.", above=0, kind=float)
-    threshold: list[str] = option([], "KNOB=VALUE: set one of the head's thresholds (gate, keep, exit; a bare VALUE: "
+        None, "Run the head at the point of RUN/curve.csv (or as trained) most accurate on the run's calibration "
+              "videos among those that cost at most this many GFLOPs a video there (the eval split never chooses).",
+        above=0, kind=float)
+    threshold: list[str] = option([], "KNOB=VALUE: set one of the head's knobs (gate, keep, exit, frames_read, ...; a bare VALUE: "
                                       "its first), as in RUN/curve.csv's value column. Repeatable.")
     batch_size: int = option(16, "Videos per batch (the CNNs run across them).", minimum=1)
     workers: int | None = option(None, "Decoding processes (default as for c2f extract).", minimum=0, kind=int)
@@ -149,7 +150,7 @@ def _summary(predictor: Predictor, cfg: PredictConfig, rows: list[list[str]], er
 
 def identity(predictor: Predictor, cfg: PredictConfig) -> dict:
     """What OUT's predictions are made with (OUT/prediction.json): a rerun must match it to resume there."""
-    return {"run": str(predictor.run.resolve()), "head_sha256": sha256_of(predictor.run / "head.pt"),
+    return {"run": str(predictor.run.resolve()), "head_sha256": RunDir(predictor.run).head_sha256(),
             "method": predictor.cfg.method, "weights": predictor.weights, "budget": predictor.budget,
             "operating_point": predictor.operating_point, "c2f": __version__}
 

@@ -1,34 +1,36 @@
 """The operating point `c2f predict` runs a head at: as trained, a point of its run's curve.csv within a
-GFLOPs budget (--gflops-budget), or thresholds given by hand (--threshold KNOB=VALUE)."""
+GFLOPs budget (--gflops-budget: chosen by its figures on the run's calibration videos, never the eval
+split's; prediction.json's `operating_point.point.chosen_on` says which videos), or thresholds given by
+hand (--threshold KNOB=VALUE)."""
 from __future__ import annotations
-
-import math
 
 import pandas as pd
 
 from pipeline.core.errors import PredictError
 
 from ..heads import Head
+from ..points import best_within, points_of
 from ..rundir import RunDir
 
 
 def point_within(run: RunDir, gflops_budget: float) -> dict:
-    """The most accurate point (top-1, then mAP, then the cheaper) of the run's trained setting and its
-    curve.csv whose GFLOPs on the eval split are within the budget."""
-    metrics = run.metrics()
-    trained = {"knob": "trained", "target": None, "value": None, "gflops_mean": metrics["gflops_mean"],
-               "top1": metrics["top1"], "mAP": metrics["mAP"]}
-    if not run.file("curve.csv").exists():
+    """The point of the run (as trained, or a row of its curve.csv) most accurate on its calibration videos
+    among those whose GFLOPs there are within the budget (c2f.points: the eval split never chooses)."""
+    curve = run.table("curve.csv")
+    if curve is None:
         raise PredictError(f"{run.path} has no curve.csv to choose an operating point from",
                            "train it again with --curve (the default), or give --threshold")
-    points = pd.concat([pd.DataFrame([trained]), pd.read_csv(run.file("curve.csv"))], ignore_index=True)
-    within = points[points.gflops_mean <= gflops_budget]
-    if within.empty:
-        raise PredictError(f"no operating point of {run.path} costs at most {gflops_budget:g} GFLOPs a video",
-                           f"its cheapest costs {points.gflops_mean.min():.3g} (curve.csv)")
-    best = within.assign(mAP=within.mAP.fillna(-1)).sort_values(["top1", "mAP", "gflops_mean"],
-                                                              ascending=[False, False, True]).iloc[0]
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in best.to_dict().items()}
+    metrics = run.metrics()
+    points = points_of(metrics, curve)
+    if points.empty:
+        raise PredictError(f"{run.path}'s curve.csv has no calibration figures to choose a point by (an older c2f "
+                           "wrote it; choosing by the eval split's would let it choose)", "train it again")
+    best = best_within(points, gflops_budget, metrics["calibration"]["chosen_on"])
+    if best is None:
+        raise PredictError(f"no operating point of {run.path} costs at most {gflops_budget:g} GFLOPs a video on its "
+                           f"{metrics['calibration']['chosen_on']} videos",
+                           f"its cheapest costs {points.calibration_gflops.min():.3g} there (curve.csv)")
+    return best
 
 
 def parse_thresholds(values: list[str], head: Head) -> dict[str, float]:

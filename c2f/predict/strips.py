@@ -56,7 +56,7 @@ def strip(fs, preprocess: str, squares: torch.Tensor, fine: np.ndarray, patches:
 
 
 def write_strips(folder: Path, predictor, batch) -> list[Path]:
-    """A strip per video of a predicted batch (c2f.predict.BatchResult)."""
+    """A strip per video of a predicted batch (c2f.predict.engine.BatchResult)."""
     folder.mkdir(parents=True, exist_ok=True)
     result, written = batch.result, []
     fs = next(fs for role, fs in predictor.sets.items() if role_of(role) == "fine")    # the first of several (AR-Net)

@@ -19,8 +19,9 @@ def _score(metrics: dict) -> tuple[float, str]:
 
 def operating_points(runs: list[Run], runs_dir: Path) -> pd.DataFrame:
     """operating_points.csv: every run's curve.csv rows (its knobs' targets, its online budgets), run first."""
-    tables = [pd.read_csv(r.path / "curve.csv").assign(run=str(r.path.relative_to(runs_dir)), method=r.method)
-              for r in runs if (r.path / "curve.csv").exists()]
+    curves = [(r, r.files.table("curve.csv")) for r in runs]
+    tables = [curve.assign(run=str(r.path.relative_to(runs_dir)), method=r.method)
+              for r, curve in curves if curve is not None]
     if not tables:
         return pd.DataFrame()
     table = pd.concat(tables, ignore_index=True)
@@ -39,8 +40,8 @@ def _accuracy_vs_gflops(runs: list[Run], plt):
         colour = f"C{i % 10}"
         points = [(r.metrics["gflops_mean"], _score(r.metrics)[0]) for r in runs if r.method == method]
         ax.scatter(*zip(*points), color=colour, label=method, zorder=3)
-        for run in (r for r in runs if r.method == method and (r.path / "curve.csv").exists()):
-            curve = pd.read_csv(run.path / "curve.csv")
+        for run in (r for r in runs if r.method == method and r.files.has("curve.csv")):
+            curve = run.files.table("curve.csv")
             for knob, rows in curve.groupby("knob", sort=False):
                 rows = rows.sort_values("gflops_mean")
                 ax.plot(rows.gflops_mean, rows[label[score]], KNOB_STYLES.get(knob, "-."), color=colour, marker=".",
@@ -63,7 +64,7 @@ def make_figures(runs: list[Run], out: Path) -> list[str]:
         _accuracy_vs_gflops(runs, plt).savefig(out / "accuracy_vs_gflops.png", dpi=120)
         plt.close("all")
         written.append("accuracy_vs_gflops.png")
-    online = [(r, pd.read_csv(r.path / "online.csv")) for r in runs if (r.path / "online.csv").exists()]
+    online = [(r, r.files.table("online.csv")) for r in runs if r.files.has("online.csv")]
     if online:                                   # online recognition with a budget (LiteEval Fig. 2)
         fig, ax = plt.subplots(figsize=(6, 4.5))
         for run, table in online:
@@ -77,7 +78,7 @@ def make_figures(runs: list[Run], out: Path) -> list[str]:
         written.append("online.png")
     main = select(runs, {"method": "liteeval"})
     if main is not None:                         # LiteEval Fig. 4: fine-feature use per class
-        predictions = pd.read_csv(main.path / "predictions.csv")
+        predictions = main.files.table("predictions.csv")
         predictions["class"] = predictions.label.astype(str).str.split("|").str[0]
         classes = predictions["class"].value_counts().index[:12]
         groups = [predictions.fine_count[predictions["class"] == c].to_numpy() for c in classes]
@@ -103,9 +104,9 @@ def training_curves(runs: list[Run], out: Path, runs_dir: Path) -> list[str]:
 
     written = []
     for run in runs:
-        if not (run.path / "log.csv").exists():
+        log = run.files.table("log.csv")
+        if log is None:
             continue
-        log = pd.read_csv(run.path / "log.csv")
         name = str(run.path.relative_to(runs_dir)).replace("/", "__")
         fig, (loss_ax, rate_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
         for stage, rows in log.groupby("stage", sort=False):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import TrainConfig, defaults_of, variant_keys
 from ..heads import method
-from ..rundir import finished_runs
+from ..rundir import RunDir, finished_runs
 
 
 @dataclass
@@ -25,6 +25,11 @@ class Run:
     @property
     def method(self) -> str:
         return self.settings["method"]
+
+    @property
+    def files(self) -> RunDir:
+        """The run folder's files, read through c2f.rundir."""
+        return RunDir(self.path)
 
 
 def patch_size(settings: dict) -> int | None:
@@ -65,7 +70,7 @@ def select(runs: list[Run], match: dict) -> Run | None:
     found = [r for r in runs if all(r.settings.get(k) == v for k, v in match.items())]
     if not found:
         return None
-    return min(found, key=lambda r: (_distance_from_defaults(r, match), -(r.path / "metrics.json").stat().st_mtime))
+    return min(found, key=lambda r: (_distance_from_defaults(r, match), -r.files.finished_at))
 
 
 def readable_name(settings: dict) -> str:

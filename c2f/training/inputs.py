@@ -1,13 +1,17 @@
-"""What a run trains and is evaluated on: the train and evaluation splits with the feature sets the
-method reads, checked (kinds, decoding), and the head's dimensions from them."""
+"""What a run trains and is evaluated on: the training videos, the calibration part held out of them
+(--calibration-share: where thresholds and operating points are chosen, never on the eval split) and
+the evaluation split, with the feature sets the method reads, checked (kinds, decoding), and the
+head's dimensions from them."""
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from pipeline.cache import Cache, attr
+from pipeline.core.errors import SettingsError
 from pipeline.core.manifest import read_manifest
 
-from ..config import TrainConfig
+from ..config import MIN_CALIBRATION_VIDEOS, TrainConfig
 from ..data import CacheError, VideoSet, load_videos
 from ..heads import HeadDims
 from ..methods import role_of
@@ -23,30 +27,50 @@ def _summarise_skipped(videos: VideoSet, split: str) -> None:
                     shown, more)
 
 
-def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet, list[str]]:
-    """The train and evaluation splits, with the feature sets the method reads (each index parsed once)."""
+def calibration_ids(video_ids: list[str], share: float, seed: int) -> set[str]:
+    """The training videos held out as the calibration part: `share` of them, the same ones for the same
+    ids and seed whatever their order (each id's hash with the seed decides)."""
+    if not share:
+        return set()
+    ranked = sorted(video_ids, key=lambda v: hashlib.sha256(f"{seed}:{v}".encode()).hexdigest())
+    chosen = ranked[:round(share * len(ranked))]
+    if len(chosen) < MIN_CALIBRATION_VIDEOS:
+        raise SettingsError(f"--calibration-share {share:g} holds out {len(chosen)} of {len(ranked)} training videos; "
+                            f"choosing between operating points needs at least {MIN_CALIBRATION_VIDEOS}",
+                            "give a larger share, or none (the points are then chosen on the training videos)")
+    return set(chosen)
+
+
+def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet | None, VideoSet, list[str]]:
+    """The training videos, the calibration part held out of them (None without --calibration-share) and
+    the evaluation split, with the feature sets the method reads (each index parsed once)."""
     roles, cache = cfg.feature_sets(), Cache(cfg.cache)
     manifest = read_manifest(cfg.manifest, check_paths=False)
     classes = manifest.classes()
-    splits = []
-    for split in (cfg.train_split, cfg.eval_split):
-        if splits and split == cfg.train_split:     # evaluating on the training split: load it once
-            splits.append(splits[0])
-            break
-        videos = load_videos(manifest, split, cache, roles, classes)
-        _summarise_skipped(videos, split)
-        if len(videos) == 0:
-            raise CacheError(f"no {split} video of {cfg.manifest} has features in {cfg.cache} "
-                             f"({len(videos.skipped)} skipped, {len(manifest.split(split))} in the manifest)")
-        check_shapes(cfg, videos)
-        splits.append(videos)
-    warn_mixed_decoding(splits[0])
-    train, evaluation = splits
+    held_out = calibration_ids([e.video_id for e in manifest.split(cfg.train_split)], cfg.calibration_share, cfg.seed)
+    train = _load_split(cfg, manifest, cfg.train_split, cache, classes, lambda v: v not in held_out)
+    calibration = _load_split(cfg, manifest, cfg.train_split, cache, classes, held_out.__contains__) if held_out else None
+    evaluation = train if cfg.eval_split == cfg.train_split and not held_out else \
+        _load_split(cfg, manifest, cfg.eval_split, cache, classes)
+    warn_mixed_decoding(train)
     unseen = [c for c, n in zip(classes, train.targets.sum(0).tolist()) if n == 0]
     if unseen:
         log.warning("%d classes have no training video (never predicted well): %s", len(unseen),
                     ", ".join(unseen[:10]))
-    return train, evaluation, classes
+    return train, calibration, evaluation, classes
+
+
+def _load_split(cfg: TrainConfig, manifest, split: str, cache: Cache, classes: list[str], keep=None) -> VideoSet:
+    """One split's videos (those `keep` accepts), checked: some have features, of the kinds the method reads."""
+    entries = [e.video_id for e in manifest.split(split) if keep is None or keep(e.video_id)]
+    videos = load_videos(manifest, split, cache, cfg.feature_sets(), classes, only=set(entries))
+    _summarise_skipped(videos, split)
+    if len(videos) == 0:
+        raise CacheError(f"no {split} video of {cfg.manifest} has features in {cfg.cache} "
+                         f"({len(videos.skipped)} skipped, {len(entries)} in the manifest)")
+    check_shapes(cfg, videos)
+    return videos
+
 
 
 def check_shapes(cfg: TrainConfig, videos: VideoSet) -> None:

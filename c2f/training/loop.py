@@ -117,10 +117,13 @@ def train_stages(head: Head, train: VideoSet, cfg: TrainConfig, generator: torch
 def _record(cfg: TrainConfig, stages: list[Stage], rule: str, progress: Progress) -> dict:
     """metrics.json's `training`: the schedule, rate, epochs (a list for several stages) and how they were
     set, weight decay, batch size, steps and seconds, and the last epoch's mean of what the head logs."""
+    steps = " and ".join(f"{share:.0%}" for share in cfg.rate_steps)
     names = {"adamw": "AdamW, one cycle (warm-up, cosine annealing)", "adam": "Adam, constant rate",
-             "adam-steps": "Adam, L2 weight decay, the rate / 10 at 40% and 80% of the steps",
-             "sgd": "SGD with Nesterov momentum, cosine annealing",
-             "sgd-constant": "SGD with momentum 0.9, L2 weight decay, a constant rate"}
+             "adam-steps": f"Adam, L2 weight decay, the rate / 10 at {steps} of the steps",
+             "sgd-constant": "SGD with momentum 0.9, L2 weight decay, constant rate",
+             "sgd-nesterov-steps": f"SGD with Nesterov momentum 0.9, L2 weight decay, the rate / 10 at {steps} of the "
+                                   "steps",
+             "sgd": "SGD with Nesterov momentum, cosine annealing"}
     one = len(stages) == 1
 
     def each(values: list):

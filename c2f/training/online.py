@@ -35,20 +35,22 @@ def _row(method: str, K: int, scores: np.ndarray, targets: np.ndarray, gflops: n
 @torch.no_grad()
 def frame_baseline(head: UniformHead, videos: VideoSet, frames_seen: np.ndarray, K: int, sequential: bool,
                    batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scores, GFLOPs and fine reads of UNIFORM-K (K frames over the first K') or SEQ-K (frames 0..K-1)."""
+    """Scores, GFLOPs and fine reads of UNIFORM-K (K frames over the first K') or SEQ-K (frames 0..K-1),
+    computed on the device the head is on."""
     head.eval()
+    device = next(head.parameters()).device
     scores = np.zeros((len(videos), len(videos.classes)), dtype=np.float32)
     gflops, fine = np.zeros(len(videos)), np.zeros(len(videos), dtype=np.int64)
     per_frame_head = head.costs["fine_classifier"] + (head.costs.get("coarse_classifier", 0.0))
     for index in length_batches(videos.lengths, batch_size, shuffle=False):
-        batch = Batch(videos, index)
+        batch = Batch(videos, index, device)
         if sequential:
             positions = torch.minimum(torch.arange(K)[None, :], batch.lengths[:, None] - 1)
         else:
             horizon = torch.from_numpy(frames_seen[index.numpy()]).clamp(min=1)
             positions = uniform_positions(torch.minimum(horizon, batch.lengths), K)
         probs, _ = head.frame_probs(batch, positions)
-        scores[index.numpy()] = probs.mean(1).numpy()
+        scores[index.numpy()] = probs.mean(1).float().cpu().numpy()
         cost = K * per_frame_head + batch.read_gflops()
         gflops[index.numpy()] = cost.numpy()
         fine[index.numpy()] = batch.reads["fine"].sum(1).numpy()
@@ -69,11 +71,11 @@ def evaluate_online(run_dir: str | Path, budgets: list[int], uniform_run: str | 
     videos = load_videos(manifest, cfg.eval_split, cache, cfg.feature_sets(), classes)
     baseline = None
     if uniform_run is not None:
-        base_cfg, baseline, base_classes = load_run(uniform_run)
-        if base_cfg.method != "uniform" or base_cfg.fine != cfg.fine or base_classes != classes:
-            raise RunError(f"{uniform_run} must be a uniform run on the same fine features ({cfg.fine}) "
-                           "and classes")
-        base_videos = load_videos(manifest, cfg.eval_split, cache, {"fine": cfg.fine}, classes)
+        base_cfg, baseline, base_classes = load_run(uniform_run, device)       # on --device, as the run
+        fine = cfg.feature_sets().get("fine")
+        if base_cfg.method != "uniform" or base_cfg.feature_sets()["fine"] != fine or base_classes != classes:
+            raise RunError(f"{uniform_run} must be a uniform run on the same fine features ({fine}) and classes")
+        base_videos = load_videos(manifest, cfg.eval_split, cache, {"fine": fine}, classes)
         if base_videos.video_ids != videos.video_ids:
             raise RunError("the uniform run's videos differ from the run's (another cache or manifest?)")
     rows = []

@@ -33,7 +33,6 @@ from ..blocks.head import Stage
 
 WARMUP_DIVIDER = 25.0    # the first step's rate: --lr / 25 (OneCycleLR's default)
 FINAL_DIVIDER = 1e4      # the last step's rate: the start's / 1e4
-RATE_STEPS = (0.4, 0.8)  # --optimizer adam: where the rate is divided by 10 (epochs 40 and 80 of LiteEval's 100)
 
 
 def planned_epochs(cfg: TrainConfig, videos: int) -> tuple[list[int], str]:
@@ -63,11 +62,12 @@ def width_groups(parameters: list, lr: float, width: float) -> list[dict]:
 
 
 def stage_optimizer(stage: Stage, cfg: TrainConfig) -> str:
-    """The optimiser a stage trains with: its own, but a single-stage head's AdamW is Adam with rate steps
-    under --optimizer adam, SGD at a constant rate under --optimizer sgd (the papers' presets)."""
+    """The optimiser a stage trains with: its own, but a single-stage head's AdamW is the paper's under
+    --optimizer adam (Adam with rate steps), sgd (SGD at a constant rate) or sgd-nesterov (Nesterov SGD with
+    rate steps): the papers' presets."""
     if stage.optimizer != "adamw" or cfg.optimizer == "adamw":
         return stage.optimizer
-    return {"adam": "adam-steps", "sgd": "sgd-constant"}[cfg.optimizer]
+    return {"adam": "adam-steps", "sgd": "sgd-constant", "sgd-nesterov": "sgd-nesterov-steps"}[cfg.optimizer]
 
 
 def width_scaled(stage: Stage, cfg: TrainConfig) -> bool:
@@ -81,11 +81,13 @@ def make_optimizer(stage: Stage, cfg: TrainConfig, batches_per_epoch: int):
     steps = max(1, stage.epochs * batches_per_epoch)
     decay = cfg.setting("weight_decay", 0.0)        # each method's own (its settings)
     kind = stage_optimizer(stage, cfg)
-    if kind == "adam-steps":      # LiteEval's released main.py: Adam, L2 decay, the rate / 10 at 40% and 80%
-        optimizer = torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=decay)
-        milestones = sorted({max(1, round(share * steps)) for share in RATE_STEPS})
+    if kind in ("adam-steps", "sgd-nesterov-steps"):    # LiteEval's, Listen to Look's released code: L2 decay,
+        optimizer = (torch.optim.Adam(stage.parameters, lr=stage.lr, weight_decay=decay) if kind == "adam-steps"
+                     else torch.optim.SGD(stage.parameters, lr=stage.lr, momentum=0.9, nesterov=True,
+                                          weight_decay=decay))      # the rate / 10 at --rate-steps
+        milestones = sorted({max(1, round(share * steps)) for share in cfg.rate_steps})
         return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    if kind == "sgd-constant":    # AR-Net's released scripts: momentum 0.9, L2 decay, no rate step within the run
+    if kind == "sgd-constant":     # AR-Net's released main_base.py: its rate steps lie past its 50 epochs
         return torch.optim.SGD(stage.parameters, lr=stage.lr, momentum=0.9, weight_decay=decay), None
     if kind == "sgd":
         optimizer = torch.optim.SGD(stage.parameters, lr=stage.lr, momentum=0.9, nesterov=True, weight_decay=decay)

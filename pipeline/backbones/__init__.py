@@ -6,12 +6,12 @@ presets and the spec grammar), `flops` (counted multiply-adds, kept on disk) and
 module a set runs)."""
 from .backbone import Backbone
 from .featureset import PREPROCESS, FeatureSet, canvas_for
-from .flops import PAPER_GFLOPS, flops_table, full_model_gmacs, gflops_per_frame
+from .flops import PAPER_GFLOPS, counted_sets, flops_table, full_model_gmacs, gflops_per_frame, warn_left_out
 from .frozen import FeatureNet, build
 from .registry import REGISTRY, SPEC_RE, backbone, parse_spec, parse_weights_option
 from .weights import build_full, check_weights, fetch, hub_checkpoint_dir, load_checkpoint, offline, weights_tag
 
-__all__ = ["Backbone", "PREPROCESS", "FeatureSet", "canvas_for", "PAPER_GFLOPS", "flops_table", "full_model_gmacs",
-           "gflops_per_frame", "FeatureNet", "build", "REGISTRY", "SPEC_RE", "backbone", "parse_spec",
-           "parse_weights_option", "build_full", "check_weights", "fetch", "hub_checkpoint_dir", "load_checkpoint",
-           "offline", "weights_tag"]
+__all__ = ["Backbone", "PREPROCESS", "FeatureSet", "canvas_for", "PAPER_GFLOPS", "counted_sets", "flops_table",
+           "full_model_gmacs", "gflops_per_frame", "warn_left_out", "FeatureNet", "build", "REGISTRY", "SPEC_RE",
+           "backbone", "parse_spec", "parse_weights_option", "build_full", "check_weights", "fetch",
+           "hub_checkpoint_dir", "load_checkpoint", "offline", "weights_tag"]

@@ -8,7 +8,7 @@ import os
 import torch
 from torch import nn
 
-from ..core.errors import SettingsError, WeightsError
+from ..core.errors import MissingLibraryError, SettingsError, WeightsError
 from ..core.files import error_line
 from .weights import fetch, hub_checkpoint_dir, offline
 
@@ -17,12 +17,18 @@ SLOWFAST_URL = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/S
 
 
 def require(package: str, extra: str, what: str):
-    """The optional package, or a one-line SettingsError saying which extra installs it."""
+    """The optional package. Its library not installed (a plain `pip install c2f`): MissingLibraryError,
+    naming the extra that installs it; installed but failing to import: a one-line SettingsError."""
     import importlib
+    import importlib.util
+    library = package.partition(".")[0]
+    if importlib.util.find_spec(library) is None:
+        raise MissingLibraryError(f"{what} needs {library}, which is not installed", library, extra)
     try:
         return importlib.import_module(package)
-    except ImportError:
-        raise SettingsError(f"{what} needs the {package} package", f"pip install 'c2f[{extra}]'") from None
+    except ImportError as err:
+        raise SettingsError(f"{what} needs {package}, which is installed but does not import ({error_line(err)})",
+                            f"reinstall it: pip install --force-reinstall 'c2f[{extra}]'") from None
 
 
 def torchvision_builder(builder_name: str, enum_name: str | None = None, weights_name: str | None = None):

@@ -2,28 +2,40 @@
 per multiply-add, never typed-in constants.
 
 Counting DPN-107 or SlowFast takes seconds, so each count is kept on disk (C2F_CACHE, default
-~/.cache/c2f, file gflops.json), keyed by the feature set and the versions of torch and of the
-library that defines the model: a new version counts again, nothing else does."""
+~/.cache/c2f, file gflops.json), keyed by the feature set, the counting rules (COUNTING), c2f's version
+and the versions of torch and of the library that defines the model: a change in any counts again,
+nothing else does."""
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 from pathlib import Path
 
 from torch import nn
 
+from ..core.errors import MissingLibraryError
 from ..core.files import atomic_write_text, locked
 from ..core.flops import count_gmacs
 from .registry import parse_spec
 from .weights import build_full
 
+log = logging.getLogger(__name__)
 
 def cache_folder() -> Path:
     """Where c2f keeps what it computes once per machine (C2F_CACHE, else $XDG_CACHE_HOME/c2f or ~/.cache/c2f)."""
     if os.environ.get("C2F_CACHE"):
         return Path(os.environ["C2F_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "c2f"
+
+
+# The counting rules' own version, part of every count's key: raise it with any change to what a count
+# means (which module is counted, on what input, what one frame of a grid or snippet set is), so that
+# counts kept on disk under the old rules are not read back. c2f's version is in the key too, but
+# pipeline never imports c2f, so it comes from the installed distribution's metadata, which a source
+# tree run in place (or an editable install not reinstalled) does not update: hence this number.
+COUNTING = 1
 
 
 def _version(package: str) -> str:
@@ -34,7 +46,8 @@ def _version(package: str) -> str:
 
 
 def count_key(fs) -> str:
-    return f"{fs.name}|torch {_version('torch')}|{fs.backbone.library} {_version(fs.backbone.library)}"
+    return (f"{fs.name}|counting {COUNTING}|c2f {_version('c2f')}|torch {_version('torch')}|"
+            f"{fs.backbone.library} {_version(fs.backbone.library)}")
 
 
 def _stored() -> dict:
@@ -93,13 +106,37 @@ PAPER_GFLOPS = {
 }
 
 
+def counted_sets(specs) -> tuple[dict[str, float], dict[str, MissingLibraryError]]:
+    """GMACs per frame of each set whose library is installed, and for each of the others (a plain
+    `pip install c2f` has neither timm nor pytorchvideo) the error naming the extra that installs it.
+    Only a missing library leaves a set out: any other failure stops as it would anyway."""
+    counted, left_out = {}, {}
+    for spec in specs:
+        try:
+            counted[spec] = gflops_per_frame(parse_spec(spec))
+        except MissingLibraryError as err:
+            left_out[spec] = err
+    return counted, left_out
+
+
+def warn_left_out(left_out: dict[str, MissingLibraryError], where: str) -> None:
+    """One warning line per set left out, naming it and the extra to install."""
+    for spec, err in left_out.items():
+        log.warning("%s left out of %s: %s", spec, where, err.line())
+
+
 def flops_table(specs: list[str] | None = None) -> list[dict]:
-    """Counted GMACs per frame (per patch, per snippet) of the given feature sets (default: the papers')."""
+    """Counted GMACs per frame (per patch, per snippet) of the given feature sets; by default the papers',
+    less (with a warning each) those whose library is not installed."""
+    if specs:
+        counted = {spec: gflops_per_frame(parse_spec(spec)) for spec in specs}
+    else:
+        counted, left_out = counted_sets(PAPER_GFLOPS)
+        warn_left_out(left_out, "the table")
     rows = []
-    for spec in specs or PAPER_GFLOPS:
+    for spec, gmacs in counted.items():
         fs = parse_spec(spec)
-        paper = PAPER_GFLOPS.get(fs.name)
         rows.append({"feature_set": fs.name, "input": list(fs.example_input().shape[1:]),
-                     "feature_shape": list(fs.feature_shape), "gflops_counted": gflops_per_frame(fs),
-                     "gflops_paper": paper})
+                     "feature_shape": list(fs.feature_shape), "gflops_counted": gmacs,
+                     "gflops_paper": PAPER_GFLOPS.get(fs.name)})
     return rows

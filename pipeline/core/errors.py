@@ -25,6 +25,15 @@ class SettingsError(C2FError, ValueError):
     """A flag, a config file or a preset asks for something that cannot be."""
 
 
+class MissingLibraryError(SettingsError):
+    """A backbone whose defining library (timm, pytorchvideo) is not installed: `extra` names the
+    c2f extra that installs it. `c2f report` and `c2f flops` leave such sets out and say so."""
+
+    def __init__(self, message: str, library: str, extra: str):
+        super().__init__(message, f"pip install 'c2f[{extra}]'")
+        self.library, self.extra = library, extra
+
+
 class ManifestError(C2FError, ValueError):
     """A manifest that cannot be used; the message lists every problem with its line number."""
 

@@ -83,11 +83,16 @@ def open_video(path) -> av.container.InputContainer:
 
 def video_stream(container):
     """The container's main video stream: not an attached picture (a cover), the largest picture
-    (a second stream is a thumbnail or a preview more often than not), FFmpeg's best on a tie."""
+    (a second stream is a thumbnail or a preview more often than not), FFmpeg's best on a tie.
+    DecodeError when no video stream has a decoder: PyAV gives a stream whose codec FFmpeg does not
+    know (a damaged header's codec tag, say) no codec context, and so no frame size."""
+    decodable = [s for s in container.streams.video if s.codec_context is not None]
+    if not decodable:
+        raise DecodeError("video stream of an unknown codec (no decoder for it: a damaged header?)")
     best = container.streams.best("video")
-    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    streams = [s for s in decodable if not s.disposition & av.stream.Disposition.attached_pic]
     area = lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0)  # noqa: E731
-    return max(streams or container.streams.video, key=lambda s: (area(s), s is best))
+    return max(streams or decodable, key=lambda s: (area(s), s is best))
 
 
 def stream_rate(stream) -> float:

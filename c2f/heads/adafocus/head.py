@@ -253,7 +253,7 @@ class AdaFocusHead(StageTwoRollouts, SteppedInference, EarlyExit, Head):
             glance = batch.read_frames("coarse", positions)
             probabilities.append(torch.sigmoid(self.keep_policy(glance)[0][..., 0]).flatten())
         self.train(was_training)
-        return torch.quantile(torch.cat(probabilities), 1 - torch.tensor(ratios, dtype=torch.float)).tolist()
+        return torch.quantile(torch.cat(probabilities).cpu(), 1 - torch.tensor(ratios, dtype=torch.float)).tolist()
 
     @torch.no_grad()
     def after_stage(self, name: str, batches) -> None:

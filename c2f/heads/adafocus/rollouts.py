@@ -43,8 +43,8 @@ class StageTwoRollouts:
         pooled = glance.mean((-2, -1))
         state = self.classifier_cell.initial_state(B, glance.device)
         previous = self._confidence(state, batch.targets)
-        rows = torch.arange(B)
-        patch_rewards, keep_rewards = torch.zeros(B, T), torch.zeros(B, T)
+        rows = torch.arange(B, device=glance.device)
+        patch_rewards, keep_rewards = torch.zeros(B, T, device=glance.device), torch.zeros(B, T, device=glance.device)
         for t in range(T):
             chosen = batch.read("fine", rows, positions[:, t], patches[:, t])
             with_patch = self._classifier_step(pooled[:, t], chosen, state)
@@ -85,8 +85,9 @@ class StageTwoRollouts:
         keep = self.choose_keep(glance, sample=True)
         pooled = glance.mean((-2, -1))
         state = self.classifier_cell.initial_state(B, glance.device)
-        rows = torch.arange(B)
-        scores, keep_rewards = torch.zeros(B, T, self.candidates), torch.zeros(B, T)
+        rows = torch.arange(B, device=glance.device)
+        scores = torch.zeros(B, T, self.candidates, device=glance.device)
+        keep_rewards = torch.zeros(B, T, device=glance.device)
         for t in range(T):
             after = self._step_every_candidate(pooled[:, t], batch.read("fine", rows, positions[:, t]), state)
             logits = self.classifier(self.classifier_cell.hidden(after))

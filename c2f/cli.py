@@ -1,6 +1,7 @@
 """c2f command line: it only parses. Each command's options are generated from its settings dataclass
 (pipeline.core.options), which carries their defaults, help and validation, and each command calls a
-function a test can call too.
+function a test can call too. Installed as the `c2f` console script (`python -m c2f` runs it through
+c2f/__main__.py); nothing else imports it.
 
 Commands are built when they run (or their help is shown), so `c2f --help` and the light commands
 (manifest, cache, demo-videos) import neither torch nor torchvision. Every error a user can act on
@@ -12,6 +13,7 @@ import os
 import shlex
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -78,6 +80,19 @@ def main(verbose: bool, offline: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if offline:
         os.environ["C2F_OFFLINE"] = "1"
+
+
+@contextmanager
+def _quieter(logger_name: str):
+    """A logger's warnings silenced for the block only: the demo runs its steps in this process, and
+    the steps after `manifest check` must still warn."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _config(config_class, options: dict):
@@ -166,8 +181,8 @@ manifest.add_command(manifest_folder, "folder")          # its name before 0.2
 def manifest_check(path):
     """Validate a manifest: errors with line numbers, unreadable paths as warnings."""
     from pipeline.core.manifest import read_manifest
-    logging.getLogger("pipeline.core.manifest").setLevel(logging.ERROR)    # the warnings are listed below
-    checked = read_manifest(path)
+    with _quieter("pipeline.core.manifest"):        # its warnings are listed below, not logged twice
+        checked = read_manifest(path)
     classes = checked.classes()
     for warning in checked.warnings[:20]:
         click.echo(f"warning: {warning}", err=True)
@@ -301,7 +316,7 @@ def _flops_command() -> click.Command:
     @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
     def flops(sets, as_csv):
         """Counted GFLOPs (multiply-adds) per frame of the feature sets given (e.g. resnet34@224,
-        timm:convnext_tiny@224), or of the papers' sets; kept on disk once counted, per library version."""
+        timm:convnext_tiny@224), or of the papers' sets; kept on disk once counted, per version of the counting, c2f and the libraries."""
         from pipeline.backbones import flops_table
         rows = flops_table(list(sets))
         if as_csv:
@@ -400,7 +415,7 @@ def _synthetic_command() -> click.Command:
 
         liteeval: class evidence only in the fine features of 1-3 frames a video, which the coarse
         features mark. adafocus: the class only in the patch holding a drifting object, a 5 x 5 grid,
-        the glance map marking where the object is. Sets are named and priced like the real backbones."""
+        the glance map marking where the object is. Sets are named after real backbones and cost what those count."""
         made, sets = write_synthetic_cache(kind, out, train_videos, val_videos, seed, overwrite)
         click.echo(f"wrote {made.manifest} and {made.cache} ({sets}); {train_videos} train, {val_videos} val videos")
     return synthetic_cache
@@ -448,6 +463,3 @@ def _report_command() -> click.Command:
                    f"{summary['missing']} missing rows (see missing.txt); open {out}/report.md")
     return report
 
-
-if __name__ == "__main__":
-    main()
