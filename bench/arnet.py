@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import math
 import statistics
@@ -40,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from c2f.config import RATE_WIDTH, TrainConfig          # noqa: E402
 from c2f.demo.task_arnet import FINE_SETS, arnet_cache, read_shares     # noqa: E402
+from c2f.rundir import RunDir                            # noqa: E402
 from c2f.training import train_head                     # noqa: E402
 
 TASK = {"policy_hidden": 64}                  # AR-Net's size on this task (both the defaults and the grid)
@@ -66,7 +66,7 @@ def quality(task, runs: Path, seed: int, smoke: bool) -> list[dict]:
     for name, extra in (("defaults", {}), (f"efficiency {PAPER_EFFICIENCY}", {"efficiency_weight": PAPER_EFFICIENCY})):
         out = runs / f"arnet_{seed}_{len(rows)}"
         metrics = train(task, out, "arnet", seed, TASK | extra | short)
-        shares = read_shares(pd.read_csv(out / "decisions.csv"), task.informative)
+        shares = read_shares(RunDir(out).table("decisions.csv"), task.informative)
         price = metrics["gflops_mean"]
         frames = max(1, math.ceil(price / _price(out, "fine.0")))
         high = train(task, runs / f"high_{seed}_{frames}", "uniform", seed, {"fine": FINE_SETS[0], "frames": frames} | short)
@@ -78,7 +78,7 @@ def quality(task, runs: Path, seed: int, smoke: bool) -> list[dict]:
 
 
 def _price(run: Path, role: str) -> float:
-    return json.loads((run / "config.json").read_text())["feature_sets"][role]["attrs"]["gflops_per_frame"]
+    return RunDir(run).config()["feature_sets"][role]["attrs"]["gflops_per_frame"]
 
 
 def grid(tasks: dict, runs: Path, smoke: bool) -> list[dict]:

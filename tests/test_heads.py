@@ -13,7 +13,7 @@ from c2f.data import Batch, length_batches, load_videos, uniform_positions
 from c2f.evaluate import mean_ap, run_head
 from c2f.heads import HeadDims, build_head
 from c2f.heads import methods
-from c2f.heads.base import soft_targets
+from c2f.blocks.head import soft_targets
 from c2f.heads.liteeval import LiteEvalHead, LiteEvalSettings
 from c2f.blocks.rnn import Cell
 from c2f.training.online import evaluate_online
@@ -160,9 +160,9 @@ def test_every_method_trains_and_writes_the_run_files(small_cache, tmp_path, met
     assert TrainConfig.from_dict(config["settings"] | {"progress": False}) == small_config(small_cache, run, method,
                                                                                             **sets)
     # the head reloads from its weights alone and predicts the same
-    _, head, classes = load_run(run)
+    cfg, head, classes = load_run(run)
     videos = load_videos(read_manifest(small_cache.manifest, check_paths=False), "val", small_cache.cache,
-                         {r: ROLES[r] for r in methods()[method].roles})
+                         cfg.feature_sets())             # fine.0 for a role of several sets (AR-Net)
     again = run_head(head, videos)
     assert [classes[k] for k in again.scores.argmax(1)] == predictions.pred.tolist()
 
