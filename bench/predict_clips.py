@@ -11,7 +11,7 @@ charged on the cache, snippets the clip network ran against the fine reads, seco
 largest difference of every val snippet's feature, decoded and computed as prediction does, from the
 cache's.
 
-    python bench/predict_clips.py [--clip slowfast_r50] [--train 6] [--val 6] [--device cpu]
+    python bench/predict_clips.py [--clip slowfast_r50] [--train 4] [--val 6] [--device cpu]
     python bench/predict_clips.py --smoke        # r3d_18 at 16 px, 2 + 2 videos (seconds)
 """
 from __future__ import annotations
@@ -42,16 +42,17 @@ from pipeline.extract import ExtractConfig, extract      # noqa: E402
 COARSE = "mobilenet_v2@112"
 
 
-def build(root: Path, clip: str, train: int, val: int, frames: int, device: str) -> tuple[Path, float]:
+def build(root: Path, args) -> tuple[Path, float]:
     """Videos, the cache (both sets in one pass) and a liteeval run; the extraction's seconds."""
-    manifest = write_demo_videos(DemoVideoConfig(str(root / "data"), train_videos=train, val_videos=val,
-                                                 num_frames=48, progress=False))
+    clip, frames, device = args.clip, args.frames, args.device
+    manifest = write_demo_videos(DemoVideoConfig(str(root / "data"), train_videos=args.train, val_videos=args.val,
+                                                 num_frames=args.video_frames, progress=False))
     started = time.perf_counter()
     extract(ExtractConfig(str(manifest), str(root / "cache"), [COARSE, clip], num_frames=frames, weights=["random"],
                           batch_size=32, workers=0, device=device, progress=False))
     seconds = time.perf_counter() - started
     train_head(TrainConfig.of(method="liteeval", manifest=str(manifest), cache=str(root / "cache"),
-                              out=str(root / "run"), coarse=COARSE, fine=clip, epochs=3, gamma=0.5, curve=False,
+                              out=str(root / "run"), coarse=COARSE, fine=clip, epochs=args.epochs, gamma=0.5, curve=False,
                               progress=False, device=device))
     return manifest, seconds
 
@@ -99,18 +100,20 @@ def feature_difference(run: Path, cached, paths: list[tuple[str, str]], device: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", default="slowfast_r50")
-    parser.add_argument("--train", type=int, default=6)
+    parser.add_argument("--train", type=int, default=4)
     parser.add_argument("--val", type=int, default=6)
     parser.add_argument("--frames", type=int, default=6, help="samples a video")
+    parser.add_argument("--video-frames", type=int, default=48, help="frames a video (8 fps)")
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--budget", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
-        args.clip, args.train, args.val, args.frames = "r3d_18@16", 2, 2, 3
+        args.clip, args.train, args.val, args.frames, args.video_frames, args.epochs = "r3d_18@16", 2, 2, 3, 24, 1
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        manifest, extract_seconds = build(root, args.clip, args.train, args.val, args.frames, args.device)
+        manifest, extract_seconds = build(root, args)
         entries = read_manifest(manifest)
         cached = load_videos(entries, "val", root / "cache", {"coarse": COARSE, "fine": args.clip})
         paths = [(e.video_id, str(e.path)) for e in entries.split("val")]
