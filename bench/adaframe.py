@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from c2f.config import TrainConfig                      # noqa: E402
 from c2f.data import uniform_positions                  # noqa: E402
 from c2f.demo.synthetic import liteeval_cache           # noqa: E402
+from c2f.rundir import RunDir                           # noqa: E402
 from c2f.training import train_head                     # noqa: E402
 from train_defaults import setting_text, train_once     # noqa: E402
 
@@ -61,7 +62,7 @@ def adaframe_points(runs: Path, task: dict, seed: int, extra: dict) -> list[dict
                                         **(task | extra)))
     points = [{"point": "defaults", "frames": metrics["fine_mean"], "gflops": metrics["gflops_mean"],
                "top1": metrics["top1"]}]
-    curve = pd.read_csv(out / "curve.csv").query("knob == 'utility'")
+    curve = RunDir(out).table("curve.csv").query("knob == 'utility'")
     points += [{"point": f"utility {r.target:g}", "frames": r.fine_rate * FRAMES, "gflops": r.gflops_mean,
                 "top1": r.top1} for r in curve.itertuples()]
     return points

@@ -2,13 +2,14 @@
 
 Part 1, on the cache: for every run (the demo's, and runs this script trains with the defaults on
 the synthetic LiteEval and AdaFocus tasks), the run as trained against its curve.csv's early-exit
-points; the cheapest point within 1 point of top-1 of no exit is the GFLOPs reduction early exit
-buys there.
+points. The point is chosen on the run's calibration videos, never the eval split: the cheapest
+whose top-1 there is within 1 point of the head as trained there (c2f.points.exit_point); the eval
+split's figures of that point are what early exit buys.
 
-Part 2, on raw video: the demo's runs through `c2f predict`'s engine at the point chosen by
-`--gflops-budget` (that cheapest early-exit point's GFLOPs): GFLOPs executed against the curve's
-point, frames decoded against sampled, and seconds a video (decoding included: it now stops at the
-exit) against the run as trained.
+Part 2, on raw video: the demo's runs through `c2f predict`'s engine at `--gflops-budget` set to that
+point's GFLOPs on the calibration videos: GFLOPs executed against the curve's point, frames decoded
+against sampled, and seconds a video (decoding included: it now stops at the exit) against the run as
+trained.
 
     python bench/early_exit.py [--demo demo_out] [--data data_manifests/demo] [--synthetic 500]
     python bench/early_exit.py --smoke        # tiny runs of its own (random weights), seconds
@@ -29,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from _demo import smoke_demo                                     # noqa: E402
 from c2f.config import TrainConfig                               # noqa: E402
+from c2f.points import exit_point, points_of                     # noqa: E402
 from c2f.demo.synthetic import write_synthetic_cache             # noqa: E402
 from c2f.predict.engine import Predictor, Timer                  # noqa: E402
 from c2f.rundir import RunDir                                    # noqa: E402
@@ -40,15 +42,17 @@ SYNTHETIC = {"liteeval": ("uniform", "lstm", "liteeval"), "adafocus": ("adafocus
 
 
 def exit_row(name: str, run: Path) -> dict:
-    """The run as trained, and its cheapest early-exit point within 1 point of its top-1."""
+    """The run as trained, and its early-exit point chosen on its calibration videos (the cheapest within 1
+    point of top-1 there: c2f.points), with that point's figures on the eval split."""
     metrics, curve = RunDir(run).metrics(), RunDir(run).table("curve.csv")
-    exits = curve[(curve.knob == "exit") & (curve.top1 >= metrics["top1"] - 0.01)]
-    best = exits.sort_values("gflops_mean").iloc[0] if len(exits) else None
+    best = exit_point(points_of(metrics, curve), metrics["calibration"]["chosen_on"])
     return {"run": name, "top-1": metrics["top1"], "GFLOPs": metrics["gflops_mean"],
-            "exit share (train)": None if best is None else best.target,
-            "exit top-1": None if best is None else best.top1, "exit GFLOPs": None if best is None else best.gflops_mean,
-            "frames seen": None if best is None else best.frames_seen,
-            "GFLOPs saved": None if best is None else 1 - best.gflops_mean / metrics["gflops_mean"]}
+            "chosen on": None if best is None else best["chosen_on"],
+            "exit share": None if best is None else best["target"],
+            "exit top-1": None if best is None else best["top1"], "exit GFLOPs": None if best is None else best["gflops_mean"],
+            "exit calibration GFLOPs": None if best is None else best["calibration_gflops"],
+            "frames seen": None if best is None else best["frames_seen"],
+            "GFLOPs saved": None if best is None else 1 - best["gflops_mean"] / metrics["gflops_mean"]}
 
 
 def synthetic_runs(root: Path, videos: int, smoke: bool) -> list[tuple[str, Path]]:
@@ -105,7 +109,7 @@ def main() -> None:
         if pd.isna(row["exit GFLOPs"]):
             continue
         trained = predict_at(run, weights, entries, None, args.batch_size)
-        chosen = predict_at(run, weights, entries, float(row["exit GFLOPs"]), args.batch_size)
+        chosen = predict_at(run, weights, entries, float(row["exit calibration GFLOPs"]), args.batch_size)
         rows.append({"run": name, "GFLOPs as trained": trained["GFLOPs executed"], **chosen,
                      "executed / curve - 1": chosen["GFLOPs executed"] / chosen["curve GFLOPs"] - 1,
                      "ms/video as trained": trained["ms/video (decode + compute)"]})

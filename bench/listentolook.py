@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from c2f.rundir import RunDir                           # noqa: E402
 from c2f.config import TrainConfig                      # noqa: E402
 from c2f.data import uniform_positions                  # noqa: E402
 from c2f.demo.synthetic import liteeval_cache           # noqa: E402
@@ -58,7 +59,7 @@ def uniform_misses(syn, frames: int) -> float:
 
 def picks_hit(syn, run: Path) -> tuple[float, float]:
     """(share of validation videos with a marked frame among the picks, share of the picks that are marked)."""
-    decisions = pd.read_csv(run / "decisions.csv")
+    decisions = RunDir(run).table("decisions.csv")
     marked = np.concatenate([syn.informative[v] for v in decisions.video_id.unique()])
     picked = decisions.fine.to_numpy() > 0
     per_video = pd.Series(picked & marked).groupby(decisions.video_id.to_numpy()).any()

@@ -76,7 +76,7 @@ class FeatureRunner:
         (zero-padded tail, in one reused buffer), so that a frame's feature does not depend on its
         neighbours (resumes are bit-identical); otherwise in calls of at most the batch size, nothing
         more computed."""
-        batch = max(1, self.batch_size // 8) if fs.output == "clip" else self.batch_size
+        batch = self.batch_for(fs)
         outputs = []
         for start in range(0, len(x), batch):
             part = x[start:start + batch].to(self.device, non_blocking=True)
@@ -88,6 +88,10 @@ class FeatureRunner:
                 part = buffer
             outputs.append(self._forward(self.modules[fs.name], part)[:rows])
         return torch.cat(outputs) if outputs else torch.zeros(0, *fs.feature_shape[-1:], device=self.device)
+
+    def batch_for(self, fs: bb.FeatureSet) -> int:
+        """Rows per network call: a snippet holds many frames (SlowFast's 32), so an eighth of the batch size."""
+        return max(1, self.batch_size // 8) if fs.output == "clip" else self.batch_size
 
     def reset_buffers(self) -> None:
         """Forget the reused buffers (the batch size changed)."""

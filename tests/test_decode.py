@@ -158,3 +158,26 @@ def test_frames_are_resized_as_torchvisions_evaluation_transform(tmp_path):
     rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
     expected = center_crop(resize(rgb, [64], antialias=True), [64, 64]).permute(1, 2, 0).numpy()
     assert np.array_equal(sample.image, expected)
+
+
+def test_snippets_read_one_at_a_time_are_extractions(tmp_path):
+    """SnippetReader (prediction) cuts each sample's snippet as decode_samples (extraction) does, in any
+    order (an earlier sample than those held: a new pass), near both ends, and where the packet index
+    places a frame wrongly (a pass that keeps every frame)."""
+    from pipeline.decode import SnippetReader, plan_samples
+    video = make_video(tmp_path / "a.mp4", num_frames=45, fps=10)
+    sampling = Sampling(fps=1.5)          # 7 samples 6-7 frames apart: their 12-frame windows overlap
+    extracted = [s.clip for s in decode_samples(video, sampling, 32, clip_frames=4, clip_stride=3)]
+    plan = plan_samples(video, sampling)
+    reader = SnippetReader(plan, 32, clip_frames=4, clip_stride=3)
+    for i in (1, 2, 5, 6):
+        assert (reader.snippet(i) == extracted[i]).all()
+    assert reader.passes == 1 and len(reader.squares) <= 12      # forward: one pass, one window held
+    for i in (0, 6, 3):
+        assert (reader.snippet(i) == extracted[i]).all()
+    assert reader.passes == 3
+    reader.close()
+    plan.index.times = [t - 0.35 for t in plan.index.times]       # the index places every frame 3-4 too late
+    misplaced = SnippetReader(plan, 32, clip_frames=4, clip_stride=3)
+    assert all((misplaced.snippet(i) == extracted[i]).all() for i in range(7)) and misplaced.keep_all
+    misplaced.close()

@@ -9,9 +9,10 @@ functions `c2f extract` uses), precision and weights (their sha256 checked again
 the head reads them* (`ComputedFeatures`): LiteEval's coarse CNN runs on every frame it steps
 through and its fine CNN only on the frames whose gate fired, across the videos of the batch;
 AdaFocus's glance CNN runs on its sampled frames and the local CNN only on the one chosen patch of
-each kept frame; the baselines compute what they read. The head's code is the same as in
-evaluation on the cache (c2f.evaluate.run_head), so its decisions are the cache's up to the
-float16 rounding of features computed in other batches.
+each kept frame; the baselines compute what they read. A clip set (SlowFast) reads a snippet around
+each sample: the snippets of the samples read, and only those, are decoded and run (LazySnippets).
+The head's code is the same as in evaluation on the cache (c2f.evaluate.run_head), so its decisions
+are the cache's up to the float16 rounding of features computed in other batches.
 """
 from __future__ import annotations
 
@@ -26,14 +27,14 @@ from pipeline import backbones as bb
 from pipeline.cache import attr
 from pipeline.core.errors import PredictError
 from pipeline.core.files import error_line
-from pipeline.decode import SamplePlan, decode_samples, plan_samples
+from pipeline.decode import SamplePlan, plan_samples, read_samples
 from pipeline.runner import FeatureRunner
 
 from ..data import VideoSet
 from ..evaluate import EvalResult, run_head
 from ..methods import role_of
 from ..rundir import RunDir
-from .lazy import LazySquares
+from .lazy import LazySnippets, LazySquares, snippet_features
 from .operating import apply_point, apply_thresholds, parse_thresholds, point_within
 from .prediction import Prediction, predictions_of
 from .rebuild import rebuild, require_attributes, sampling_of
@@ -58,10 +59,13 @@ class Timer:
 class ComputedFeatures:
     """A feature set of a batch of decoded videos, computed on demand (a c2f.data.FeatureSource, indexed
     like the cache's packed features: [rows] or, for a patch grid, [rows, candidates]). Each frame (each
-    patch) is computed at most once, in one call per read, and counted in `computed` (per row)."""
+    patch, each snippet) is computed at most once, in one call per read, and counted in `computed` (per row).
+    A clip set's snippets come from `snippets` (LazySnippets, the same rows), decoded as they are read."""
 
-    def __init__(self, fs: bb.FeatureSet, runner: FeatureRunner, squares: torch.Tensor, timer: Timer, stage: str):
+    def __init__(self, fs: bb.FeatureSet, runner: FeatureRunner, squares: torch.Tensor, timer: Timer, stage: str,
+                 snippets: LazySnippets | None = None):
         self.fs, self.runner, self.squares, self.timer, self.stage = fs, runner, squares, timer, stage
+        self.snippets = snippets
         self.shape = (len(squares), *fs.feature_shape)
         self.dtype = torch.float16
         self.cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -80,16 +84,21 @@ class ComputedFeatures:
         keys = list(zip(rows, picks))
         missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
         if missing:
-            started = time.perf_counter()
+            started, decoding = time.perf_counter(), 0.0
+            if self.fs.output == "clip":
+                missing.sort()                      # each video's snippets in time order: decoded forward
             frames = torch.tensor([r for r, _ in missing])
-            x = self.fs.prepare(self.squares[frames], self.runner.preprocess)
-            if self.fs.output == "grid":
-                x = self.fs.cut_patches(x, torch.tensor([c for _, c in missing]))
-            features = self.runner.run(self.fs, x, padded=False).to(torch.float16).cpu()
+            if self.fs.output == "clip":
+                features, decoding = snippet_features(self.fs, self.runner, self.snippets, frames)
+            else:
+                x = self.fs.prepare(self.squares[frames], self.runner.preprocess)
+                if self.fs.output == "grid":
+                    x = self.fs.cut_patches(x, torch.tensor([c for _, c in missing]))
+                features = self.runner.run(self.fs, x, padded=False).to(torch.float16).cpu()
             for k, feature in zip(missing, features):
                 self.cache[k] = feature
             np.add.at(self.computed, frames.numpy(), 1)
-            self.timer.seconds[self.stage] += time.perf_counter() - started
+            self.timer.seconds[self.stage] += time.perf_counter() - started - decoding
         return torch.stack([self.cache[k] for k in keys]) if keys else torch.zeros(0, *self.shape[1:])
 
 
@@ -102,7 +111,7 @@ class Decoded:
     squares: torch.Tensor | None = None       # [T, Q, Q, 3] uint8 (lazily decoded: the frames decoded)
     seconds: float = 0.0
     error: str | None = None
-    plan: SamplePlan | None = None            # lazily decoded: planned, squares decoded as the head reads
+    plan: SamplePlan | None = None            # lazily decoded, or a clip run: snippets (squares) decoded as read
     frames_decoded: int | None = None
 
 
@@ -180,15 +189,16 @@ class Predictor:
             return Decoded(video_id, str(path), np.array(plan.wanted, dtype=np.float32), None,
                            time.perf_counter() - started, plan=plan)
         try:
-            samples = list(decode_samples(path, self.sampling, self.runner.canvas, seek=self.seek,
-                                          timeout=self.video_timeout))
+            plan = plan_samples(path, self.sampling, self.seek, self.video_timeout)
+            samples = list(read_samples(plan, self.runner.canvas))
         except Exception as err:  # noqa: BLE001 - one bad file must never stop the run
             return Decoded(video_id, str(path), error=error_line(err), seconds=time.perf_counter() - started)
         if not samples:
             return Decoded(video_id, str(path), error="no frames sampled", seconds=time.perf_counter() - started)
         squares = torch.from_numpy(np.stack([s.image for s in samples]))
         stamps = np.array([s.timestamp for s in samples], dtype=np.float32)
-        return Decoded(video_id, str(path), stamps, squares, time.perf_counter() - started)
+        return Decoded(video_id, str(path), stamps, squares, time.perf_counter() - started,
+                       plan=plan if self.runner.clip_frames else None)       # a clip run: its snippets, as read
 
     def predict(self, path: str | Path, video_id: str | None = None) -> Prediction:
         """One video (in a notebook): PredictError when it cannot be decoded."""
@@ -218,13 +228,16 @@ class Predictor:
         """The head over decoded videos, their features computed where it reads them."""
         offsets = np.zeros(len(videos) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(v.timestamps) for v in videos])
-        lazy = videos[0].plan is not None
+        lazy = videos[0].squares is None
         squares = LazySquares([v.plan for v in videos], self.runner.canvas, timer) if lazy else \
             torch.cat([v.squares for v in videos])
+        snippets = LazySnippets([v.plan for v in videos], self.runner.canvas, self.runner.clip_frames,
+                                self.runner.clip_stride, timer) if self.runner.clip_frames else None
+        on_demand = [d for d in (squares if lazy else None, snippets) if d is not None]   # decoded as the head reads
         features, infos = {}, {}
         for role, fs in self.sets.items():
             stage = "expensive_cnn" if role_of(role) == "fine" else "cheap_cnn"
-            features[role] = ComputedFeatures(fs, self.runner, squares, timer, stage)
+            features[role] = ComputedFeatures(fs, self.runner, squares, timer, stage, snippets)
             infos[role] = SetInfo(fs.name, self.attrs[role], fs.output, float(self.attrs[role]["gflops_per_frame"]))
         video_set = VideoSet([v.video_id for v in videos], torch.zeros(len(videos), len(self.classes)),
                              torch.from_numpy(offsets), np.concatenate([v.timestamps for v in videos]), features,
@@ -234,25 +247,28 @@ class Predictor:
         result = run_head(self.head, video_set, batch_size=len(videos), device=str(self.runner.device),
                           fine_budget=self.budget)
         compute = time.perf_counter() - started
-        if lazy:
-            squares.close()
-            compute -= squares.seconds.sum()         # decoding, counted per video below
+        for decoder in on_demand:
+            decoder.close()
+            compute -= decoder.seconds.sum()         # decoding, counted per video below
             for i, video in enumerate(videos):
-                video.seconds += squares.seconds[i]
+                video.seconds += decoder.seconds[i]
+        if lazy:
+            for i, video in enumerate(videos):
                 video.squares, video.frames_decoded = squares.squares_of(i), squares.decoded_count(i)
         cnn = timer.seconds["cheap_cnn"] + timer.seconds["expensive_cnn"] - cnn_before
         timer.seconds["head"] += compute - cnn
-        timer.seconds["decode"] += sum(v.seconds for v in videos) - (squares.seconds.sum() if lazy else 0.0)
+        timer.seconds["decode"] += sum(v.seconds for v in videos) - sum(d.seconds.sum() for d in on_demand)
         ran = sum(np.add.reduceat(f.computed, offsets[:-1]) * infos[r].gflops_per_frame for r, f in features.items())
         executed = ran + (result.gflops - self._read_gflops(result, infos))     # + the head's own steps
         share = executed / executed.sum() if executed.sum() > 0 else np.full(len(videos), 1 / len(videos))
         seconds = np.array([v.seconds for v in videos]) + compute * share
-        failed = sorted(squares.errors) if lazy else []
-        if not failed:
+        errors = {i: error for d in reversed(on_demand) for i, error in d.errors.items()}
+        if not errors:
             return BatchResult(videos, result, executed, seconds)
+        failed = sorted(errors)
         for i in failed:
-            videos[i].error = squares.errors[i]
-        keep = [i for i in range(len(videos)) if i not in squares.errors]
+            videos[i].error = errors[i]
+        keep = [i for i in range(len(videos)) if i not in errors]
         return BatchResult([videos[i] for i in keep], result.subset(keep), executed[keep], seconds[keep],
                            [videos[i] for i in failed])
 

@@ -34,8 +34,6 @@ def rebuild_set(name: str, attrs: dict) -> bb.FeatureSet:
     if recorded != expected:
         raise PredictError(f"feature set {name}: the cache records {recorded}, the registry builds {expected}; "
                            "was the cache made by another tool?")
-    if fs.output == "clip":
-        raise PredictError(f"{name}: snippet sets (SlowFast) are not predicted from raw videos yet; only frame sets")
     return fs
 
 

@@ -84,7 +84,8 @@ def check_shapes(cfg: TrainConfig, videos: VideoSet) -> None:
     record = cfg.record
     for role, info in videos.sets.items():
         need = record.roles[role_of(role)]
-        if info.kind != need.kind:
+        # a clip set (SlowFast) keeps one pooled vector per sample, its snippet's: it serves as a pooled set
+        if info.kind != need.kind and not (info.kind, need.kind) == ("clip", "pooled"):
             raise CacheError(f"{cfg.method} needs a {need.kind} feature set for --{need.option}; {info.name} is a "
                              f"{info.kind} set (per-frame shape {info.frame_shape})")
     if record.role_of_kind("grid"):
