@@ -53,7 +53,7 @@ class TrainConfig:
                              f"of more than {RATE_WIDTH} inputs peaks at lr x sqrt({RATE_WIDTH} / inputs) (unless "
                              f"the method's record turns this off: docs/commands/train-head.md).", above=0)
     optimizer: str = option("adamw", "Single-stage heads: `adamw` (AdamW, one cycle, the width-scaled rate: c2f's "
-                                     "default); the papers' optimisers, every weight at --lr with an L2 weight decay: "
+                                     "own); the papers' optimisers, every weight at --lr with an L2 weight decay: "
                                      "`adam` (the rate divided by 10 at --rate-steps: LiteEval's released code), `sgd` "
                                      "(momentum 0.9, a constant rate: AR-Net's released code) or `sgd-nesterov` "
                                      "(Nesterov momentum 0.9, the rate divided by 10 at --rate-steps: Listen to Look's "

@@ -1,6 +1,6 @@
 """AdaFocus's stage II on a feature cache: the patch policy trained on every candidate's reward.
 
-PPO (ppo.py) samples one patch per step and learns from its reward alone. A cache holds every
+PPO (c2f.blocks.ppo) samples one patch per step and learns from its reward alone. A cache holds every
 candidate's feature, so at each step the reward of every action (the frozen classifier's score of
 the labels after one more step with that patch, the earlier patches fixed) is one batched
 classifier step away, and the policy can be trained on all of them at once, with no sampling

@@ -7,7 +7,7 @@ feature is read from the grid. A GRU classifier reads [pooled glance, patch feat
 read a patch at all; a skipped frame feeds zeros and costs no patch.
 
 Training (the paper's appendix), with the CNNs frozen as the cache implies: stage I trains the
-classifier on random patches; stage II trains the policies with PPO (ppo.py) with the
+classifier on random patches; stage II trains the policies with PPO (c2f.blocks.ppo) with the
 classifier frozen; stage III fine-tunes the
 classifier with the learned policy. Fixed policies (random, central, gaussian) skip the
 patch policy's stage II.
