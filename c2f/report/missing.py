@@ -78,7 +78,7 @@ def command_for(match: dict, runs: list[Run], reference: dict, runs_dir: Path, t
             + to_args([TrainConfig, record.settings], values) + ["--out", str(out)])
     needed = [name for r in record.roles.values() for name in r.sets(full[r.option])]
     absent = [s for s in needed if not (Path(cache) / s / "index.json").exists()]
-    extract = shlex.join(extract_args(absent, runs, manifest, cache)) + "; then " if absent else ""
+    extract = shlex.join(extract_args(absent, runs, manifest, cache)) + " && " if absent else ""
     return extract + shlex.join(["c2f", *args])
 
 
