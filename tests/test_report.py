@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -98,3 +101,39 @@ def test_synthetic_cache_command(tmp_path):
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 2 and "--overwrite" in again.output
     assert CliRunner().invoke(main, args + ["--overwrite"]).exit_code == 0
+
+
+def test_missing_txt_lines_run_as_they_are_and_fill_adafocus_table_1(tmp_path):
+    """On a cache of real (tiny) videos, missing.txt's lines for AdaFocus Table 1 run in a shell as they
+    are: SCSampler's on the cache's sets, AR-Net's after extracting its backbone at the default's other
+    resolutions (the cache's sampling and decoded square); the report then fills those rows, each with
+    the backbones its run read."""
+    from conftest import make_video, write_manifest
+    from pipeline.extract import ExtractConfig, extract
+    rows = [(f"v{i}", str(make_video(tmp_path / f"v{i}.mp4", num_frames=30, fps=10)), f"c{i % 2}",
+             "train" if i < 4 else "val") for i in range(6)]
+    manifest = write_manifest(tmp_path / "m.csv", rows)
+    extract(ExtractConfig(str(manifest), str(tmp_path / "cache"), ["mobilenet_v2@112", "resnet18@224"], num_frames=6,
+                          weights=["random"], workers=0, progress=False))
+    train_head(TrainConfig.of(method="liteeval", manifest=str(manifest), cache=str(tmp_path / "cache"),
+                              out=str(tmp_path / "runs" / "liteeval"), coarse="mobilenet_v2@112", fine="resnet18@224",
+                              coarse_hidden=4, fine_hidden=8, epochs=1, curve=False, progress=False))
+    write_report(tmp_path / "runs", tmp_path / "report", count_paper_settings=False)
+    lines = (tmp_path / "report" / "missing.txt").read_text().splitlines()
+    wanted = {row: next(line.split(": ", 1)[1] for line in lines if line.startswith(f"adafocus_table1 / {row}: "))
+              for row in ("SCSampler", "AR-Net")}
+    assert "c2f extract" in wanted["AR-Net"] and "--canvas 256" in wanted["AR-Net"]
+    shim = tmp_path / "bin" / "c2f"          # `c2f` as the installed console script would run it
+    shim.parent.mkdir()
+    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m c2f \"$@\"\n")
+    shim.chmod(0o755)
+    environment = os.environ | {"PATH": f"{shim.parent}:{os.environ['PATH']}"}
+    for row, line in wanted.items():
+        done = subprocess.run(["bash", "-c", line + " --no-progress --steps 10 --no-curve"], env=environment,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (row, done.stderr[-2000:])
+    write_report(tmp_path / "runs", tmp_path / "report", count_paper_settings=False)
+    table = pd.read_csv(tmp_path / "report" / "adafocus_table1.csv").set_index("row")
+    assert table.loc["SCSampler", "backbones"] == "mobilenet_v2@112 + resnet18@224"
+    assert table.loc["AR-Net", "backbones"] == "mobilenet_v2@112 + resnet18@224 + resnet18@168 + resnet18@112"
+    assert table.loc["AR-Net", "published with"] == "MobileNetV2 + ResNet-50/34/18"
