@@ -28,23 +28,37 @@ sys.path.insert(0, str(REPO))
 from pipeline.core.manifest import write_manifest          # noqa: E402
 
 
+def run_process(command: list[str], env: dict, cwd: Path = REPO) -> dict:
+    """One whole process: wall time, and its resource usage from wait4 (this child and the children it
+    waited for: ru_maxrss is the largest of them); the output of a failed run ends the bench."""
+    with tempfile.TemporaryFile("w+") as log:        # a file, not a pipe: wait4 must reap the child itself
+        started = time.perf_counter()
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        log.seek(0)
+        output = log.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command[:4])} ... failed: {output[-800:]}")
+    return {"wall": wall, "user": usage.ru_utime, "sys": usage.ru_stime, "faults": usage.ru_minflt,
+            "rss_gb": usage.ru_maxrss / 2**20, "output": output}
+
+
 def one_run(manifest: Path, out: Path, backbone: str, batch: str, sampling: list[str], threads: int) -> dict:
-    """One whole `c2f extract` process; its resource usage from wait4 (this child alone)."""
+    """One whole `c2f extract` process, random weights, fp32."""
     command = [sys.executable, "-m", "c2f", "extract", "--manifest", str(manifest), "--out", str(out), "--backbone",
                backbone, "--weights", "random", "--precision", "fp32", "--no-progress", *sampling]
     if batch != "default":
         command += ["--batch-size", batch]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    output = child.stdout.read() + child.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"c2f extract failed: {output[-800:]}")
-    frames = int(output.split(" frames in ")[0].rsplit(" ", 1)[-1])
-    return {"wall": wall, "user": usage.ru_utime, "sys": usage.ru_stime, "faults": usage.ru_minflt,
-            "rss_gb": usage.ru_maxrss / 2**20, "frames": frames, "fps": frames / wall}
+    run = run_process(command, {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    run["frames"] = extracted_frames(run["output"])
+    run["fps"] = run["frames"] / run["wall"]
+    return run
+
+
+def extracted_frames(output: str) -> int:
+    """The frame count `c2f extract` prints last ("... N frames in ...")."""
+    return int(output.split(" frames in ")[0].rsplit(" ", 1)[-1])
 
 
 def summary_line(batch: str, runs: list[dict]) -> str:

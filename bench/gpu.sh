@@ -102,7 +102,7 @@ step extract_e2e "${LIMITS[2]}" "$PY" bench/extract.py --device "$DEVICE" "${SET
     --json "$RESULTS/extract_e2e.json"
 step demo "${LIMITS[3]}" "$PY" bench/_gpu.py demo "$WORK/demo_$DEVICE" ${DEMO[@]+"${DEMO[@]}"}
 cp "$WORK/demo_$DEVICE/weights.json" "$RESULTS/demo_weights.json" 2> /dev/null
-step predict "${LIMITS[4]}" "$PY" bench/predict.py --device "$DEVICE" --demo "$WORK/demo_$DEVICE/out" \
+step predict "${LIMITS[4]}" "$PY" bench/predict.py --part 1 --device "$DEVICE" --demo "$WORK/demo_$DEVICE/out" \
     --data "$WORK/demo_$DEVICE/data" "${PREDICT[@]}" --json "$RESULTS/predict.json"
 step phase_two "${LIMITS[5]}" "$PY" bench/train_head.py --device "$DEVICE" "${PHASE_TWO[@]}" \
     --root "$WORK/phase_two" --json "$RESULTS/phase_two.json"

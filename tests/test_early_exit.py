@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,13 +18,15 @@ from c2f.data import load_videos
 from c2f.demo.synthetic import adafocus_cache, liteeval_cache
 from c2f.evaluate import run_head
 from c2f.blocks.exits import mean_cost_at
-from c2f.predict import PredictConfig, Predictor, predict_videos
+from c2f.predict import PredictConfig, Predictor, job, lazy, predict_videos
+from c2f.predict.engine import Timer
 from c2f.rundir import load_run
 from c2f.training import train_head
 from c2f.training.operating import calibration_batches
 from conftest import make_video, write_manifest
 from pipeline.core.errors import PredictError
 from pipeline.core.manifest import read_manifest
+from pipeline.decode import read_samples
 from pipeline.extract import ExtractConfig, extract
 
 LITEEVAL_SETS = {"coarse": "mobilenet_v2@112", "fine": "resnet101@224"}
@@ -209,3 +213,51 @@ def test_listentolook_predicts_the_caches_decisions_on_raw_video(video_run, tmp_
     raw = predictor.predict_many(videos)
     assert [p.fine_reads for p in raw] == list(cached.fine_count()) == [1, 1]
     assert [p.gflops for p in raw] == pytest.approx(list(cached.gflops), rel=0.01)
+
+
+SLOW_DECODE = 0.02          # seconds a frame, so that decoding is most of a batch's time
+
+
+def _slow_decoding(plan, canvas):
+    samples = read_samples(plan, canvas)
+    try:
+        for sample in samples:
+            time.sleep(SLOW_DECODE)
+            yield sample
+    finally:
+        samples.close()
+
+
+def test_predict_seconds_are_stages_of_the_time_measured(video_run, tmp_path, monkeypatch):
+    """With early exit and an online budget (videos decoded as the head reads them, here slowly), every
+    stage's seconds are >= 0 and they add up to the time measured around them: one batch's
+    (Predictor.run_batch), and `c2f predict`'s loop over the videos; decoding counts as decoding, once."""
+    tmp, videos = video_run
+    monkeypatch.setattr(lazy, "read_samples", _slow_decoding)
+    predictor = Predictor.from_run(tmp / "run", device="cpu", budget=1, thresholds=["exit=0.9"])
+    decoded = [predictor.decode(Path(v).stem, v) for v in videos]
+    planning = sum(v.seconds for v in decoded)
+    timer = Timer()
+    started = time.perf_counter()
+    batch = predictor.run_batch(decoded, timer)
+    wall = time.perf_counter() - started
+    assert min(timer.seconds.values()) >= 0 and min(batch.seconds) >= 0
+    assert sum(timer.seconds.values()) == pytest.approx(wall, abs=2e-3)
+    assert timer.seconds["decode"] >= SLOW_DECODE * sum(v.frames_decoded for v in batch.videos)
+    assert timer.seconds["cheap_cnn"] < wall - timer.seconds["decode"]
+    assert sum(batch.seconds) == pytest.approx(planning + wall, abs=2e-3)      # each video: its decoding + a share
+    # the whole command: its loop's wall time, split by stage in summary.json (rounded to ms)
+    measured, share = [], job._predict_share
+
+    def timed(*args):
+        started = time.perf_counter()
+        timer = share(*args)
+        measured.append(time.perf_counter() - started)
+        return timer
+    monkeypatch.setattr(job, "_predict_share", timed)
+    summary = predict_videos(PredictConfig(run=str(tmp / "run"), out=str(tmp_path / "out"), videos=videos, budget=1,
+                                           threshold=["exit=0.9"], progress=False, workers=0))
+    assert min(summary["seconds"].values()) >= 0
+    assert sum(summary["seconds"].values()) == pytest.approx(measured[0], abs=5e-3)
+    assert summary["seconds"]["decode"] >= SLOW_DECODE * summary["frames_decoded"]
+    assert (pd.read_csv(tmp_path / "out" / "predictions.csv").seconds >= 0).all()

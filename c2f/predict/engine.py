@@ -52,8 +52,10 @@ class SetInfo:
 
 @dataclass
 class Timer:
+    """Seconds by stage: decoding, the cheap and the expensive CNNs, the head (everything else of a
+    batch), and writing the outputs (`c2f predict`)."""
     seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "cheap_cnn": 0.0,
-                                                               "expensive_cnn": 0.0, "head": 0.0})
+                                                               "expensive_cnn": 0.0, "head": 0.0, "output": 0.0})
 
 
 class ComputedFeatures:
@@ -84,14 +86,16 @@ class ComputedFeatures:
         keys = list(zip(rows, picks))
         missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
         if missing:
-            started, decoding = time.perf_counter(), 0.0
             if self.fs.output == "clip":
                 missing.sort()                      # each video's snippets in time order: decoded forward
             frames = torch.tensor([r for r, _ in missing])
+            # squares decoded lazily are timed as decoding (LazySquares), snippets too (LazySnippets): not here
+            squares = None if self.fs.output == "clip" else self.squares[frames]
+            started, decoding = time.perf_counter(), 0.0
             if self.fs.output == "clip":
                 features, decoding = snippet_features(self.fs, self.runner, self.snippets, frames)
             else:
-                x = self.fs.prepare(self.squares[frames], self.runner.preprocess)
+                x = self.fs.prepare(squares, self.runner.preprocess)
                 if self.fs.output == "grid":
                     x = self.fs.cut_patches(x, torch.tensor([c for _, c in missing]))
                 features = self.runner.run(self.fs, x, padded=False).to(torch.float16).cpu()
@@ -225,7 +229,9 @@ class Predictor:
         return predictions_of(batch, self.classes)
 
     def run_batch(self, videos: list[Decoded], timer: Timer) -> BatchResult:
-        """The head over decoded videos, their features computed where it reads them."""
+        """The head over decoded videos, their features computed where it reads them. Adds to `timer`
+        this call's seconds (decoding done here, each CNN, the head): they add up to the call's."""
+        started = time.perf_counter()
         offsets = np.zeros(len(videos) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(v.timestamps) for v in videos])
         lazy = videos[0].squares is None
@@ -243,21 +249,21 @@ class Predictor:
                              torch.from_numpy(offsets), np.concatenate([v.timestamps for v in videos]), features,
                              infos, self.classes)
         cnn_before = timer.seconds["cheap_cnn"] + timer.seconds["expensive_cnn"]
-        started = time.perf_counter()
         result = run_head(self.head, video_set, batch_size=len(videos), device=str(self.runner.device),
                           fine_budget=self.budget)
-        compute = time.perf_counter() - started
         for decoder in on_demand:
             decoder.close()
-            compute -= decoder.seconds.sum()         # decoding, counted per video below
             for i, video in enumerate(videos):
                 video.seconds += decoder.seconds[i]
         if lazy:
             for i, video in enumerate(videos):
                 video.squares, video.frames_decoded = squares.squares_of(i), squares.decoded_count(i)
+        # the stages are disjoint spans of this call: decoding as the head reads (LazySquares, LazySnippets),
+        # the CNNs (ComputedFeatures), and the rest, the head's own (so each is >= 0 and they add up to the call)
+        decoded = sum(decoder.seconds.sum() for decoder in on_demand)
         cnn = timer.seconds["cheap_cnn"] + timer.seconds["expensive_cnn"] - cnn_before
+        compute = time.perf_counter() - started - decoded
         timer.seconds["head"] += compute - cnn
-        timer.seconds["decode"] += sum(v.seconds for v in videos) - sum(d.seconds.sum() for d in on_demand)
         ran = sum(np.add.reduceat(f.computed, offsets[:-1]) * infos[r].gflops_per_frame for r, f in features.items())
         executed = ran + (result.gflops - self._read_gflops(result, infos))     # + the head's own steps
         share = executed / executed.sum() if executed.sum() > 0 else np.full(len(videos), 1 / len(videos))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,15 +99,19 @@ class _Decoding(Dataset):
 
 def _predict_share(predictor: Predictor, entries: list[tuple[str, str]], cfg: PredictConfig, outputs: Outputs) -> Timer:
     """This rank's videos: decoded (in worker processes when cfg.workers > 0), predicted in batches,
-    written after each batch."""
+    written after each batch. The timer's stages split this loop's wall time: waiting for decoded
+    videos (decode), the batches' own stages (Predictor.run_batch), and writing (output)."""
     timer = Timer()
     loader = DataLoader(_Decoding(predictor, entries), batch_size=None, num_workers=cfg.workers,
                         prefetch_factor=2 if cfg.workers else None)
     bar = tqdm(total=len(entries), unit="video", desc="predict", disable=not cfg.progress, dynamic_ncols=True)
     batch: list[Decoded] = []
+    clock = _Lap(timer)
 
     def flush():
-        result = predictor.run_batch(batch, timer)
+        clock.lap("output")
+        result = predictor.run_batch(batch, timer)       # adds its own stages
+        clock.restart()
         for failed in result.failed:
             log.warning("%s: %s (%s)", failed.video_id, failed.error, failed.path)
         outputs.append(predictor.predictions(result), list(decision_rows(result.result)),
@@ -116,21 +121,41 @@ def _predict_share(predictor: Predictor, entries: list[tuple[str, str]], cfg: Pr
             write_strips(Path(cfg.out) / "strips", predictor, result)
         bar.update(len(batch))
         batch.clear()
+        clock.lap("output")
 
     for decoded in loader:
+        clock.lap("decode")
         if decoded.error is not None:
             log.warning("%s: %s (%s)", decoded.video_id, decoded.error, decoded.path)
-            timer.seconds["decode"] += decoded.seconds
             outputs.append([], [], [(decoded.video_id, decoded.path, decoded.error)])
             bar.update(1)
+            clock.lap("output")
             continue
         batch.append(decoded)
         if len(batch) == cfg.batch_size:
             flush()
+    clock.lap("decode")             # the loader's last wait
     if batch:
         flush()
     bar.close()
     return timer
+
+
+class _Lap:
+    """Adds the seconds since the last lap to a stage of a timer: consecutive spans, so the stages add
+    up to the wall time."""
+
+    def __init__(self, timer: Timer):
+        self.timer = timer
+        self.restart()
+
+    def restart(self) -> None:
+        self.mark = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timer.seconds[stage] += now - self.mark
+        self.mark = now
 
 
 def _summary(predictor: Predictor, cfg: PredictConfig, rows: list[list[str]], errors: int, seconds: dict) -> dict:
