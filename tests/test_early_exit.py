@@ -92,7 +92,8 @@ def test_a_run_keeps_its_curve_and_its_exit_budget(caches, tmp_path):
     lite, _ = caches
     plain = _train(lite, tmp_path / "plain", "liteeval", gamma=0.3)
     curve = pd.read_csv(tmp_path / "plain" / "curve.csv")
-    assert list(curve.columns) == ["knob", "target", "value", "fine_rate", "frames_seen", "gflops_mean", "top1", "mAP"]
+    assert list(curve.columns) == ["knob", "target", "value", "fine_rate", "frames_seen", "gflops_mean", "top1", "mAP",
+                                   "calibration_gflops", "calibration_top1", "calibration_mAP"]
     assert set(curve.knob) == {"gate", "exit", "budget"}
     gate = curve[curve.knob == "gate"].sort_values("target")
     assert gate.fine_rate.is_monotonic_increasing and gate.gflops_mean.is_monotonic_increasing
