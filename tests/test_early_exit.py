@@ -262,3 +262,21 @@ def test_predict_seconds_are_stages_of_the_time_measured(video_run, tmp_path, mo
     assert sum(summary["seconds"].values()) == pytest.approx(measured[0], abs=5e-3)
     assert summary["seconds"]["decode"] >= SLOW_DECODE * summary["frames_decoded"]
     assert (pd.read_csv(tmp_path / "out" / "predictions.csv").seconds >= 0).all()
+
+
+def test_scsampler_predicts_the_caches_decisions_on_raw_video(video_run, tmp_path):
+    """SCSampler on raw video: the cheap CNN on every scored frame, the expensive one on the K the sampler
+    ranks highest alone; the decisions and GFLOPs of the run's evaluation on the cache."""
+    tmp, videos = video_run
+    run = tmp_path / "run"
+    train_head(TrainConfig.of(method="scsampler", manifest=str(tmp / "m.csv"), cache=str(tmp / "cache"), out=str(run),
+                              fine="resnet18@224", frames=8, top_k=3, epochs=1, progress=False, device="cpu",
+                              curve=False))
+    summary = predict_videos(PredictConfig(run=str(run), out=str(tmp_path / "raw"), videos=videos, progress=False,
+                                           workers=0))
+    ours, theirs = (pd.read_csv(folder / "decisions.csv") for folder in (tmp_path / "raw", run))
+    assert len(ours) == len(theirs) == 16 and (ours.fine.values == theirs.fine.values).all()
+    ours, theirs = (pd.read_csv(f / "predictions.csv").set_index("video_id") for f in (tmp_path / "raw", run))
+    assert (ours.pred == theirs.pred.loc[ours.index]).all() and (ours.fine_count == 3).all()
+    assert ours.gflops.values == pytest.approx(theirs.gflops.loc[ours.index].values, rel=0.01)
+    assert summary["fine_mean"] == 3
