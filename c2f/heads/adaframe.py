@@ -264,7 +264,7 @@ _PAPER = {"method": "adaframe", "coarse": "mobilenet_v2@112", "fine": "resnet101
 _SOURCE = ("AdaFrame (CVPR 2019), abstract and introduction: ResNet-101, a utility stopping early; AdaFrame-10 visited "
            "8.65 frames on average on ActivityNet and 8.21 on FCVID (--stop-share 0.865 and 0.821 stand for its "
            "threshold, whose value is not given); 16 memory frames (its ablation's best); 16 cached positions as in "
-           "AdaFocus's comparison. Not checked against the paper's text in this session (recalled): MobileNetV2 at "
+           "AdaFocus's comparison. Not checked against the paper's full text: MobileNetV2 at "
            "112 px for the memory, at most 10 steps, the discount 0.9, the location's standard deviation 0.1, the "
            "first frame at the centre. Not known (c2f's choices): the optimiser (LiteEval's, the same authors' next "
            "paper on the same features: Adam at 1e-4, L2 1e-4, the rate / 10 at 40% and 80%, 100 epochs, batch 128), "

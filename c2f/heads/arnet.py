@@ -234,8 +234,8 @@ _SOURCE = ("AR-Net's released code (mengyuest/AR-Net): scripts_train.sh, the joi
            "loss, temperature 5 decayed by exp(-0.045) an epoch (opts.py), SGD with momentum 0.9 at 1e-3, L2 1e-4, "
            "50 epochs at a constant rate (the default rate steps at epochs 50 and 100 fall after the run), batch 48, "
            "gradient clip 20; the LSTM's 512 units are opts.py's default. The scripts give ActivityNet's settings "
-           "only: FCVID and Mini-Kinetics use the same (their own are stated in neither the scripts nor what this "
-           "session could read of the paper). The scripts' first step (each backbone and its fc fine-tuned alone at "
+           "only: FCVID and Mini-Kinetics use the same (their own are stated in neither the scripts nor the "
+           "rest of the released code). The scripts' first step (each backbone and its fc fine-tuned alone at "
            "its resolution, 10 epochs) is here the warm-up of each resolution's classifier on the frozen cached "
            "features: 10 of 60 epochs, at the joint training's rate")
 PRESETS = {f"arnet-{name}": Preset(_PAPER, _SOURCE) for name in ("activitynet", "fcvid", "minikinetics")}
