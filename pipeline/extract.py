@@ -170,11 +170,12 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
 
 def _runner(cfg: ExtractConfig, specs: list[bb.FeatureSet], weights: dict, device, out: Path) -> FeatureRunner:
     """The backbones, at the batch size given, else the one the cache was extracted with, else the device's
-    (pipeline.batching); on the CPU, the allocator keeps what each batch frees (pipeline.core.memory)."""
-    if device.type == "cpu":
-        keep_freed_memory()
+    (pipeline.batching); on the CPU, the allocator keeps what each batch frees (pipeline.core.memory), from
+    the moment the models are built: the checkpoints' tensors, freed once loaded, go back to the kernel."""
     batch = cfg.batch_size or recorded(out, [fs.name for fs in specs])
     runner = FeatureRunner(specs, weights, device, batch or CPU_BATCH, *cfg.numerics(device), cfg.preprocess)
+    if device.type == "cpu":
+        keep_freed_memory()
     if cfg.canvas is not None:
         if cfg.canvas < runner.canvas:
             raise SettingsError(f"--canvas {cfg.canvas} is smaller than the {runner.canvas} px these sets need")

@@ -249,3 +249,24 @@ def test_precision_bf16_through_c2f_extract_stays_close_to_fp32(tmp_path):
                 assert h5.attrs["precision"] == precision
         assert {k: index["attrs"][k] for k in ("preprocess", "seek", "canvas")} == \
             {"preprocess": "eval", "seek": "exact", "canvas": 256}
+
+
+def test_the_allocator_keeps_freed_memory_only_once_the_models_are_built(tmp_path, monkeypatch):
+    """pipeline.core.memory: set before the models are built, the heap would also keep the checkpoints'
+    tensors, freed once loaded (about one checkpoint for the whole run). Extraction on the CPU sets it
+    after (and prediction, once its Predictor is built: c2f.predict.job)."""
+    import pipeline.extract as extraction
+    events = []
+    built = extraction.FeatureRunner
+
+    def runner(*args, **kwargs):
+        made = built(*args, **kwargs)
+        events.append("models built")
+        return made
+
+    monkeypatch.setattr(extraction, "FeatureRunner", runner)
+    monkeypatch.setattr(extraction, "keep_freed_memory", lambda: events.append("heap keeps"))
+    video = make_video(tmp_path / "a.mp4", num_frames=8)
+    manifest = write_manifest(tmp_path / "m.csv", [("a", video, "x", "train")])
+    run(manifest, tmp_path / "cache", ["resnet18@112"])
+    assert events == ["models built", "heap keeps"]

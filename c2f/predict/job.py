@@ -198,13 +198,13 @@ def predict_videos(cfg: PredictConfig) -> dict | None:
     out = Path(cfg.out)
     entries = cfg.entries()
     ranks, device = Ranks.start(resolve_device(cfg.device))
-    if device.type == "cpu":
-        keep_freed_memory()          # the CNNs' activations, freed after every batch, stay in the heap
     try:
         with ExitStack() as stack:
             lock_for_the_whole_run(stack, out, ranks, what="prediction")
             predictor = Predictor.from_run(cfg.run, cfg.weights, str(device), cfg.allow_other_weights, cfg.budget,
                                            gflops_budget=cfg.gflops_budget, thresholds=cfg.threshold)
+            if device.type == "cpu":     # once the checkpoints are loaded and freed (pipeline.core.memory)
+                keep_freed_memory()      # the CNNs' activations, freed after every batch, stay in the heap
             predictor.video_timeout = cfg.video_timeout
             _claim_together(out, identity(predictor, cfg), cfg.overwrite, ranks)
             outputs = Outputs(out, ranks.rank,

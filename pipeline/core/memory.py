@@ -4,7 +4,9 @@ to at most 32 MiB) their own mapping and returns them to the kernel when freed, 
 top, so the next batch faults every page in again: millions of minor page faults and seconds of
 kernel time a run (bench/extract_process.py). Raising the threshold to its maximum and never trimming
 keeps blocks up to 32 MiB in the heap, reused from batch to batch; the batch size on the CPU is chosen
-so that a batch's activations fit under it (pipeline.extract)."""
+so that a batch's activations fit under it (pipeline.extract). It is set once the models are built:
+set before, the checkpoints' tensors, freed once loaded into the models, would stay in the heap too
+(about one checkpoint's size for the whole run)."""
 from __future__ import annotations
 
 import ctypes
