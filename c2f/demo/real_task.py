@@ -20,6 +20,9 @@ from pipeline.extract import ExtractConfig, extract
 from .videos import TEXTURES, DemoVideoConfig, write_demo_videos
 
 COARSE, FINE = "mobilenet_v2@112", "mobilenet_v2@224"
+# AdaFocus's: the glance at 112 px shows where the square is, not its texture; a 3 x 3 grid of 96 px
+# patches cut from the 224 px frame, each through MobileNetV2 (the 56 px square fits in one patch)
+GLANCE, FOCUS = "mobilenet_v2@112-map", "mobilenet_v2@224-grid3x96"
 VIDEO_FPS = 2                 # written; phase one samples 1 fps of it
 SQUARE_FRAMES = (6, 10)       # of the video's: 3-5 s on screen
 
@@ -30,6 +33,8 @@ class RealTask:
     cache: Path
     coarse: str = COARSE
     fine: str = FINE
+    glance: str = GLANCE
+    focus: str = FOCUS
 
 
 def video_config(out: str | Path, train: int, val: int, seconds: int, seed: int = 0, classes: int = 6,
@@ -43,15 +48,17 @@ def video_config(out: str | Path, train: int, val: int, seconds: int, seed: int 
 
 
 def write_real_task(root: str | Path, train: int = 120, val: int = 300, seconds: int = 30, seed: int = 0,
-                    classes: int = 6, weights: str = "imagenet", progress: bool = False) -> RealTask:
+                    classes: int = 6, weights: str = "imagenet", progress: bool = False,
+                    sets: tuple[str, ...] = (COARSE, FINE)) -> RealTask:
     """Videos, manifest and features under `root` (videos/, manifest.csv, cache/): written once, then
     reused (the extraction resumes if it was interrupted). `weights`: phase one's --weights (`random`
-    for a smoke run without the checkpoint: then the features mean nothing)."""
+    for a smoke run without the checkpoint: then the features mean nothing). `sets`: the feature sets
+    extracted (LiteEval's coarse and fine by default; (GLANCE, FOCUS) for AdaFocus)."""
     root = Path(root)
     manifest = root / "manifest.csv"
     if not manifest.exists():          # written last by write_demo_videos: the videos are all there
         write_demo_videos(video_config(root, train, val, seconds, seed, classes, progress))
     cache = root / "cache"        # a rerun skips the videos already extracted
-    extract(ExtractConfig(str(manifest), str(cache), [COARSE, FINE], fps=1.0, weights=[weights],
+    extract(ExtractConfig(str(manifest), str(cache), list(sets), fps=1.0, weights=[weights],
                           progress=progress))
     return RealTask(manifest, cache)
