@@ -88,7 +88,7 @@ def c2f_run(videos: list[Path], work: Path, architecture: str, fps: float, env: 
                               work / "manifest.csv")
     out = work / "c2f_cache"
     shutil.rmtree(out, ignore_errors=True)
-    run = run_process([sys.executable, "-m", "cli", "extract", "--manifest", str(manifest), "--out", str(out),
+    run = run_process([sys.executable, "-m", "c2f", "extract", "--manifest", str(manifest), "--out", str(out),
                        "--backbone", f"{architecture}@224", "--fps", f"{fps:g}", "--no-progress"], env)
     return run | {"frames": extracted_frames(run["output"])}
 

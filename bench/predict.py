@@ -1,4 +1,4 @@
-"""Real savings of `c2f predict`, in two parts.
+"""Real savings of `c2f predict`, in two parts, and the cost of a CNN call.
 
 Part 1, the demo's uniform, liteeval and adafocus runs on the same decoded videos, in one process:
 seconds a video by stage, the ratio to UNIFORM, the GFLOPs executed against what `c2f report`
@@ -12,8 +12,14 @@ curve.csv (the trained setting, the gate's targets, early exit, online budgets K
 seconds (CNNs + head; decoding apart) against the GFLOPs executed, each as a ratio to the trained
 (full-video) point. The points take turns, --repeats times; the median of each is printed.
 
+Part "calls" (--part calls), the same run's two CNNs as prediction calls them (FeatureSet.prepare on
+decoded squares, then the runner), at 1, 2, 4, ... 64 rows a call: milliseconds a call and a row,
+medians of --repeats turns; what a call costs beyond its rows tells how many rows a call needs
+before its time follows its GFLOPs.
+
     python bench/predict.py [--demo demo_out] [--data data_manifests/demo] [--videos 100] [--batch-size 16]
                             [--root DIR] [--train 120] [--val 60] [--seconds 30] [--epochs N] [--repeats 3]
+    python bench/predict.py --part calls --root DIR [--repeats 5]       # the CNNs' cost a call, by rows
     python bench/predict.py --smoke        # tiny pipelines of its own, random weights (seconds)
     python bench/predict.py --device cuda --json predict.json      # on a GPU; part 1's figures to a file
 
@@ -169,6 +175,31 @@ def curve_part(run: Path, manifest: Path, weights: list[str], batch_size: int, r
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
+CALL_ROWS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def calls_part(run: Path, manifest: Path, weights: list[str], repeats: int) -> None:
+    """Milliseconds a call of each CNN of the run at CALL_ROWS rows (prepare + run, as ComputedFeatures)."""
+    predictor = Predictor.from_run(run, weights, "cpu", batch_size=max(CALL_ROWS))
+    squares = torch.cat([predictor.decode(e.video_id, e.path).squares for e in read_manifest(manifest).split("val")[:3]])
+    squares = squares[torch.arange(max(CALL_ROWS)) % len(squares)]          # real frames, as many as the most rows
+    runner, rows = predictor.runner, []
+    for role, fs in predictor.sets.items():
+        def call(n):
+            started = time.perf_counter()
+            runner.run(fs, fs.prepare(squares[:n], runner.preprocess), padded=False)
+            return time.perf_counter() - started
+        call(max(CALL_ROWS))                     # warm-up, untimed
+        turns = [[call(n) for n in CALL_ROWS] for _ in range(repeats)]
+        for k, n in enumerate(CALL_ROWS):
+            seconds = statistics.median(t[k] for t in turns)
+            rows.append({"set": f"{role}: {fs.name}", "rows": n, "ms a call": 1000 * seconds, "ms a row": 1000 * seconds / n})
+    table = pd.DataFrame(rows)
+    table["a row / at 64 rows"] = table["ms a row"] / table.groupby("set")["ms a row"].transform("last")
+    print(f"{run}: {torch.get_num_threads()} threads, {len(squares)} decoded squares; medians of {repeats} turns")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", default=str(REPO / "demo_out"))
@@ -183,11 +214,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (part 1: the runs' CNNs and heads)")
     parser.add_argument("--json", default=None, help="write part 1's table to this file")
-    parser.add_argument("--part", choices=("1", "2", "both"), default="both", help="run part 1, part 2, or both")
+    parser.add_argument("--part", choices=("1", "2", "both", "calls"), default="both", help="run part 1, part 2, or both")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
     demo, data = smoke_demo(Path(tmp.name)) if args.smoke else (Path(args.demo), Path(args.data))
+    if args.part == "calls":
+        run, manifest = (demo / "runs" / "liteeval", data / "manifest.csv") if args.smoke else \
+            real_run(Path(args.root or tmp.name), args.train, args.val, args.seconds, args.epochs)
+        calls_part(run, manifest, [str(demo / "resnet18_224_demo.pt")] if args.smoke else [], args.repeats)
+        return
     if args.part != "2" and (demo / "runs").is_dir():
         demo_part(demo, data, args.videos, args.batch_size, args.device, args.json)
     elif args.part != "2":
