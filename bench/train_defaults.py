@@ -105,10 +105,10 @@ def make_tasks(root: Path, names: list[str], smoke: bool) -> dict[str, dict]:
 
 
 def staged_grid() -> list[dict]:
-    """AdaFocus's grid: every length at every scale of the paper's rates, and the paper's own setting."""
+    """AdaFocus's grid: the paper's own setting first, then every length at every scale of its rates."""
     settings = [{"stage_epochs": e, "stage_lrs": tuple(float(f"{lr * s:.3g}") for lr in PAPER_STAGE_LRS)}
                 for e, s in itertools.product(STAGE_EPOCHS, STAGE_LR_SCALES)]
-    return settings + [{"stage_epochs": PAPER_STAGE_EPOCHS, "stage_lrs": PAPER_STAGE_LRS}]
+    return [{"stage_epochs": PAPER_STAGE_EPOCHS, "stage_lrs": PAPER_STAGE_LRS}] + settings
 
 
 def grid(method: str, smoke: bool) -> list[dict]:
@@ -144,19 +144,19 @@ def trained(runs_dir: Path, task: dict, method: str, seeds: list[int], settings:
 def compare(runs_dir: Path, task: dict, method: str, seeds: list[int], smoke: bool, fixed: tuple[str, ...] = ()):
     """The defaults against every setting of the grid, each the mean over the seeds, trained one after
     the other; the grid's best is its highest top-1 (the faster setting on a tie). An AdaFocus method
-    with `fixed` patch policies also trains them at the defaults and at the grid's last setting (the
-    paper's own), same seeds and stages: the row's `fixed` is their mean top-1 at the defaults.
-    Returns the summary and every run."""
+    with `fixed` patch policies also trains them at the defaults and at the grid's first setting (the
+    paper's own), same seeds and stages: the row's `fixed` is their mean top-1 at the defaults. Each
+    setting of such a task is printed as it is done. Returns the summary and every run."""
     runs, fixed_at_defaults = [], {}
     defaults = SMOKE_DEFAULTS[method in STAGED] if smoke else {}
     settings_list = [defaults] + grid(method, smoke)
     for k, settings in enumerate(settings_list):
         runs.append(trained(runs_dir, task, method, seeds, settings, "learned" if method in STAGED else None))
-        if fixed and k in (0, len(settings_list) - 1):
-            others = [trained(runs_dir, task, method, seeds, settings, policy) for policy in fixed]
+        others = [trained(runs_dir, task, method, seeds, settings, policy) for policy in fixed if k < 2]
+        if fixed:
             print(setting_row(runs[-1], others), flush=True)
-            fixed_at_defaults = fixed_at_defaults or {r["policy"]: r["top1"] for r in others}
-            runs += others
+        fixed_at_defaults = fixed_at_defaults or {r["policy"]: r["top1"] for r in others}
+        runs += others
     learned = [r for r in runs if r["policy"] in (None, "learned")]
     default, tuned = learned[0], learned[1:]
     best = max(tuned, key=lambda r: (r["top1"], -r["seconds"]))
@@ -174,10 +174,10 @@ def setting_row(learned: dict, fixed: list[dict]) -> str:
     """One setting of an AdaFocus task with fixed policies: every policy's top-1, per seed and mean."""
     def seeds(run: dict) -> str:
         return f"{run['top1']:.3f} ({' / '.join(f'{t:.3f}' for t in run['top1_seeds'])})"
-    margin = learned["top1"] - max(r["top1"] for r in fixed)
-    return (f"  setting | {setting_text(learned['settings'])} | learned {seeds(learned)} | "
-            + " | ".join(f"{r['policy']} {seeds(r)}" for r in fixed) + f" | margin {margin * 100:+.1f} | "
-            f"{learned['seconds']:.1f} s")
+    cells = [setting_text(learned["settings"]), f"learned {seeds(learned)}"] + [f"{r['policy']} {seeds(r)}" for r in fixed]
+    if fixed:
+        cells.append(f"margin {(learned['top1'] - max(r['top1'] for r in fixed)) * 100:+.1f}")
+    return "  setting | " + " | ".join(cells + [f"{learned['seconds']:.1f} s"])
 
 
 def table_row(task: str, method: str, row: dict) -> str:
