@@ -117,6 +117,21 @@ def test_a_calibration_part_is_held_out_of_training_and_chooses(caches, tmp_path
     assert {"calibration_top1", "calibration_gflops", "top1", "gflops_mean"} <= set(curve.columns)
 
 
+def test_calibration_videos_are_counted_once_their_features_are_loaded(caches, tmp_path):
+    """The rule's minimum holds for the calibration videos that have features, not for the manifest's
+    ids: a manifest whose held-out part is mostly videos missing from the cache is refused."""
+    lite, _ = caches
+    rows = pd.read_csv(lite.manifest)
+    missing = rows[rows.split == "train"].iloc[[0] * 400].assign(video_id=[f"absent_{i:03d}" for i in range(400)])
+    manifest = tmp_path / "manifest.csv"
+    pd.concat([rows, missing]).to_csv(manifest, index=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("c2f.training.inputs.MIN_CALIBRATION_VIDEOS", 10)
+        refused = train("--method", "lstm", "--manifest", manifest, "--cache", lite.cache, "--fine-hidden", "8",
+                        "--epochs", "1", "--calibration-share", "0.1", "--out", tmp_path / "run")
+    assert refused.exit_code == 2 and "calibration videos have features" in refused.output
+
+
 def test_log_csv_has_a_row_per_epoch_of_every_stage(caches, tmp_path):
     lite, grid = caches
     assert train("--method", "adafocus", "--manifest", grid.manifest, "--cache", grid.cache, "--out", tmp_path / "ada",

@@ -50,6 +50,11 @@ def load_data(cfg: TrainConfig) -> tuple[VideoSet, VideoSet | None, VideoSet, li
     held_out = calibration_ids([e.video_id for e in manifest.split(cfg.train_split)], cfg.calibration_share, cfg.seed)
     train = _load_split(cfg, manifest, cfg.train_split, cache, classes, lambda v: v not in held_out)
     calibration = _load_split(cfg, manifest, cfg.train_split, cache, classes, held_out.__contains__) if held_out else None
+    if calibration is not None and len(calibration) < MIN_CALIBRATION_VIDEOS:
+        raise SettingsError(f"--calibration-share {cfg.calibration_share:g}: {len(calibration)} of the {len(held_out)} "
+                            f"calibration videos have features in {cfg.cache}; choosing between operating points "
+                            f"needs at least {MIN_CALIBRATION_VIDEOS}", "give a larger share, or none (the points "
+                            "are then chosen on the training videos)")
     evaluation = train if cfg.eval_split == cfg.train_split and not held_out else \
         _load_split(cfg, manifest, cfg.eval_split, cache, classes)
     warn_mixed_decoding(train)
