@@ -132,7 +132,7 @@ class ARNetHead(EarlyExit, Head):
         if self.warming:            # each resolution's classifier alone, as a backbone fine-tuned at its size
             target = soft_targets(batch.targets)
             losses = {f"warmup{k}": F.cross_entropy(l.mean(1), target) for k, l in enumerate(own)}
-            return HeadOutput(own[0].mean(1), torch.zeros(len(batch), dtype=torch.float64), losses)
+            return HeadOutput(own[0].mean(1), torch.zeros(len(batch), dtype=torch.float64, device=own[0].device), losses)
         decisions, hidden, visited = self._decisions(batch.read_frames("coarse", positions))
         logits = torch.stack(own + ([self.lite(hidden)] if self.lite is not None else []), 2)     # [B, T, P, C]
         chosen = decisions[..., :self.predicting]
