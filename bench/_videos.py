@@ -1,4 +1,4 @@
-"""Synthetic H.264 videos for the benches that run where no real videos are (a lent GPU machine has
+"""Synthetic H.264 videos for the benches that run where no real videos are (a GPU machine may have
 no ../shared): a smooth random texture panning across the frame with a bright square moving over
 it, encoded by PyAV's libx264 (preset veryfast, its default GOP of 250 frames and B-frames), so
 that decoding one costs about what a real video of that size, frame rate and motion costs. A module,

@@ -8,7 +8,7 @@ The task is bench/train_defaults.py's liteeval task (c2f.demo.synthetic.liteeval
 class only in the fine features of the 1-3 frames of 12-24 that the coarse features mark, 5 classes),
 with its recurrent size (--fine-hidden 64); listentolook searches its default 16 candidates.
 
-1. Quality bar (issue 29): listentolook --picks K against uniform --frames K (as many fine reads, a little
+1. Quality bar: listentolook --picks K against uniform --frames K (as many fine reads, a little
    fewer GFLOPs: no cheap preview) and --frames K+1 (more GFLOPs), same sets and cache, every run with the
    defaults and each seed; top-1 and GFLOPs on the validation split. Also how sparse the evidence is: the
    share of validation videos whose K evenly spaced frames hold no marked frame, against the share whose

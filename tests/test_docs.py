@@ -108,10 +108,11 @@ def test_the_commands_pages_show_the_codes_defaults():
 
 
 def test_the_readme_speaks_of_the_product():
-    """The README says what c2f does and what has not been measured, in the product's terms; how the
-    project was worked on (sessions, machines lent to them) is not the reader's business."""
+    """The README and the docs say what c2f does and what has not been measured, in the product's terms;
+    how the project was worked on (sessions, machines lent to them) is not the reader's business."""
     text = (REPO / "README.md").read_text()
-    for phrase in ("session", "lent to", "helper"):
-        assert phrase not in text.lower(), phrase
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for phrase in ("session", "lent to", "a lent", "helper"):
+            assert phrase not in page.read_text().lower(), f"{page.relative_to(REPO)}: {phrase}"
     not_measured = text.split("**Not measured yet.**", 1)[1].split("\n\n", 1)[0]
     assert "bench/gpu.sh" in not_measured and "docs/measurements/gpu.md" in not_measured

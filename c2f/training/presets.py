@@ -1,8 +1,8 @@
 """The papers' settings, shipped: `c2f train-head --preset NAME` starts from one (a config file and
 flags given beside it override it). Each preset is part of its method's record (c2f.methods.Preset,
 registered beside the head), and cites where its numbers come from; what neither the paper nor the
-authors' code states is said so. A preset's optimiser is the paper's exactly (`--optimizer adam`
-for the single-stage heads: no width-scaled rate).
+authors' code states is said so. A preset's optimiser is the paper's exactly (`--optimizer adam`,
+`sgd` or `sgd-nesterov`, as the paper trained: no width-scaled rate).
 
 A settings file (`--config FILE`, YAML or JSON) holds the same flat mapping as a preset; a run's
 config.json is one (its `settings`), so `--config RUN/config.json` repeats the run."""

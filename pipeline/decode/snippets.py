@@ -24,7 +24,8 @@ class SnippetReader:
     stride // 2), clamped to the video's frames, where centre is the first frame at or after the
     sample's time: reader._linear's snippet. A snippet whose frames are no longer held (a sample
     earlier than the window of those read), or were not kept (a packet index that misplaced a frame),
-    is read by a new pass from the start of the video; the last resort keeps every frame."""
+    is read by a new pass from the start of the video; the last resort keeps every frame of the window
+    behind the furthest frame decoded (any one snippet fits in it)."""
 
     def __init__(self, plan: SamplePlan, canvas: int, clip_frames: int, clip_stride: int):
         if plan.seek != "exact":
