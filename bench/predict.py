@@ -129,7 +129,7 @@ def real_run(root: Path, train: int, val: int, seconds: int, epochs: int | None)
     os.environ["TORCH_HOME"] = str(root / "torch_home")
     task = write_real_task(root / f"real_{train}_{val}_{seconds}s", train, val, seconds, progress=True)
     run = task.manifest.parent / ("liteeval" if epochs is None else f"liteeval_{epochs}_epochs")
-    if not RunDir(run).finished():
+    if not RunDir(run).finished:
         train_head(TrainConfig.of(method="liteeval", manifest=str(task.manifest), cache=str(task.cache), out=str(run),
                                   coarse=task.coarse, fine=task.fine, device="cpu", progress=False,
                                   **({} if epochs is None else {"epochs": epochs})))
