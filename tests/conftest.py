@@ -136,3 +136,25 @@ def training_killed_when(when, error: type[BaseException] = KeyboardInterrupt):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(c2f.training.loop, "_one_epoch", one_epoch)
         yield
+
+
+def checked_exit_trace(head, batches, quantiles) -> tuple[np.ndarray, np.ndarray]:
+    """A stepping head's exit trace (EarlyExit.exit_trace), checked: at the thresholds at these quantiles
+    of its confidences, the head's mean GFLOPs equal what the trace says. The head is left at the last."""
+    from c2f.blocks.exits import mean_cost_at
+    confidence, cost = head.exit_trace(batches)
+    for threshold in np.quantile(confidence[np.isfinite(confidence)], quantiles):
+        head.exit_threshold.fill_(float(threshold))
+        assert head.mean_gflops(batches) == pytest.approx(mean_cost_at(confidence, cost, threshold), rel=1e-5)
+    return confidence, cost
+
+
+def assert_exit_reads_less(head, videos) -> None:
+    """At the head's exit threshold, against none: no video sees or reads more, and some see less."""
+    from c2f.evaluate import run_head
+    result = run_head(head, videos)
+    head.exit_threshold.fill_(float("inf"))
+    full = run_head(head, videos)
+    assert (result.frames_seen() <= full.frames_seen()).all() and (result.frames_seen() < full.frames_seen()).any()
+    for role in result.reads:
+        assert (result.per_video(role) <= full.per_video(role)).all()

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import torch
 
-from c2f.blocks.exits import mean_cost_at
 from c2f.blocks.gumbel import AnnealedGumbel
 from c2f.config import TrainConfig
 from c2f.data import load_videos
@@ -24,7 +23,7 @@ from c2f.predict import engine
 from c2f.rundir import load_run
 from c2f.training import train_head
 from c2f.training.operating import calibration_batches
-from conftest import make_video, write_manifest
+from conftest import assert_exit_reads_less, checked_exit_trace, make_video, write_manifest
 from pipeline.core.manifest import read_manifest
 from pipeline.extract import ExtractConfig, extract
 
@@ -132,16 +131,8 @@ def test_early_exit_costs_what_its_trace_says_and_reads_nothing_after(task, trai
     cfg, head, _ = load_run(out)
     train = _videos(task, cfg, "train")
     batches = calibration_batches(train)
-    confidence, cost = head.exit_trace(batches)
-    for threshold in np.quantile(confidence[np.isfinite(confidence)], [0.2, 0.6]):
-        head.exit_threshold.fill_(float(threshold))
-        assert head.mean_gflops(batches) == pytest.approx(mean_cost_at(confidence, cost, threshold), rel=1e-5)
-    result = run_head(head, train)
-    head.exit_threshold.fill_(float("inf"))
-    full = run_head(head, train)
-    assert (result.frames_seen() <= full.frames_seen()).all() and (result.frames_seen() < full.frames_seen()).any()
-    for role in result.reads:
-        assert (result.per_video(role) <= full.per_video(role)).all()
+    checked_exit_trace(head, batches, [0.2, 0.6])
+    assert_exit_reads_less(head, train)
     curve = pd.read_csv(out / "curve.csv")
     assert set(curve.knob) == {"exit"} and curve.gflops_mean.max() > curve.gflops_mean.min()
 

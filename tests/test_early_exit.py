@@ -17,13 +17,12 @@ from c2f.config import TrainConfig
 from c2f.data import load_videos
 from c2f.demo.synthetic import adafocus_cache, liteeval_cache
 from c2f.evaluate import run_head
-from c2f.blocks.exits import mean_cost_at
 from c2f.predict import PredictConfig, Predictor, job, lazy, predict_videos
 from c2f.predict.engine import Timer
 from c2f.rundir import load_run
 from c2f.training import train_head
 from c2f.training.operating import calibration_batches
-from conftest import make_video, write_manifest
+from conftest import assert_exit_reads_less, checked_exit_trace, make_video, write_manifest
 from pipeline.core.errors import PredictError
 from pipeline.core.manifest import read_manifest
 from pipeline.decode import read_samples
@@ -69,23 +68,15 @@ def test_the_trace_tells_what_early_exit_costs_and_nothing_after_the_exit_is_rea
     train = _videos(cache, method, "train")
     batches = calibration_batches(train)
     without = head.mean_gflops(batches)
-    confidence, cost = head.exit_trace(batches)
+    confidence, cost = checked_exit_trace(head, batches, [0.1, 0.5, 0.9])
     assert confidence.shape[0] == len(train)
-    for threshold in np.quantile(confidence[np.isfinite(confidence)], [0.1, 0.5, 0.9]):
-        head.exit_threshold.fill_(float(threshold))
-        assert head.mean_gflops(batches) == pytest.approx(mean_cost_at(confidence, cost, threshold), rel=1e-5)
     low, high = head.exit_thresholds_for(batches, [0.5, 0.9])
     assert low <= high
     head.exit_threshold.fill_(low)
     assert head.mean_gflops(batches) >= 0.5 * without - 1e-6
     # on the cache: a video that stops reads nothing after its exit, and costs less than it would
     head.exit_threshold.fill_(float(np.quantile(confidence[np.isfinite(confidence)], 0.3)))
-    result = run_head(head, train)
-    head.exit_threshold.fill_(float("inf"))
-    full = run_head(head, train)
-    assert (result.frames_seen() <= full.frames_seen()).all() and (result.frames_seen() < full.frames_seen()).any()
-    for role in result.reads:
-        assert (result.per_video(role) <= full.per_video(role)).all()
+    assert_exit_reads_less(head, train)
 
 
 def test_a_run_keeps_its_curve_and_its_exit_budget(caches, tmp_path):

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 
-from c2f.blocks.exits import mean_cost_at
 from c2f.config import TrainConfig
 from c2f.data import Batch, load_videos, segment_positions
 from c2f.demo.synthetic import liteeval_cache
@@ -23,6 +22,8 @@ from c2f.training.presets import preset
 from c2f.training.schedule import make_optimizer
 from pipeline.backbones import gflops_per_frame, parse_spec
 from pipeline.core.manifest import read_manifest
+
+from conftest import checked_exit_trace
 
 SETS = {"coarse": "mobilenet_v2@112", "fine": "resnet101@224"}
 
@@ -111,10 +112,7 @@ def test_early_exit_costs_what_the_trace_says_and_reads_nothing_after_the_exit(c
     _, head, _ = load_run(trained)
     train = _videos(cache, "train")
     batches = calibration_batches(train)
-    confidence, cost = head.exit_trace(batches)
-    for threshold in np.quantile(confidence[np.isfinite(confidence)], [0.2, 0.6]):
-        head.exit_threshold.fill_(float(threshold))
-        assert head.mean_gflops(batches) == pytest.approx(mean_cost_at(confidence, cost, threshold), rel=1e-5)
+    checked_exit_trace(head, batches, [0.2, 0.6])
     exiting = run_head(head, train)
     head.exit_threshold.fill_(float("inf"))
     full = run_head(head, train)
