@@ -1,6 +1,8 @@
 """The backbones' batch size when none is given. On the CPU a small batch: a batch's activations then
 stay under the allocator's 32 MiB heap threshold (pipeline.core.memory) and in the caches, and the
-process's peak memory stays low (bench/extract_process.py measured 4 to 32). On a GPU a large one,
+process's peak memory stays low: 2, the size at which c2f's peak with ResNet-50 at 224 px stays below its
+peer's (bench/peer_video_features.py; 4 costs about 40 MB more at peak, docs/measurements/phase-one.md;
+bench/extract_process.py measures 2 to 32). On a GPU a large one,
 bounded by its free memory: one frame of each set is run to measure its activations, and the batch
 is the largest power of two up to 256 that fits in a quarter of what is free. A cache being resumed
 keeps the batch size it was extracted with (its `batch_size` attribute), so that its features stay
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-CPU_BATCH = 4
+CPU_BATCH = 2
 GPU_BATCH_MAX = 256
 GPU_MEMORY_SHARE = 0.25
 

@@ -29,7 +29,7 @@ from . import backbones as bb
 from .cache import FeatureIndex, shard_attrs
 from .batching import CPU_BATCH, GPU_BATCH_MAX, GPU_MEMORY_SHARE, measured_gpu_batch, recorded
 from .core.devices import DEVICE_HELP, default_workers, resolve_device
-from .core.memory import keep_freed_memory
+from .core.memory import freed_memory_kept
 from .core.errors import SettingsError
 from .core.converters import from_paths, from_paths_file, from_video_folder
 from .core.manifest import Manifest, VideoEntry, manifest_of_rows, read_manifest, write_manifest
@@ -145,6 +145,8 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
         with ExitStack() as stack:
             lock_for_the_whole_run(stack, out, ranks)
             runner = _runner(cfg, specs, weights, device, out)
+            if device.type == "cpu":      # from the moment the models are built (pipeline.core.memory)
+                stack.enter_context(freed_memory_kept())
             summary.batch_size = runner.batch_size
             indices = {fs.name: FeatureIndex.open(out / fs.name, _attrs(fs, weights[fs.name], cfg, runner),
                                                   remove_stale=ranks.rank == 0) for fs in specs}
@@ -157,6 +159,7 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
             done = {name: index.done_videos() for name, index in indices.items()}
             Extraction(mine, runner, indices, done, ranks.rank, summary, out, cfg.shard_videos,
                        cfg.progress).run(_decoded(mine, cfg, runner))
+            del runner      # the models go back before the heap is (pipeline.core.memory: the shutdown's peak)
             ranks.barrier()      # every rank's shards are in the index
             if ranks.rank == 0:
                 _judge_completeness(indices, manifest.entries)
@@ -170,12 +173,9 @@ def extract(cfg: ExtractConfig) -> ExtractSummary:
 
 def _runner(cfg: ExtractConfig, specs: list[bb.FeatureSet], weights: dict, device, out: Path) -> FeatureRunner:
     """The backbones, at the batch size given, else the one the cache was extracted with, else the device's
-    (pipeline.batching); on the CPU, the allocator keeps what each batch frees (pipeline.core.memory), from
-    the moment the models are built: the checkpoints' tensors, freed once loaded, go back to the kernel."""
+    (pipeline.batching)."""
     batch = cfg.batch_size or recorded(out, [fs.name for fs in specs])
     runner = FeatureRunner(specs, weights, device, batch or CPU_BATCH, *cfg.numerics(device), cfg.preprocess)
-    if device.type == "cpu":
-        keep_freed_memory()
     if cfg.canvas is not None:
         if cfg.canvas < runner.canvas:
             raise SettingsError(f"--canvas {cfg.canvas} is smaller than the {runner.canvas} px these sets need")

@@ -251,22 +251,60 @@ def test_precision_bf16_through_c2f_extract_stays_close_to_fp32(tmp_path):
             {"preprocess": "eval", "seek": "exact", "canvas": 256}
 
 
-def test_the_allocator_keeps_freed_memory_only_once_the_models_are_built(tmp_path, monkeypatch):
+def test_the_allocator_keeps_freed_memory_only_while_the_models_run(tmp_path, monkeypatch):
     """pipeline.core.memory: set before the models are built, the heap would also keep the checkpoints'
-    tensors, freed once loaded (about one checkpoint for the whole run). Extraction on the CPU sets it
-    after (and prediction, once its Predictor is built: c2f.predict.job)."""
+    tensors, freed once loaded (about one checkpoint for the whole run); left set, with the models alive,
+    to the interpreter's shutdown, the process grew past its peak. Extraction on the CPU opens the scope
+    after building the models and closes it once they are gone (prediction opens it once its Predictor
+    is built: c2f.predict.job)."""
+    import contextlib
+    import weakref
     import pipeline.extract as extraction
-    events = []
+    events, runners = [], []
     built = extraction.FeatureRunner
 
     def runner(*args, **kwargs):
         made = built(*args, **kwargs)
+        runners.append(weakref.ref(made))
         events.append("models built")
         return made
 
+    @contextlib.contextmanager
+    def kept():
+        events.append("heap keeps")
+        yield True
+        events.append("heap handed back, models " + ("gone" if runners[0]() is None else "alive"))
+
     monkeypatch.setattr(extraction, "FeatureRunner", runner)
-    monkeypatch.setattr(extraction, "keep_freed_memory", lambda: events.append("heap keeps"))
+    monkeypatch.setattr(extraction, "freed_memory_kept", kept)
     video = make_video(tmp_path / "a.mp4", num_frames=8)
     manifest = write_manifest(tmp_path / "m.csv", [("a", video, "x", "train")])
     run(manifest, tmp_path / "cache", ["resnet18@112"])
-    assert events == ["models built", "heap keeps"]
+    assert events == ["models built", "heap keeps", "heap handed back, models gone"]
+
+
+def test_the_allocator_scope_restores_glibcs_thresholds_and_trims(monkeypatch):
+    """Nested scopes (the demo runs commands in one process) set the thresholds once and undo them once,
+    at the outermost exit, with a trim."""
+    from pipeline.core import memory
+    calls = []
+
+    class Libc:
+        def mallopt(self, parameter, value):
+            calls.append(("mallopt", parameter, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+
+    monkeypatch.setattr(memory, "_libc", Libc)
+    with memory.freed_memory_kept() as outer, memory.freed_memory_kept() as inner:
+        assert outer and inner
+        assert calls == [("mallopt", memory.M_MMAP_THRESHOLD, memory.MMAP_THRESHOLD_MAX),
+                         ("mallopt", memory.M_TRIM_THRESHOLD, 2**31 - 1)]
+    assert calls[2:] == [("mallopt", memory.M_MMAP_THRESHOLD, memory.DEFAULT_THRESHOLD),
+                         ("mallopt", memory.M_TRIM_THRESHOLD, memory.DEFAULT_THRESHOLD), ("trim", 0)]
+    monkeypatch.setattr(memory, "_libc", lambda: None)           # not glibc: nothing set, nothing undone
+    with memory.freed_memory_kept() as kept:
+        assert kept is False

@@ -97,3 +97,19 @@ def test_precision_bf16_through_c2f_extract_stays_close_to_fp32_with_imagenet_we
     print(f"bf16 vs fp32 on {len(exact)} frames: cosine min {cosine.min():.4f}, mean {cosine.mean():.4f}, "
           f"median {cosine.median():.4f}, same top-1 {same:.3f}")
     assert cosine.min() >= 0.975 and cosine.mean() >= 0.99 and same >= 0.85
+
+
+def test_a_presets_checkpoint_is_loaded_as_the_library_loads_it_with_one_copy_in_memory(imagenet_home):
+    """pipeline.backbones.builders: a preset is built on the meta device and handed the checkpoint's
+    tensors (no random copy beside them while loading); it must be the model torchvision's builder makes."""
+    from pipeline.backbones import parse_spec
+    from pipeline.backbones.weights import build_full
+    ours = build_full(parse_spec("mobilenet_v2@224").backbone, "imagenet")
+    theirs = torchvision.models.mobilenet_v2(weights=torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1).eval()
+    assert not ours.training
+    assert all(t.device.type == "cpu" for t in [*ours.parameters(), *ours.buffers()])
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    assert all(torch.equal(ours.state_dict()[k], v) for k, v in theirs.state_dict().items())
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))

@@ -22,7 +22,7 @@ from pipeline.core.ranks import Ranks, lock_for_the_whole_run
 from pipeline.decode import VIDEO_TIMEOUT
 
 from pipeline.core.errors import PredictError
-from pipeline.core.memory import keep_freed_memory
+from pipeline.core.memory import freed_memory_kept
 
 from .. import __version__
 from ..evaluate import decision_columns, decision_rows
@@ -203,8 +203,8 @@ def predict_videos(cfg: PredictConfig) -> dict | None:
             lock_for_the_whole_run(stack, out, ranks, what="prediction")
             predictor = Predictor.from_run(cfg.run, cfg.weights, str(device), cfg.allow_other_weights, cfg.budget,
                                            gflops_budget=cfg.gflops_budget, thresholds=cfg.threshold)
-            if device.type == "cpu":     # once the checkpoints are loaded and freed (pipeline.core.memory)
-                keep_freed_memory()      # the CNNs' activations, freed after every batch, stay in the heap
+            if device.type == "cpu":     # once the checkpoints are loaded and freed (pipeline.core.memory):
+                stack.enter_context(freed_memory_kept())     # the CNNs' activations stay in the heap
             predictor.video_timeout = cfg.video_timeout
             _claim_together(out, identity(predictor, cfg), cfg.overwrite, ranks)
             outputs = Outputs(out, ranks.rank,

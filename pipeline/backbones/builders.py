@@ -42,7 +42,15 @@ def torchvision_builder(builder_name: str, enum_name: str | None = None, weights
                 else torchvision.models.get_model_weights(builder_name))
         chosen = getattr(enum, weights_name) if weights_name else enum.DEFAULT
         fetch(chosen.url)        # downloaded (hash-checked) unless cached; torchvision then reads the cache
-        return torchvision.models.get_model(builder_name, weights=chosen)
+        if enum_name is None:
+            return torchvision.models.get_model(builder_name, weights=chosen)
+        # A preset (a ResNet, MobileNetV2), whose builder, given weights, only sets the classes: built on the
+        # meta device and handed the checkpoint's own tensors, it holds one copy of the weights while
+        # loading, not a random one beside the checkpoint (the process's peak memory: bench/peer_video_features.py).
+        with torch.device("meta"):
+            model = torchvision.models.get_model(builder_name, weights=None, num_classes=len(chosen.meta["categories"]))
+        model.load_state_dict(chosen.get_state_dict(progress=True, check_hash=True), assign=True)
+        return model
     return build
 
 
