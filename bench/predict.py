@@ -17,7 +17,7 @@ decoded squares, then the runner), at 1, 2, 4, ... 64 rows a call: milliseconds 
 medians of --repeats turns; what a call costs beyond its rows tells how many rows a call needs
 before its time follows its GFLOPs.
 
-    python bench/predict.py [--demo demo_out] [--data data_manifests/demo] [--videos 100] [--batch-size 16]
+    python bench/predict.py [--demo demo_out] [--data data_manifests/demo] [--videos 100] [--batch-size 32]
                             [--root DIR] [--train 120] [--val 60] [--seconds 30] [--epochs N] [--repeats 3]
     python bench/predict.py --part calls --root DIR [--repeats 5]       # the CNNs' cost a call, by rows
     python bench/predict.py --smoke        # tiny pipelines of its own, random weights (seconds)
@@ -215,7 +215,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--demo", default=str(REPO / "demo_out"))
     parser.add_argument("--data", default=str(REPO / "data_manifests" / "demo"))
     parser.add_argument("--videos", type=int, default=100, help="val videos of the demo")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32, help="videos a batch (c2f predict's default)")
     parser.add_argument("--root", help="keep the real task and its run here (reused); default: a temporary folder")
     parser.add_argument("--train", type=int, default=120, help="the real task's training videos")
     parser.add_argument("--val", type=int, default=60, help="... and val videos")

@@ -12,7 +12,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+__all__ = ["CPU_BATCH", "GPU_BATCH_MAX", "GPU_MEMORY_SHARE", "PREDICT_CALL_ROWS", "PREDICT_CALL_ROWS_OTHERWISE",
+           "fitting", "measured_gpu_batch", "recorded"]
 CPU_BATCH = 2
+# c2f predict: rows a network call (its calls' rows vary: the frames a step reads, the frames a gate
+# picks). On the CPU 16, where MobileNetV2 at 224 px keeps its activations under the heap threshold
+# (at 32 rows a row costs 1.3-1.5x, at 1-2 rows the call's fixed cost shows: bench/predict.py --part
+# calls); elsewhere 32.
+PREDICT_CALL_ROWS = {"cpu": 16}
+PREDICT_CALL_ROWS_OTHERWISE = 32
 GPU_BATCH_MAX = 256
 GPU_MEMORY_SHARE = 0.25
 

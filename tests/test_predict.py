@@ -205,3 +205,19 @@ def test_the_python_api_is_typed(small_run):
     many = predictor.predict_many([tmp / "v5.mp4", tmp / "absent.mp4", tmp / "v4.mp4"], batch_size=2)
     assert isinstance(many[1], PredictError) and [m.video_id for m in (many[0], many[2])] == ["v5", "v4"]
     assert np.allclose(many[2].probabilities, one.probabilities, atol=1e-4)
+
+
+def test_network_calls_take_at_most_the_devices_rows(small_run, monkeypatch):
+    """pipeline.batching.PREDICT_CALL_ROWS: on the CPU a call runs at most 16 rows (a 224 px network's
+    activations then stay in the allocator's heap), unless the caller gives its own."""
+    from pipeline.batching import PREDICT_CALL_ROWS
+    tmp, manifest, weights = small_run
+    assert Predictor.from_run(tmp / "run", device="cpu").runner.batch_size == PREDICT_CALL_ROWS["cpu"] == 16
+    assert Predictor.from_run(tmp / "run", device="cpu", batch_size=5).runner.batch_size == 5
+    predictor = Predictor.from_run(tmp / "run", device="cpu", batch_size=2)
+    rows = []
+    for fs in predictor.sets.values():
+        module = predictor.runner.modules[fs.name]
+        monkeypatch.setattr(module, "forward", lambda x, forward=module.forward: rows.append(len(x)) or forward(x))
+    predictor.predict_many([tmp / "v4.mp4", tmp / "v5.mp4"], batch_size=2)
+    assert rows and max(rows) <= 2

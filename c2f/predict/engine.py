@@ -143,12 +143,13 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run: str | Path, weights: list[str] = (), device: str = "auto", allow_other_weights: bool = False,
-                 budget: int | None = None, batch_size: int = 32, gflops_budget: float | None = None,
+                 budget: int | None = None, batch_size: int | None = None, gflops_budget: float | None = None,
                  thresholds: list[str] = ()) -> "Predictor":
         """The run's head with its phase-one pipeline rebuilt (c2f.predict.rebuild); `weights` as for
         `c2f extract` (needed only where the cache's checkpoint is not where extraction read it). The
         head runs as trained, or at the best point of its curve within `gflops_budget`, or with the
-        `thresholds` given (KNOB=VALUE; c2f.predict.operating)."""
+        `thresholds` given (KNOB=VALUE; c2f.predict.operating). `batch_size`: rows a network call
+        (default: the device's, pipeline.batching.PREDICT_CALL_ROWS)."""
         folder = RunDir(run)
         folder.require_finished()
         try:

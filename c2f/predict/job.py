@@ -55,7 +55,8 @@ class PredictConfig:
         above=0, kind=float)
     threshold: list[str] = option([], "KNOB=VALUE: set one of the head's knobs (gate, keep, exit, frames_read, ...; a bare VALUE: "
                                       "its first), as in RUN/curve.csv's value column. Repeatable.")
-    batch_size: int = option(16, "Videos per batch (the CNNs run across them).", minimum=1)
+    batch_size: int = option(32, "Videos per batch (the CNNs run across them; a stepping head's calls "
+                             "read one frame of each video still running).", minimum=1)
     workers: int | None = option(None, "Decoding processes (default as for c2f extract).", minimum=0, kind=int)
     video_timeout: float = option(VIDEO_TIMEOUT, "Seconds one video may take to decode; past it the video goes to "
                                           "errors.csv and the run goes on.", above=0)

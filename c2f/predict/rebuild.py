@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import backbones as bb
+from pipeline.batching import PREDICT_CALL_ROWS, PREDICT_CALL_ROWS_OTHERWISE
 from pipeline.cache import attr
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import PredictError
@@ -90,9 +91,10 @@ def require_attributes(saved: dict) -> None:
 
 
 def rebuild(saved: dict, weights: list[str], device: str, allow_other_weights: bool,
-            batch_size: int) -> tuple[dict, dict, FeatureRunner, dict[str, str], list[str]]:
+            batch_size: int | None = None) -> tuple[dict, dict, FeatureRunner, dict[str, str], list[str]]:
     """(role -> feature set, role -> cache attributes, the runner with the weights, set -> the weights
-    used (imagenet, random or a sha256), notes on weights other than the cache's) of a run."""
+    used (imagenet, random or a sha256), notes on weights other than the cache's) of a run; the runner
+    calls its networks on `batch_size` rows at most (default: the device's, PREDICT_CALL_ROWS)."""
     require_attributes(saved)
     attrs = {role: s["attrs"] for role, s in saved["feature_sets"].items()}
     sets = {role: rebuild_set(s["name"], s["attrs"]) for role, s in saved["feature_sets"].items()}
@@ -103,8 +105,10 @@ def rebuild(saved: dict, weights: list[str], device: str, allow_other_weights: b
                                "predict rebuilds one decoding for all of them")
     chosen, notes = resolve_weights({s.name: attrs[r] for r, s in sets.items()}, list(weights), allow_other_weights)
     first = next(iter(attrs.values()))
-    runner = FeatureRunner(list({s.name: s for s in sets.values()}.values()), chosen, resolve_device(device),
-                           batch_size, first.get("precision", "fp32"), bool(first.get("channels_last", 1)),
+    device = resolve_device(device)
+    rows = batch_size or PREDICT_CALL_ROWS.get(device.type, PREDICT_CALL_ROWS_OTHERWISE)
+    runner = FeatureRunner(list({s.name: s for s in sets.values()}.values()), chosen, device,
+                           rows, first.get("precision", "fp32"), bool(first.get("channels_last", 1)),
                            attr(first, "preprocess"))
     # the decoded square's side as extraction had it (a run of more sets may have had a larger one)
     runner.canvas = int(first.get("canvas", runner.canvas))
