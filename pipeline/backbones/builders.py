@@ -49,7 +49,8 @@ def torchvision_builder(builder_name: str, enum_name: str | None = None, weights
         # loading, not a random one beside the checkpoint (the process's peak memory: bench/peer_video_features.py).
         with torch.device("meta"):
             model = torchvision.models.get_model(builder_name, weights=None, num_classes=len(chosen.meta["categories"]))
-        model.load_state_dict(chosen.get_state_dict(progress=True, check_hash=True), assign=True)
+        state = chosen.get_state_dict(progress=True, check_hash=True, map_location="cpu", weights_only=True)
+        model.load_state_dict(state, assign=True)
         return model
     return build
 
