@@ -24,7 +24,8 @@ before its time follows its GFLOPs.
     python bench/predict.py --device cuda --json predict.json      # on a GPU; part 1's figures to a file
 
 Decoding is paid by every method alike and is reported apart; the compute seconds are the CNNs'
-and the head's. On the CPU the allocator keeps what the CNNs free, as `c2f predict` sets it. Each method (each point) first runs one untimed batch (model and kernel warm-up).
+and the head's. On the CPU the allocator keeps what the CNNs free, as `c2f predict` sets it. Each
+method (each point) first runs one untimed batch (model and kernel warm-up).
 """
 from __future__ import annotations
 

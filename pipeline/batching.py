@@ -1,7 +1,7 @@
 """The backbones' batch size when none is given. On the CPU a small batch: a batch's activations then
 stay under the allocator's 32 MiB heap threshold (pipeline.core.memory) and in the caches, and the
 process's peak memory stays low: 2, the size at which c2f's peak with ResNet-50 at 224 px stays below its
-peer's (bench/peer_video_features.py; 4 costs about 40 MB more at peak, docs/measurements/phase-one.md;
+peer's (bench/peer_video_features.py; 4 costs about 60 MB more at peak, docs/measurements/phase-one.md;
 bench/extract_process.py measures 2 to 32). On a GPU a large one,
 bounded by its free memory: one frame of each set is run to measure its activations, and the batch
 is the largest power of two up to 256 that fits in a quarter of what is free. A cache being resumed
@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["CPU_BATCH", "GPU_BATCH_MAX", "GPU_MEMORY_SHARE", "PREDICT_CALL_ROWS", "PREDICT_CALL_ROWS_OTHERWISE",
+__all__ = ["CPU_BATCH", "GPU_BATCH_MAX", "GPU_MEMORY_SHARE", "PREDICT_CALL_ROWS", "PREDICT_CALL_ROWS_CPU",
            "fitting", "measured_gpu_batch", "recorded"]
 CPU_BATCH = 2
 # c2f predict: rows a network call (its calls' rows vary: the frames a step reads, the frames a gate
 # picks). On the CPU 16, where MobileNetV2 at 224 px keeps its activations under the heap threshold
 # (at 32 rows a row costs 1.3-1.5x, at 1-2 rows the call's fixed cost shows: bench/predict.py --part
 # calls); elsewhere 32.
-PREDICT_CALL_ROWS = {"cpu": 16}
-PREDICT_CALL_ROWS_OTHERWISE = 32
+PREDICT_CALL_ROWS_CPU = 16
+PREDICT_CALL_ROWS = 32
 GPU_BATCH_MAX = 256
 GPU_MEMORY_SHARE = 0.25
 

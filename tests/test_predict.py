@@ -208,11 +208,11 @@ def test_the_python_api_is_typed(small_run):
 
 
 def test_network_calls_take_at_most_the_devices_rows(small_run, monkeypatch):
-    """pipeline.batching.PREDICT_CALL_ROWS: on the CPU a call runs at most 16 rows (a 224 px network's
+    """pipeline.batching.PREDICT_CALL_ROWS_CPU: on the CPU a call runs at most 16 rows (a 224 px network's
     activations then stay in the allocator's heap), unless the caller gives its own."""
-    from pipeline.batching import PREDICT_CALL_ROWS
+    from pipeline.batching import PREDICT_CALL_ROWS_CPU
     tmp, manifest, weights = small_run
-    assert Predictor.from_run(tmp / "run", device="cpu").runner.batch_size == PREDICT_CALL_ROWS["cpu"] == 16
+    assert Predictor.from_run(tmp / "run", device="cpu").runner.batch_size == PREDICT_CALL_ROWS_CPU == 16
     assert Predictor.from_run(tmp / "run", device="cpu", batch_size=5).runner.batch_size == 5
     predictor = Predictor.from_run(tmp / "run", device="cpu", batch_size=2)
     rows = []

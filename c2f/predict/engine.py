@@ -149,7 +149,7 @@ class Predictor:
         `c2f extract` (needed only where the cache's checkpoint is not where extraction read it). The
         head runs as trained, or at the best point of its curve within `gflops_budget`, or with the
         `thresholds` given (KNOB=VALUE; c2f.predict.operating). `batch_size`: rows a network call
-        (default: the device's, pipeline.batching.PREDICT_CALL_ROWS)."""
+        (default: the device's, pipeline.batching)."""
         folder = RunDir(run)
         folder.require_finished()
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import backbones as bb
-from pipeline.batching import PREDICT_CALL_ROWS, PREDICT_CALL_ROWS_OTHERWISE
+from pipeline.batching import PREDICT_CALL_ROWS, PREDICT_CALL_ROWS_CPU
 from pipeline.cache import attr
 from pipeline.core.devices import resolve_device
 from pipeline.core.errors import PredictError
@@ -94,7 +94,8 @@ def rebuild(saved: dict, weights: list[str], device: str, allow_other_weights: b
             batch_size: int | None = None) -> tuple[dict, dict, FeatureRunner, dict[str, str], list[str]]:
     """(role -> feature set, role -> cache attributes, the runner with the weights, set -> the weights
     used (imagenet, random or a sha256), notes on weights other than the cache's) of a run; the runner
-    calls its networks on `batch_size` rows at most (default: the device's, PREDICT_CALL_ROWS)."""
+    calls its networks on `batch_size` rows at most (default: PREDICT_CALL_ROWS_CPU on the CPU, else
+    PREDICT_CALL_ROWS)."""
     require_attributes(saved)
     attrs = {role: s["attrs"] for role, s in saved["feature_sets"].items()}
     sets = {role: rebuild_set(s["name"], s["attrs"]) for role, s in saved["feature_sets"].items()}
@@ -106,7 +107,7 @@ def rebuild(saved: dict, weights: list[str], device: str, allow_other_weights: b
     chosen, notes = resolve_weights({s.name: attrs[r] for r, s in sets.items()}, list(weights), allow_other_weights)
     first = next(iter(attrs.values()))
     device = resolve_device(device)
-    rows = batch_size or PREDICT_CALL_ROWS.get(device.type, PREDICT_CALL_ROWS_OTHERWISE)
+    rows = batch_size or (PREDICT_CALL_ROWS_CPU if device.type == "cpu" else PREDICT_CALL_ROWS)
     runner = FeatureRunner(list({s.name: s for s in sets.values()}.values()), chosen, device,
                            rows, first.get("precision", "fp32"), bool(first.get("channels_last", 1)),
                            attr(first, "preprocess"))
